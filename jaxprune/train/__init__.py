@@ -1,0 +1,53 @@
+"""The training engine: TrainState, jitted steps, schedules, checkpoints, `fit`.
+
+Example:
+  >>> from jaxprune import train
+  >>> state = train.create_train_state(model, train.optimizer(cfg), seed=0)  # doctest: +SKIP
+  >>> out = train.fit(state, ds, workdir="runs/a", batch_size=60, steps=1000)  # doctest: +SKIP
+"""
+
+from jaxprune.train.checkpoint import CheckpointWarning, Checkpoints, restore_checkpoint
+from jaxprune.train.fit import FitResult, fit
+from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
+from jaxprune.train.rundir import RunDir, read_metrics
+from jaxprune.train.sharding import make_mesh, place_state, replicated, shard_batch, state_sharding
+from jaxprune.train.state import TrainState, apply_model, create_train_state, to_model
+from jaxprune.train.steps import (
+    cross_entropy,
+    eval_step,
+    evaluate,
+    make_eval_step,
+    make_train_step,
+    train_step,
+)
+
+__all__ = [
+    "CheckpointWarning",
+    "Checkpoints",
+    "FitResult",
+    "RunDir",
+    "TrainState",
+    "apply_model",
+    "constant",
+    "cosine",
+    "create_train_state",
+    "cross_entropy",
+    "eval_step",
+    "evaluate",
+    "fit",
+    "linear_warmup",
+    "lr_schedule",
+    "make_eval_step",
+    "make_mesh",
+    "make_train_step",
+    "optimizer",
+    "place_state",
+    "read_metrics",
+    "replicated",
+    "restore_checkpoint",
+    "shard_batch",
+    "state_sharding",
+    "step_decay",
+    "to_model",
+    "train_step",
+]

@@ -1,0 +1,255 @@
+"""Orbax checkpoints of a `TrainState`: the last few, plus named points kept on request.
+
+A checkpoint is one orbax step directory with two items: `state` (the state's
+arrays; typed PRNG keys are stored as their key data) and `extra` (small JSON:
+the names given to this step, and whatever the caller adds, e.g. `fit`'s
+pending metrics). Orbax writes each step into a temporary directory and renames
+it when complete, so a process killed mid-write leaves no partial step behind.
+A step that exists but cannot be read (a truncated or deleted file) is moved
+to `corrupt/<step>` with a warning, and the previous step is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from typing import Any, Iterable, Mapping
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+from jaxprune.train.state import TrainState
+
+__all__ = ["Checkpoints", "CheckpointWarning", "restore_checkpoint"]
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be read and was set aside."""
+
+
+class Checkpoints:
+    """The checkpoints of one run: save, list, restore by step or name, resume.
+
+    Args:
+      directory: where the step directories go (`<run>/checkpoints`).
+      keep_last: how many of the most recent checkpoints to keep.
+      keep: checkpoints never deleted: a mapping `{name: step}` (e.g.
+        `{"rewind": 500}`, loadable later by name) or an iterable of steps.
+      async_save: write in a background thread while training goes on.
+
+    Example:
+      >>> ckpts = Checkpoints(run / "checkpoints", keep={"rewind": 500})  # doctest: +SKIP
+      >>> ckpts.save(500, state)  # doctest: +SKIP
+      >>> rewound, _ = ckpts.restore(template, "rewind")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        keep_last: int = 3,
+        keep: Mapping[str, int] | Iterable[int] = (),
+        async_save: bool = True,
+    ):
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.keep = _as_named_steps(keep)
+        if keep_last < 1:
+            raise ValueError(f"Checkpoints: keep_last must be >= 1, got {keep_last}.")
+        preservation = policies.AnyPreservationPolicy(
+            [policies.LatestN(keep_last), policies.CustomSteps(sorted(set(self.keep.values())))]
+        )
+        options = ocp.CheckpointManagerOptions(
+            preservation_policy=preservation,
+            cleanup_tmp_directories=True,  # Leftovers of a killed save.
+            enable_async_checkpointing=async_save,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "extra")
+        )
+
+    def steps(self) -> list[int]:
+        """The steps with a complete checkpoint, ascending."""
+        self._manager.wait_until_finished()
+        return sorted(self._manager.all_steps())
+
+    def save(self, step: int, state: TrainState, extra: Mapping[str, Any] | None = None) -> None:
+        """Saves `state` as checkpoint `step` (asynchronously unless disabled).
+
+        `extra` is a JSON-serialisable dict stored alongside; the names that
+        `keep` gives to `step` are added under "names".
+        """
+        extra = dict(extra or {})
+        extra["names"] = sorted(n for n, s in self.keep.items() if s == step)
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_storable(state.arrays())),
+                extra=ocp.args.JsonSave(extra),
+            ),
+            force=True,
+        )
+
+    def restore(
+        self, template: TrainState, which: int | str = "latest"
+    ) -> tuple[TrainState, dict[str, Any]]:
+        """Restores checkpoint `which` (a step, a name given in `keep`, or "latest").
+
+        Args:
+          template: a state with the same structure (e.g. freshly created);
+            restored arrays get its shardings.
+          which: the step, the name, or "latest".
+
+        Returns:
+          `(state, extra)`.
+
+        Raises:
+          FileNotFoundError: no such step or name; the message lists what exists.
+        """
+        step = self.resolve(which)
+        restored = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(_abstract(template.arrays())),
+                extra=ocp.args.JsonRestore(),
+            ),
+        )
+        arrays = _unstorable(restored.state, template.arrays())
+        if int(arrays["step"]) != step:
+            raise ValueError(
+                f"checkpoint {step} in {self.directory} holds a state at step "
+                f"{int(arrays['step'])}; the checkpoint is inconsistent."
+            )
+        return template.replace(**arrays), dict(restored.extra or {})
+
+    def restore_latest(self, template: TrainState) -> tuple[TrainState, dict[str, Any]] | None:
+        """Restores the newest readable checkpoint, or returns None if there is none.
+
+        A checkpoint that fails to load is moved to `<directory>/corrupt/<step>`
+        with a `CheckpointWarning`, and the previous one is tried.
+        """
+        for step in reversed(self.steps()):
+            try:
+                return self.restore(template, step)
+            except Exception as err:  # Orbax/tensorstore raise many types on bad files.
+                self._set_aside(step, err)
+        return None
+
+    def resolve(self, which: int | str) -> int:
+        """The step that `which` (a step, a name, or "latest") refers to."""
+        steps = self.steps()
+        if which == "latest":
+            if not steps:
+                raise FileNotFoundError(f"no checkpoints in {self.directory}.")
+            return steps[-1]
+        if isinstance(which, str):
+            named = self.named()
+            if which not in named:
+                raise FileNotFoundError(
+                    f"no checkpoint named {which!r} in {self.directory}; named "
+                    f"checkpoints: {named or 'none'}; steps: {steps}."
+                )
+            return named[which]
+        if int(which) not in steps:
+            raise FileNotFoundError(
+                f"no checkpoint at step {which} in {self.directory}; steps: {steps}."
+            )
+        return int(which)
+
+    def named(self) -> dict[str, int]:
+        """`{name: step}` for the named checkpoints on disk."""
+        names = {}
+        for step in self.steps():
+            try:
+                extra = self._manager.restore(
+                    step, args=ocp.args.Composite(extra=ocp.args.JsonRestore())
+                ).extra
+            except Exception:  # An unreadable step has no usable name.
+                continue
+            names.update({name: step for name in (extra or {}).get("names", [])})
+        return names
+
+    def wait(self) -> None:
+        """Blocks until background writes are complete."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Finishes pending writes and releases the manager."""
+        self._manager.close()
+
+    def __enter__(self) -> Checkpoints:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def _set_aside(self, step: int, err: Exception) -> None:
+        src = os.path.join(self.directory, str(step))
+        dst = os.path.join(self.directory, "corrupt", str(step))
+        if os.path.exists(dst):
+            shutil.rmtree(dst)
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        shutil.move(src, dst)
+        self._manager.reload()
+        warnings.warn(
+            f"checkpoint {step} in {self.directory} is unreadable "
+            f"({type(err).__name__}: {str(err)[:200]}); moved it to {dst} and "
+            "falling back to the previous checkpoint.",
+            CheckpointWarning,
+            stacklevel=3,
+        )
+
+
+def restore_checkpoint(
+    directory: str | os.PathLike, template: TrainState, which: int | str = "latest"
+) -> TrainState:
+    """Loads one checkpoint of a run, by step, by name or the latest.
+
+    Args:
+      directory: a run directory (with `checkpoints/`) or a checkpoints directory.
+      template: a state with the same structure (e.g. freshly created).
+      which: a step, a name given with `keep` (e.g. "rewind"), or "latest".
+
+    Example (lottery-ticket rewinding):
+      >>> rewound = restore_checkpoint("runs/dense", fresh_state, "rewind")  # doctest: +SKIP
+    """
+    directory = os.fspath(directory)
+    if os.path.isdir(os.path.join(directory, "checkpoints")):
+        directory = os.path.join(directory, "checkpoints")
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"restore_checkpoint: no directory {directory}.")
+    with Checkpoints(directory) as ckpts:
+        return ckpts.restore(template, which)[0]
+
+
+def _as_named_steps(keep: Mapping[str, int] | Iterable[int]) -> dict[str, int]:
+    if isinstance(keep, Mapping):
+        named = {str(k): int(v) for k, v in keep.items()}
+    else:
+        named = {f"step_{int(s)}": int(s) for s in keep}
+    bad = {k: v for k, v in named.items() if v < 0}
+    if bad:
+        raise ValueError(f"Checkpoints: keep steps must be >= 0, got {bad}.")
+    return named
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _storable(tree: Any) -> Any:
+    """Typed PRNG keys become their uint32 key data (orbax stores plain arrays)."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _unstorable(tree: Any, template: Any) -> Any:
+    def one(x, t):
+        return jax.random.wrap_key_data(x, impl=jax.random.key_impl(t)) if _is_key(t) else x
+
+    return jax.tree.map(one, tree, template)
+
+
+def _abstract(tree: Any) -> Any:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, _storable(tree))

@@ -1,0 +1,114 @@
+"""The files of a run directory: `config.json`, `metrics.jsonl`, `results.json`.
+
+`metrics.jsonl` holds one JSON object per line, each with a `step`. Lines are
+flushed as they are written, and on resume the file is cut back to the
+restored checkpoint's step, so a run killed and resumed ends with exactly the
+lines of an uninterrupted run (a half-written last line is dropped too).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Iterable, Mapping
+
+__all__ = ["RunDir", "read_metrics"]
+
+
+class RunDir:
+    """Paths and file operations of one run directory.
+
+    Example:
+      >>> run = RunDir("/tmp/runs/lenet")  # doctest: +SKIP
+      >>> run.append_metrics([{"step": 100, "split": "train", "loss": 0.3}])  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.path.abspath(os.fspath(path))
+        self.config = os.path.join(self.path, "config.json")
+        self.metrics = os.path.join(self.path, "metrics.jsonl")
+        self.results = os.path.join(self.path, "results.json")
+        self.checkpoints = os.path.join(self.path, "checkpoints")
+
+    def create(self) -> None:
+        """Creates the directory if needed."""
+        os.makedirs(self.path, exist_ok=True)
+
+    def check_or_write_config(self, config: Mapping[str, Any]) -> None:
+        """Writes `config.json`, or checks that an existing one matches `config`.
+
+        Raises:
+          ValueError: the directory holds a run with another config; resuming it
+            would mix two experiments.
+        """
+        normalized = json.loads(json.dumps(config, sort_keys=True, default=str))
+        if os.path.exists(self.config):
+            with open(self.config) as f:
+                existing = json.load(f)
+            if existing != normalized:
+                diff = sorted(_diff_keys(existing, normalized))
+                raise ValueError(
+                    f"{self.path} holds a run with a different config (differs at "
+                    f"{diff}); use a new workdir, or delete this one to start over."
+                )
+            return
+        write_json(self.config, normalized)
+
+    def append_metrics(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Appends records to `metrics.jsonl` and flushes."""
+        with open(self.metrics, "a") as f:
+            for record in records:
+                f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def truncate_metrics(self, last_step: int) -> None:
+        """Keeps the complete lines with `step <= last_step`; drops the rest."""
+        if not os.path.exists(self.metrics):
+            return
+        kept = [r for r in read_metrics(self.metrics) if r["step"] <= last_step]
+        tmp = self.metrics + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in kept)
+        os.replace(tmp, self.metrics)
+
+    def write_results(self, results: Mapping[str, Any]) -> None:
+        """Writes `results.json` atomically."""
+        write_json(self.results, results)
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a `metrics.jsonl` (or of the run directory holding it).
+
+    An incomplete last line (a process killed mid-write) is skipped.
+
+    Example:
+      >>> [r["loss"] for r in read_metrics("runs/lenet") if r["split"] == "test"]  # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, "metrics.jsonl")
+    records = []
+    with open(path) as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # Torn write at the end of a killed run.
+            records.append(json.loads(line))
+    return records
+
+
+def write_json(path: str, obj: Any) -> None:
+    """Writes JSON to `path` through a temporary file and an atomic rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in set(a) | set(b):
+            out += _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
