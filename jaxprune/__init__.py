@@ -1,3 +1,55 @@
-"""jaxprune: neural-network sparsity research in JAX."""
+"""jaxprune: neural-network sparsity research in JAX.
+
+Masks are pytrees shaped like the parameters; scores, distributions and exact
+top-k selection build them; optax transforms train under them.
+
+Example:
+  >>> import jax, optax, jaxprune
+  >>> params = {"w": jax.random.normal(jax.random.key(0), (784, 300)), "b": jax.numpy.zeros(300)}
+  >>> mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.9)
+  >>> tx = jaxprune.masked(optax.sgd(0.1, momentum=0.9), mask)
+  >>> params = jaxprune.apply_mask(params, mask)
+  >>> round(float(jaxprune.sparsity(mask)), 3)
+  0.9
+"""
+
+from jaxprune import distributions, filters, scores
+from jaxprune.distributions import keep_count, layer_sparsities
+from jaxprune.masks import (
+    LeafSparsity,
+    SparsityReport,
+    apply_mask,
+    check_mask,
+    dense_mask,
+    pack_mask,
+    sparsity,
+    sparsity_report,
+    unpack_mask,
+)
+from jaxprune.select import nm_mask, random_like, topk_mask
+from jaxprune.transforms import MaskedState, mask_of, masked
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "LeafSparsity",
+    "MaskedState",
+    "SparsityReport",
+    "apply_mask",
+    "check_mask",
+    "dense_mask",
+    "distributions",
+    "filters",
+    "keep_count",
+    "layer_sparsities",
+    "mask_of",
+    "masked",
+    "nm_mask",
+    "pack_mask",
+    "random_like",
+    "scores",
+    "sparsity",
+    "sparsity_report",
+    "topk_mask",
+    "unpack_mask",
+]
