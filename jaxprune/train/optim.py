@@ -66,8 +66,8 @@ def cosine(learning_rate: float, total_steps: int, end_value: float = 0.0) -> op
     """Cosine decay from `learning_rate` at step 0 to `end_value` at `total_steps`.
 
     Example:
-      >>> float(cosine(0.1, 100)(50))
-      0.05...
+      >>> round(float(cosine(0.1, 100)(50)), 6)
+      0.05
     """
     if total_steps <= 0:
         raise ValueError(f"cosine: total_steps must be positive, got {total_steps}.")

@@ -49,7 +49,9 @@ class TrainState:
         """Returns a copy with the given fields replaced.
 
         Example:
-          >>> state = state.replace(step=jnp.int32(0))  # doctest: +SKIP
+          >>> state = create_train_state(nnx.Linear(4, 2, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+          >>> int(state.replace(step=jnp.int32(5)).step)
+          5
         """
         return dataclasses.replace(self, **changes)
 
@@ -118,8 +120,9 @@ def to_model(state: TrainState, *, train: bool = False) -> nnx.Module:
     """Rebuilds the NNX model from a state, in train or eval mode.
 
     Example:
-      >>> model = to_model(state)  # doctest: +SKIP
-      >>> logits = model(x)  # doctest: +SKIP
+      >>> state = create_train_state(nnx.Linear(4, 2, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+      >>> to_model(state)(jnp.ones((3, 4))).shape
+      (3, 2)
     """
     model = nnx.merge(state.graphdef, state.params, state.model_state)
     if train:
@@ -144,7 +147,10 @@ def apply_model(
       `(logits, model_state)`, the latter updated in train mode.
 
     Example:
-      >>> logits, _ = apply_model(teacher_state, batch["x"])  # doctest: +SKIP
+      >>> state = create_train_state(nnx.Linear(4, 2, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+      >>> logits, model_state = apply_model(state, jnp.ones((3, 4)))
+      >>> logits.shape
+      (3, 2)
     """
     params = state.params if params is None else params
     model = to_model(state.replace(params=params), train=train)
