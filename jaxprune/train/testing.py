@@ -104,7 +104,9 @@ class TinyCNN(nnx.Module):
     """
 
     def __init__(self, channels: int, features: int, dout: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(channels, features, kernel_size=(3,), rngs=rngs)
+        # No conv bias: BatchNorm cancels it, so its gradient is pure rounding
+        # noise that Adam would amplify into a random walk.
+        self.conv = nnx.Conv(channels, features, kernel_size=(3,), use_bias=False, rngs=rngs)
         self.bn = nnx.BatchNorm(features, rngs=rngs)
         self.out = nnx.Linear(features, dout, rngs=rngs)
 

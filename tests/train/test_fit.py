@@ -1,0 +1,185 @@
+"""`fit`: run directory, reproducibility, resume, NaN stop, named checkpoints."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxprune.train import (
+    create_train_state,
+    fit,
+    make_mesh,
+    read_metrics,
+    restore_checkpoint,
+)
+from jaxprune.train.testing import TinyCNN, simple_batches, synthetic_dataset
+
+TRAIN = synthetic_dataset(200, (16, 1), 4, seed=0)  # 200 // 16 = 12 steps per epoch
+TEST = synthetic_dataset(70, (16, 1), 4, seed=1)
+TX = optax.adam(1e-2)  # One object: the step compiles once per fit call, not per state.
+
+
+def fresh(seed=0, tx=TX):
+    return create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(seed)), tx, seed=seed)
+
+
+def noise(rng, x):
+    return x + 0.1 * jax.random.normal(rng, x.shape)
+
+
+def run(workdir, state=None, **overrides):
+    kwargs = dict(
+        workdir=str(workdir), batch_size=16, steps=30, seed=0, eval_data=TEST, eval_every=10,
+        log_every=4, checkpoint_every=7, augment=noise, batches=simple_batches,
+        mesh=make_mesh(1), progress=False, config={"model": "tiny_cnn"},
+    )
+    kwargs.update(overrides)
+    return fit(fresh() if state is None else state, TRAIN, **kwargs)
+
+
+def leaves(state):
+    return [np.asarray(x) for x in jax.tree.leaves((state.params, state.model_state))]
+
+
+def assert_bitwise_equal(a, b):
+    for x, y in zip(leaves(a), leaves(b), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def metrics_text(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return f.read()
+
+
+class Crash(Exception):
+    """Stands in for a crash at a chosen step."""
+
+
+def crashing_at(step):
+    seen = [0]
+
+    def batches(*args, **kwargs):
+        for batch in simple_batches(*args, **kwargs):
+            if seen[0] == step:
+                raise Crash(f"crash before step {step + 1}")
+            seen[0] += 1
+            yield batch
+
+    return batches
+
+
+def poisoned_at(step):
+    """Batches whose step-`step` batch holds a NaN (the update that makes step+1)."""
+    seen = [0]
+
+    def batches(*args, **kwargs):
+        for batch in simple_batches(*args, **kwargs):
+            if seen[0] == step:
+                batch = {"x": np.full_like(batch["x"], np.nan), "y": batch["y"]}
+            seen[0] += 1
+            yield batch
+
+    return batches
+
+
+def test_fit_writes_config_metrics_checkpoints_and_results(tmp_path):
+    out = run(tmp_path)
+    assert int(out.state.step) == 30
+    records = read_metrics(tmp_path)
+    train = [r["step"] for r in records if r["split"] == "train"]
+    test = [r["step"] for r in records if r["split"] == "test"]
+    assert train == [4, 8, 12, 16, 20, 24, 28, 30]
+    assert test == [0, 10, 20, 30]
+    assert all(r["count"] == 70 for r in records if r["split"] == "test")
+    with open(tmp_path / "config.json") as f:
+        config = json.load(f)
+    assert config["config"] == {"model": "tiny_cnn"}
+    assert config["fit"]["batch_size"] == 16 and config["fit"]["steps"] == 30
+    with open(tmp_path / "results.json") as f:
+        results = json.load(f)
+    assert results["eval"]["test"] == [r for r in records if r["split"] == "test"][-1]
+    assert results["train"]["step"] == 30 and results["timing"]["examples_per_s"] > 0
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [21, 28, 30]
+    first, last = records[1]["loss"], results["train"]["loss"]
+    assert last < first  # it learns
+
+
+def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(tmp_path):
+    a = run(tmp_path / "a", steps=12)
+    b = run(tmp_path / "b", steps=12)
+    assert metrics_text(tmp_path / "a") == metrics_text(tmp_path / "b")
+    assert_bitwise_equal(a.state, b.state)
+    c = run(tmp_path / "c", steps=12, seed=1)
+    assert metrics_text(tmp_path / "a") != metrics_text(tmp_path / "c")
+
+
+@pytest.mark.parametrize("crash_step", [3, 15, 22])
+def test_an_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, crash_step):
+    reference = run(tmp_path / "ref")
+    with pytest.raises(Crash):
+        run(tmp_path / "run", batches=crashing_at(crash_step))
+    resumed = run(tmp_path / "run")
+    assert_bitwise_equal(resumed.state, reference.state)
+    assert metrics_text(tmp_path / "run") == metrics_text(tmp_path / "ref")
+    again = run(tmp_path / "run")  # a finished run: nothing to do, nothing duplicated
+    assert_bitwise_equal(again.state, reference.state)
+    assert metrics_text(tmp_path / "run") == metrics_text(tmp_path / "ref")
+    assert again.results["eval"] == reference.results["eval"]
+
+
+def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 17 "):
+        run(tmp_path, batches=poisoned_at(16), log_every=100)
+    steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
+    assert steps[-1] == 14  # 21 would have held NaN parameters
+    last = restore_checkpoint(tmp_path, fresh(), 14)
+    assert all(np.isfinite(x).all() for x in leaves(last))
+    assert max(r["step"] for r in read_metrics(tmp_path)) <= 16
+
+
+def test_a_rerun_with_another_config_is_refused(tmp_path):
+    run(tmp_path, steps=4)
+    with pytest.raises(ValueError, match=r"different config \(differs at \['fit.batch_size'\]"):
+        run(tmp_path, steps=4, batch_size=8)
+
+
+def test_epochs_and_a_named_rewind_point(tmp_path):
+    out = run(tmp_path, steps=None, epochs=2, keep={"rewind": 5}, checkpoint_every=100,
+              keep_last=1)
+    assert int(out.state.step) == 24
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [5, 24]
+    rewound = restore_checkpoint(tmp_path, fresh(), "rewind")
+    assert int(rewound.step) == 5
+    five = run(tmp_path / "five", steps=5)
+    assert_bitwise_equal(rewound, five.state)
+
+
+def test_fit_starts_at_a_rewound_states_step(tmp_path):
+    rewound = run(tmp_path / "a", steps=5).state
+    cont = run(tmp_path / "b", state=rewound, steps=30)
+    full = run(tmp_path / "c", steps=30)
+    assert_bitwise_equal(cont.state, full.state)
+    assert read_metrics(tmp_path / "b")[0]["step"] == 5
+
+
+def test_fit_on_eight_devices_follows_one_device(tmp_path):
+    one = run(tmp_path / "one", steps=12)
+    eight = run(tmp_path / "eight", steps=12, mesh=make_mesh(8))
+    for a, b in zip(read_metrics(tmp_path / "one"), read_metrics(tmp_path / "eight"), strict=True):
+        assert (a["step"], a["split"]) == (b["step"], b["split"])
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    for x, y in zip(leaves(one.state), leaves(eight.state)):
+        np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+
+
+def test_fit_argument_errors_say_what_to_do(tmp_path):
+    with pytest.raises(ValueError, match="exactly one of steps or epochs"):
+        run(tmp_path, steps=None)
+    with pytest.raises(ValueError, match="exceeds the 200 training examples"):
+        run(tmp_path, batch_size=256)
+    with pytest.raises(ValueError, match="eval split name 'train'"):
+        run(tmp_path, eval_data={"train": TEST})
