@@ -8,6 +8,7 @@ Example:
 
 from jaxprune.train.checkpoint import CheckpointWarning, Checkpoints, restore_checkpoint
 from jaxprune.train.fit import FitResult, fit
+from jaxprune.train.maskio import load_mask, save_mask
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
 from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, replicated, shard_batch, state_sharding
@@ -36,6 +37,7 @@ __all__ = [
     "evaluate",
     "fit",
     "linear_warmup",
+    "load_mask",
     "lr_schedule",
     "make_eval_step",
     "make_mesh",
@@ -45,6 +47,7 @@ __all__ = [
     "read_metrics",
     "replicated",
     "restore_checkpoint",
+    "save_mask",
     "shard_batch",
     "state_sharding",
     "step_decay",
