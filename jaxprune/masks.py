@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxprune import filters
+from jaxprune import filters, placement
 
 Mask = Any  # a pytree of bool arrays shaped like the parameters
 PyTree = Any
@@ -214,7 +214,8 @@ def apply_mask(params: PyTree, mask: Mask) -> PyTree:
   p_leaves, treedef = jax.tree_util.tree_flatten(params)
   m_leaves = jax.tree_util.tree_leaves(mask)
   return treedef.unflatten([
-      p if is_stand_in(m) else jnp.where(m, p, jnp.zeros((), p.dtype))
+      p if is_stand_in(m)
+      else jnp.where(placement.match_sharding(m, p), p, jnp.zeros((), p.dtype))
       for p, m in zip(p_leaves, m_leaves)
   ])
 
@@ -321,7 +322,8 @@ def pack_mask(mask: Mask) -> PyTree:
   """
   leaves, treedef = jax.tree_util.tree_flatten(mask)
   return treedef.unflatten([
-      jnp.ones((), jnp.uint8) if is_stand_in(m) else jnp.packbits(jnp.ravel(m))
+      jnp.ones((), jnp.uint8) if is_stand_in(m)
+      else jnp.packbits(jnp.ravel(placement.replicated(m)[0]))
       for m in leaves
   ])
 
@@ -352,5 +354,6 @@ def unpack_mask(packed: PyTree, like: PyTree) -> Mask:
           f"{k.dtype}; a parameter of shape {tuple(l.shape)} needs uint8 of shape "
           f"({(size + 7) // 8},). Was it packed from a mask of these parameters?"
       )
-    out.append(jnp.unpackbits(k, count=size).reshape(l.shape).astype(jnp.bool_))
+    m = jnp.unpackbits(k, count=size).reshape(l.shape).astype(jnp.bool_)
+    out.append(placement.match_sharding(m, l))
   return jax.tree_util.tree_structure(like).unflatten(out)

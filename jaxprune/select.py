@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxprune import distributions, filters, masks
+from jaxprune import distributions, filters, masks, placement
 
 Groups = Sequence[tuple[tuple[int, ...], Any]]
 METHODS = ("auto", "radix", "sort")
@@ -161,10 +161,17 @@ def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
 
 @functools.partial(jax.jit, static_argnames=("index", "method"))
 def _select_jit(scores, within, ks, index, method):
-  keys = [order_keys(s) if w is None else jnp.where(w, order_keys(s), jnp.uint32(0))
-          for s, w in zip(scores, within)]
+  keys, restore = [], []
+  for s, w in zip(scores, within):
+    s, back = placement.replicated(s)
+    key = order_keys(s)
+    if w is not None:
+      key = jnp.where(placement.replicated(w)[0], key, jnp.uint32(0))
+    keys.append(key)
+    restore.append(back)
   groups = [(idx, ks[g]) for g, idx in enumerate(index)]
-  return (_radix if method == "radix" else _sort)(keys, groups)
+  kept = (_radix if method == "radix" else _sort)(keys, groups)
+  return [back(m) for back, m in zip(restore, kept)]
 
 
 def select(scores: Sequence[jax.Array], within: Sequence[jax.Array | None], groups: Groups,
@@ -321,9 +328,10 @@ def nm_mask(scores: Any, n: int, m: int, *, axis: int = -2,
 
 @functools.partial(jax.jit, static_argnames=("n", "m", "axis"))
 def _nm_leaf(s: jax.Array, n: int, m: int, axis: int) -> jax.Array:
+  s, back = placement.replicated(s)
   key = jnp.moveaxis(order_keys(s), axis, -1)
   blocks = key.reshape(*key.shape[:-1], key.shape[-1] // m, m)
   a, b = blocks[..., :, None], blocks[..., None, :]
   earlier = jnp.arange(m)[None, :] < jnp.arange(m)[:, None]
   rank = jnp.sum((b > a) | ((b == a) & earlier), axis=-1)  # how many beat each entry
-  return jnp.moveaxis((rank < n).reshape(key.shape), -1, axis)
+  return back(jnp.moveaxis((rank < n).reshape(key.shape), -1, axis))

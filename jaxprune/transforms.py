@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxprune import masks
+from jaxprune import masks, placement
 
 _MASK_STATES: list[type] = []
 
@@ -67,6 +67,7 @@ def where_mask(mask: Any, tree: Any, fill: Any = None) -> Any:
     if masks.is_stand_in(m):
       out.append(x)
     else:
+      m = placement.match_sharding(m, x)
       out.append(jnp.where(m, x, jnp.zeros((), x.dtype) if f is None else f.astype(x.dtype)))
   return treedef.unflatten(out)
 
@@ -106,7 +107,9 @@ def masked(inner: optax.GradientTransformation, mask: Any) -> optax.GradientTran
 
   def init_fn(params):
     masks.check_mask(mask, params)
-    _, m_leaves, treedef = mask_leaves_like(params, mask)
+    p_leaves, m_leaves, treedef = mask_leaves_like(params, mask)
+    m_leaves = [m if masks.is_stand_in(m) else placement.match_sharding(m, p)
+                for m, p in zip(m_leaves, p_leaves)]
     return MaskedState(inner_state=inner.init(params), mask=treedef.unflatten(m_leaves))
 
   def update_fn(updates, state, params=None, **extra_args):
