@@ -1,0 +1,142 @@
+"""Configs for experiments/train.py, one per model and dataset the papers use.
+
+    python experiments/train.py --config=experiments/configs/train.py:lenet_fashion \
+        --workdir=runs/lenet_fashion --config.steps=2000
+
+Any field can be overridden on the command line (`--config.optim.learning_rate=3e-4`,
+`--config.sparsity=0.9 --config.mask=magnitude`). Numbers come from
+/work/shared/REFERENCE.md; those marked (unverified) are defaults, not facts.
+"""
+
+from ml_collections import ConfigDict, config_dict
+
+
+def base() -> ConfigDict:
+    """Every field the script reads, with neutral defaults."""
+    c = ConfigDict()
+    c.model = "mlp"
+    c.model_overrides = ConfigDict()  # constructor arguments, e.g. width=4
+    c.dataset = "mnist1d"
+    c.data_dir = config_dict.placeholder(str)  # Fashion-MNIST IDX dir or TFDS data_dir
+    c.subset = config_dict.placeholder(int)  # train on this many examples
+    c.label_noise = 0.0  # fraction of training labels flipped (sparse double descent)
+    c.augment = False  # the dataset's standard augmentation (CIFAR crop + flip)
+    c.seed = 0  # model init and augmentation
+    c.data_seed = 0  # data order, subset and label noise
+    c.batch_size = 128
+    c.steps = 10_000
+    c.epochs = config_dict.placeholder(int)  # if set, replaces steps
+    c.optim = ConfigDict(dict(optimizer="adam", learning_rate=1e-3, schedule="constant"))
+    # Training under a mask: "none", "random", "magnitude" (of the initial weights,
+    # at `sparsity` with `distribution`), or a mask file / run directory (mask.npz).
+    c.mask = "none"
+    c.sparsity = 0.0
+    c.distribution = "uniform"  # "uniform", "global", "er" or "erk"
+    c.eval_every = 1000
+    c.eval_batch_size = 1000
+    c.log_every = 100
+    c.checkpoint_every = 1000
+    c.keep_last = 3
+    c.rewind_step = config_dict.placeholder(int)  # keep this step as checkpoint "rewind"
+    return c
+
+
+def mnist1d_mlp() -> ConfigDict:
+    """The MNIST-1D MLP; optimizer settings of the mnist1d repo (unverified)."""
+    c = base()
+    c.model, c.dataset = "mnist1d_mlp", "mnist1d"
+    c.batch_size, c.steps = 100, 6000
+    c.optim.learning_rate = 1e-2
+    c.eval_every, c.checkpoint_every = 250, 1000
+    return c
+
+
+def mnist1d_cnn() -> ConfigDict:
+    """The MNIST-1D CNN (about 94% published accuracy); same optimizer (unverified)."""
+    c = mnist1d_mlp()
+    c.model = "cnn1d"
+    return c
+
+
+def lenet_fashion() -> ConfigDict:
+    """LeNet-300-100 on Fashion-MNIST: Adam 1.2e-3, batch 60, 50K iterations."""
+    c = base()
+    c.model, c.dataset = "lenet300_100", "fashion_mnist"
+    c.batch_size, c.steps = 60, 50_000
+    c.optim.learning_rate = 1.2e-3
+    c.eval_every, c.checkpoint_every = 1000, 5000
+    return c
+
+
+def _conv_cifar(model: str, lr: float, steps: int) -> ConfigDict:
+    c = base()
+    c.model, c.dataset = model, "cifar10"
+    c.batch_size, c.steps = 60, steps
+    c.optim.learning_rate = lr
+    c.eval_every, c.checkpoint_every = 1000, 5000
+    return c
+
+
+def conv2_cifar10() -> ConfigDict:
+    """Conv-2 on CIFAR-10: Adam 2e-4, batch 60, 20K iterations (GPU advised)."""
+    return _conv_cifar("conv2", 2e-4, 20_000)
+
+
+def conv4_cifar10() -> ConfigDict:
+    """Conv-4 on CIFAR-10: Adam 3e-4, batch 60, 25K iterations (GPU advised)."""
+    return _conv_cifar("conv4", 3e-4, 25_000)
+
+
+def conv6_cifar10() -> ConfigDict:
+    """Conv-6 on CIFAR-10: Adam 3e-4, batch 60, 30K iterations (GPU advised)."""
+    return _conv_cifar("conv6", 3e-4, 30_000)
+
+
+def _sgd_cifar(model: str) -> ConfigDict:
+    c = base()
+    c.model, c.dataset, c.augment = model, "cifar10", True
+    c.batch_size, c.steps = 128, 63_000  # (unverified: the LMC paper's 63K iterations)
+    c.optim = ConfigDict(dict(
+        optimizer="momentum", momentum=0.9, learning_rate=0.1, schedule="step",
+        boundaries=[32_000, 48_000], decay_factor=0.1, weight_decay=1e-4,  # wd unverified
+        warmup_steps=0,
+    ))
+    c.eval_every, c.checkpoint_every = 2000, 5000
+    return c
+
+
+def resnet20_cifar10() -> ConfigDict:
+    """CIFAR ResNet-20: SGD momentum 0.9, lr 0.1 with step decays, batch 128 (GPU advised)."""
+    return _sgd_cifar("resnet20")
+
+
+def vgg19_cifar10() -> ConfigDict:
+    """VGG-19 on CIFAR-10, as ResNet-20; tickets need warmup (10K steps, unverified)."""
+    c = _sgd_cifar("vgg19")
+    c.optim.warmup_steps = 10_000
+    return c
+
+
+def wrn22_2_cifar10() -> ConfigDict:
+    """RigL's WRN-22-2: Nesterov 0.9, lr 0.1 / 5 at 30K/60K/90K, wd 5e-4, batch 128, 250 epochs."""
+    c = _sgd_cifar("wrn22_2")
+    c.steps = 97_500  # 250 epochs of 390 steps
+    c.optim.optimizer = "nesterov"
+    c.optim.boundaries = [30_000, 60_000, 90_000]
+    c.optim.decay_factor = 0.2
+    c.optim.weight_decay = 5e-4
+    return c
+
+
+CONFIGS = {
+    f.__name__: f
+    for f in (mnist1d_mlp, mnist1d_cnn, lenet_fashion, conv2_cifar10, conv4_cifar10,
+              conv6_cifar10, resnet20_cifar10, vgg19_cifar10, wrn22_2_cifar10)
+}
+
+
+def get_config(name: str = "mnist1d_mlp") -> ConfigDict:
+    """The named config (`--config=experiments/configs/train.py:NAME`)."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}.")
+    return CONFIGS[name]()
