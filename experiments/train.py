@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 from flax import nnx
 from ml_collections import ConfigDict, config_flags
 
@@ -122,6 +122,8 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _WORKDIR.value is None:
         raise app.UsageError("--workdir is required: the run directory to create or resume.")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
     results = run(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
     test = results["eval"].get("test", {})
     print(f"step {results['step']}: test accuracy {test.get('accuracy', float('nan')):.4f}, "

@@ -1,0 +1,98 @@
+"""experiments/train.py and its configs, on MNIST-1D (generated locally)."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+pytest.importorskip("jaxprune.models", reason="the model zoo is not on this branch yet")
+pytest.importorskip("jaxprune.data", reason="the data package is not on this branch yet")
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+configs = load_module("train_configs", REPO / "experiments" / "configs" / "train.py")
+script = load_module("train_script", REPO / "experiments" / "train.py")  # defines absl flags once
+
+
+def small(name="mnist1d_mlp", **changes):
+    config = configs.get_config(name)
+    config.update(dict(steps=40, eval_every=20, log_every=10, checkpoint_every=20,
+                       eval_batch_size=500, subset=1000, **changes))
+    return config
+
+
+@pytest.mark.parametrize("name", sorted(configs.CONFIGS))
+def test_every_named_config_builds_its_optimizer(name):
+    from jaxprune import train
+
+    config = configs.get_config(name)
+    train.optimizer(config.optim, train.lr_schedule(config.optim))
+    assert config.batch_size > 0 and config.steps > 0
+
+
+def test_lenet_fashion_is_the_papers_setting():
+    config = configs.get_config("lenet_fashion")
+    assert (config.model, config.dataset, config.batch_size) == ("lenet300_100", "fashion_mnist", 60)
+    assert (config.optim.optimizer, config.optim.learning_rate) == ("adam", 1.2e-3)
+
+
+def test_an_unknown_config_name_lists_the_known_ones():
+    with pytest.raises(ValueError, match="lenet_fashion"):
+        configs.get_config("lenet")
+
+
+def test_dense_then_same_mask_runs(tmp_path):
+    dense = script.run(small(), str(tmp_path / "dense"), progress=False)
+    assert dense["step"] == 40 and "sparsity" not in dense
+    assert 0.0 <= dense["eval"]["test"]["accuracy"] <= 1.0
+    sparse = script.run(small(mask="random", sparsity=0.8, distribution="erk"),
+                        str(tmp_path / "sparse"), progress=False)
+    assert sparse["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert (tmp_path / "sparse" / "mask.npz").exists()
+    # The mask of a previous run, by its run directory: the same subnetwork.
+    again = script.run(small(mask=str(tmp_path / "sparse")), str(tmp_path / "again"),
+                       progress=False)
+    assert again["sparsity"] == sparse["sparsity"]
+    with np.load(tmp_path / "sparse" / "mask.npz") as a, np.load(tmp_path / "again" / "mask.npz") as b:
+        assert a.files == b.files and all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert again["eval"] == sparse["eval"]  # same init, mask, data: same numbers
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"sparsity": 0.5}, "config.mask='none'"),
+    ({"mask": "magnitude"}, "0 < config.sparsity < 1"),
+    ({"mask": "/no/such/mask.npz"}, "neither"),
+])
+def test_mask_options_are_checked(tmp_path, changes, match):
+    with pytest.raises(ValueError, match=match):
+        script.run(small(**changes), str(tmp_path), progress=False)
+
+
+def test_the_command_line_trains_resumes_and_prints(tmp_path):
+    workdir = tmp_path / "run"
+    command = [sys.executable, str(REPO / "experiments" / "train.py"),
+               "--config=" + str(REPO / "experiments/configs/train.py:mnist1d_cnn"),
+               f"--workdir={workdir}", "--config.steps=30", "--config.subset=600",
+               "--config.sparsity=0.5", "--config.mask=magnitude", "--noprogress"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "step 30: test accuracy" in first.stdout and "sparsity 0.500" in first.stdout
+    with open(workdir / "config.json") as f:
+        assert json.load(f)["config"]["model"] == "cnn1d"
+    lines = (workdir / "metrics.jsonl").read_text()
+    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert (workdir / "metrics.jsonl").read_text() == lines  # resumed: nothing to redo
