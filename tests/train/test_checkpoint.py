@@ -16,6 +16,8 @@ from jaxprune.train import (
     CheckpointWarning,
     Checkpoints,
     create_train_state,
+    fit,
+    make_mesh,
     restore_checkpoint,
     train_step,
 )
@@ -148,3 +150,20 @@ def test_a_checkpoint_whose_contents_disagree_with_its_step_is_refused(tmp_path)
         ckpts.save(4, template.replace(step=jnp.int32(3)))
         with pytest.raises(ValueError, match="holds a state at step 3"):
             ckpts.restore(template, 4)
+
+
+@ORBAX_STRAGGLERS
+def test_fit_resumes_past_a_corrupt_latest_checkpoint_to_the_same_result(tmp_path):
+    kwargs = dict(batch_size=16, steps=10, checkpoint_every=4, batches=simple_batches,
+                  mesh=make_mesh(1), progress=False)
+    reference = fit(fresh(), DS, workdir=str(tmp_path / "ref"), **kwargs)
+    fit(fresh(), DS, workdir=str(tmp_path / "run"), **kwargs)
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["10", "4", "8"]
+    victim = biggest_data_file(tmp_path / "run" / "checkpoints" / "10")
+    os.truncate(victim, os.path.getsize(victim) // 2)
+    with pytest.warns(CheckpointWarning, match="checkpoint 10 .* unreadable"):
+        resumed = fit(fresh(), DS, workdir=str(tmp_path / "run"), **kwargs)
+    settle()
+    assert_same(resumed.state, reference.state)
+    ref_metrics = (tmp_path / "ref" / "metrics.jsonl").read_text()
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == ref_metrics
