@@ -140,7 +140,7 @@ def fit(
     settings = dict(
         batch_size=batch_size, steps=total, seed=seed, log_every=log_every,
         eval_every=eval_every, checkpoint_every=checkpoint_every, keep=_jsonable_keep(keep),
-        eval_splits=sorted(evals), devices=n_dev,
+        eval_splits=sorted(evals),
     )
     if lead:
         run.create()
@@ -172,9 +172,15 @@ def fit(
         if lead:
             run.append_metrics(records)
 
+    def stop_if_nonfinite() -> None:
+        bad = window.first_nonfinite()
+        if bad is not None:
+            raise _nonfinite(f"the loss is {bad[1]} at step {bad[0]}", ckpts)
+
     def checkpoint(step: int) -> None:
-        window.check_finite()
-        _check_params_finite(state, step, ckpts)
+        stop_if_nonfinite()
+        if not bool(_all_finite(state.params)):
+            raise _nonfinite(f"the parameters are not finite after step {step}", ckpts)
         ckpts.save(step, state, {"pending": window.host_values()})
 
     if restored is None:
@@ -195,6 +201,7 @@ def fit(
             seen += batch_size
             bar.update(1)
             if done % log_every == 0 or done == total:
+                stop_if_nonfinite()
                 record = window.flush(epoch=done / steps_per_epoch)
                 if lr_schedule is not None:
                     record["lr"] = float(lr_schedule(done - 1))
@@ -206,7 +213,7 @@ def fit(
                 bar.set_postfix(epoch=epoch, loss=f"{record['loss']:.4f}",
                                 acc=f"{record['accuracy']:.3f}", ex_s=f"{rate:,.0f}")
             if evals and ((eval_every and done % eval_every == 0) or done == total):
-                window.check_finite()
+                stop_if_nonfinite()
                 evaluate_all(done)
             if done % checkpoint_every == 0 or done in keep_steps or done == total:
                 checkpoint(done)
@@ -239,19 +246,15 @@ class _Window:
         ]
         return [list(item) for item in self.items]
 
-    def check_finite(self) -> None:
+    def first_nonfinite(self) -> tuple[int, float] | None:
+        """`(step, loss)` of the first non-finite loss in the window, if any."""
         values = self.host_values()
         for offset, (loss, _) in enumerate(values):
             if not math.isfinite(loss):
-                step = self.step - len(values) + offset + 1
-                raise FloatingPointError(
-                    f"fit: the loss is {loss} at step {step} (the update that makes "
-                    f"step {step}); stopping. The run directory keeps its last good "
-                    "checkpoint; lower the learning rate or check the data, then rerun."
-                )
+                return self.step - len(values) + offset + 1, loss
+        return None
 
     def flush(self, epoch: float) -> dict[str, Any]:
-        self.check_finite()
         values = np.asarray(self.host_values(), np.float64)
         self.items = []
         return {"step": self.step, "epoch": epoch, "split": "train",
@@ -279,14 +282,14 @@ def _all_finite(params: Any) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def _check_params_finite(state: TrainState, step: int, ckpts: Checkpoints) -> None:
-    if not bool(_all_finite(state.params)):
-        steps = ckpts.steps()
-        raise FloatingPointError(
-            f"fit: parameters are not finite after step {step}; stopping without "
-            f"saving them. Last good checkpoint: {steps[-1] if steps else 'none'} in "
-            f"{ckpts.directory}; lower the learning rate, then rerun."
-        )
+def _nonfinite(what: str, ckpts: Checkpoints) -> FloatingPointError:
+    steps = ckpts.steps()
+    return FloatingPointError(
+        f"fit: {what}; stopping. Checkpoints never hold non-finite values: the last "
+        f"good one is step {steps[-1] if steps else 'none'} in {ckpts.directory}. The "
+        "same command would fail the same way; change the learning rate, the "
+        "initialisation or the data, and train in a new workdir."
+    )
 
 
 def _results(run: RunDir, total: int, steps_per_epoch: int, seen: int, wall: float):

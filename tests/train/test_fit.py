@@ -4,6 +4,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -132,13 +133,34 @@ def test_an_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, crash_
 
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
-    with pytest.raises(FloatingPointError, match=r"loss is nan at step 17 "):
+    with pytest.raises(FloatingPointError, match=r"loss is nan at step 17;.* good one is step 14"):
         run(tmp_path, batches=poisoned_at(16), log_every=100)
     steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
     assert steps[-1] == 14  # 21 would have held NaN parameters
     last = restore_checkpoint(tmp_path, fresh(), 14)
     assert all(np.isfinite(x).all() for x in leaves(last))
     assert max(r["step"] for r in read_metrics(tmp_path)) <= 16
+
+
+def nan_update_at(count):
+    """An optax transform that turns the update number `count` (0-based) into NaNs."""
+
+    def init(params):
+        return jnp.zeros((), jnp.int32)
+
+    def update(updates, state, params=None):
+        poison = jnp.where(state == count, jnp.nan, 0.0)
+        return jax.tree.map(lambda u: u + poison, updates), state + 1
+
+    return optax.GradientTransformation(init, update)
+
+
+def test_non_finite_parameters_are_never_checkpointed(tmp_path):
+    state = fresh(tx=optax.chain(optax.adam(1e-2), nan_update_at(13)))
+    # The loss of update 14 is finite (computed before it); its parameters are not.
+    with pytest.raises(FloatingPointError, match=r"parameters are not finite after step 14"):
+        run(tmp_path, state=state, log_every=100)
+    assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))[-1] == 7
 
 
 def test_a_rerun_with_another_config_is_refused(tmp_path):
