@@ -41,14 +41,20 @@ def base() -> ConfigDict:
     return c
 
 
+def _adam(model: str, dataset: str, *, batch_size: int, steps: int, lr: float,
+          eval_every: int = 1000, checkpoint_every: int = 5000) -> ConfigDict:
+    c = base()
+    c.model, c.dataset = model, dataset
+    c.batch_size, c.steps = batch_size, steps
+    c.optim.learning_rate = lr
+    c.eval_every, c.checkpoint_every = eval_every, checkpoint_every
+    return c
+
+
 def mnist1d_mlp() -> ConfigDict:
     """The MNIST-1D MLP; optimizer settings of the mnist1d repo (unverified)."""
-    c = base()
-    c.model, c.dataset = "mnist1d_mlp", "mnist1d"
-    c.batch_size, c.steps = 100, 6000
-    c.optim.learning_rate = 1e-2
-    c.eval_every, c.checkpoint_every = 250, 1000
-    return c
+    return _adam("mnist1d_mlp", "mnist1d", batch_size=100, steps=6000, lr=1e-2,
+                 eval_every=250, checkpoint_every=1000)
 
 
 def mnist1d_cnn() -> ConfigDict:
@@ -60,21 +66,11 @@ def mnist1d_cnn() -> ConfigDict:
 
 def lenet_fashion() -> ConfigDict:
     """LeNet-300-100 on Fashion-MNIST: Adam 1.2e-3, batch 60, 50K iterations."""
-    c = base()
-    c.model, c.dataset = "lenet300_100", "fashion_mnist"
-    c.batch_size, c.steps = 60, 50_000
-    c.optim.learning_rate = 1.2e-3
-    c.eval_every, c.checkpoint_every = 1000, 5000
-    return c
+    return _adam("lenet300_100", "fashion_mnist", batch_size=60, steps=50_000, lr=1.2e-3)
 
 
 def _conv_cifar(model: str, lr: float, steps: int) -> ConfigDict:
-    c = base()
-    c.model, c.dataset = model, "cifar10"
-    c.batch_size, c.steps = 60, steps
-    c.optim.learning_rate = lr
-    c.eval_every, c.checkpoint_every = 1000, 5000
-    return c
+    return _adam(model, "cifar10", batch_size=60, steps=steps, lr=lr)
 
 
 def conv2_cifar10() -> ConfigDict:
