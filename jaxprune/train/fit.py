@@ -183,16 +183,15 @@ def fit(
             raise _nonfinite(f"the parameters are not finite after step {step}", ckpts)
         ckpts.save(step, state, {"pending": window.host_values()})
 
-    if restored is None:
-        if evals:
-            evaluate_all(start)
-        checkpoint(start)
-
     bar = tqdm(total=total, initial=start, disable=not (progress and lead), unit="step",
                dynamic_ncols=True)
     t_start, seen = time.perf_counter(), 0
     t_log, seen_log = t_start, 0
     try:
+        if restored is None:
+            if evals:
+                evaluate_all(start)
+            checkpoint(start)
         for epoch, batch in _stream(batches, train_data, batch_size, seed, start, total,
                                     steps_per_epoch):
             state, metrics = step_fn(state, place(batch), aux)
