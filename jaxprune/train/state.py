@@ -12,6 +12,7 @@ rebuild the model with `nnx.merge` inside the trace.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 import jax
@@ -99,11 +100,12 @@ def create_train_state(
 
         tx = jaxprune.masked(tx, mask)
         params = jaxprune.apply_mask(params, mask)
-    rng = jax.random.key(seed) if isinstance(seed, int) else seed
-    if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+    rng = jax.random.key(int(seed)) if isinstance(seed, numbers.Integral) else seed
+    if not jnp.issubdtype(getattr(rng, "dtype", None), jax.dtypes.prng_key):
         raise TypeError(
             f"create_train_state: seed must be an int or a typed jax.random.key, "
-            f"got an array of dtype {rng.dtype}; use jax.random.key(seed)."
+            f"got {type(seed).__name__} of dtype {getattr(seed, 'dtype', None)}; "
+            "use an int or jax.random.key(seed)."
         )
     return TrainState(
         params=params,
