@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -9,6 +11,22 @@ from flax import nnx
 from jaxprune.models import _layers
 
 SHORTCUTS = ("projection", "pad")
+
+
+def _stages(
+    channels: int, width: int, n: int, make_block: Callable[[int, int, int], nnx.Module]
+) -> tuple[nnx.List, int]:
+    """Three stages of n blocks with 16, 32, 64 x width channels; stages 2 and 3 start with stride 2.
+
+    Returns:
+      (the blocks, the channels of the last one).
+    """
+    blocks = []
+    for stage, out in enumerate((16 * width, 32 * width, 64 * width)):
+        for i in range(n):
+            blocks.append(make_block(channels, out, 2 if stage > 0 and i == 0 else 1))
+            channels = out
+    return nnx.List(blocks), channels
 
 
 class BasicBlock(nnx.Module):
@@ -104,16 +122,14 @@ class CifarResNet(nnx.Module):
         self.in_channels = in_channels
         self.stem = _layers.conv(in_channels, 16 * width, 3, use_bias=False, init=init, rngs=rngs)
         self.stem_norm = _layers.norm(norm, 16 * width, rngs=rngs)
-        blocks = []
-        channels = 16 * width
-        for stage, out in enumerate((16 * width, 32 * width, 64 * width)):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(
-                    BasicBlock(channels, out, stride, norm=norm, shortcut=shortcut, init=init, rngs=rngs)
-                )
-                channels = out
-        self.blocks = nnx.List(blocks)
+        self.blocks, channels = _stages(
+            16 * width,
+            width,
+            n,
+            lambda cin, cout, stride: BasicBlock(
+                cin, cout, stride, norm=norm, shortcut=shortcut, init=init, rngs=rngs
+            ),
+        )
         self.head = _layers.dense(channels, num_classes, init=init, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -185,14 +201,9 @@ class WideResNet(nnx.Module):
         n = (depth - 4) // 6
         self.in_channels = in_channels
         self.stem = _layers.conv(in_channels, 16, 3, use_bias=False, init=init, rngs=rngs)
-        blocks = []
-        channels = 16
-        for stage, out in enumerate((16 * width, 32 * width, 64 * width)):
-            for i in range(n):
-                stride = 2 if stage > 0 and i == 0 else 1
-                blocks.append(PreActBlock(channels, out, stride, norm=norm, init=init, rngs=rngs))
-                channels = out
-        self.blocks = nnx.List(blocks)
+        self.blocks, channels = _stages(
+            16, width, n, lambda cin, cout, stride: PreActBlock(cin, cout, stride, norm=norm, init=init, rngs=rngs)
+        )
         self.final_norm = _layers.norm(norm, channels, rngs=rngs)
         self.head = _layers.dense(channels, num_classes, init=init, rngs=rngs)
 
