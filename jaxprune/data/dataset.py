@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import os
 import pathlib
 from collections.abc import Sequence
@@ -89,16 +90,16 @@ def cache_dir() -> pathlib.Path:
 
 def check_request(name: str, split: str, subset: int | None, label_noise: float, seed: int) -> None:
     """Validate the arguments of `load` that do not need the data; raise ValueError naming the bad one."""
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, (int, np.integer)) or subset < 1):
+    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, numbers.Integral) or subset < 1):
         raise ValueError(f"subset={subset!r} for {name!r}: expected a positive int (examples to keep) or None.")
-    if isinstance(label_noise, bool) or not isinstance(label_noise, (int, float)) or not 0.0 <= label_noise <= 1.0:
+    if isinstance(label_noise, bool) or not isinstance(label_noise, numbers.Real) or not 0.0 <= label_noise <= 1.0:
         raise ValueError(f"label_noise={label_noise!r} for {name!r}: expected a fraction in [0, 1].")
     if label_noise and not split.startswith("train"):
         raise ValueError(
             f"label_noise={label_noise} on split {split!r} of {name!r}: label noise is for training splits only; "
             "load the evaluation split without it."
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed={seed!r}: expected a non-negative int.")
 
 

@@ -71,6 +71,12 @@ def test_bad_arguments_are_named_before_loading(kwargs, match):
         data.load("mnist1d", "train", **kwargs)
 
 
+def test_numpy_scalars_are_accepted():
+    ds = build(subset=np.int64(100), label_noise=np.float32(0.5), seed=np.uint8(1))
+    assert len(ds) == 100 and int(ds.noisy.sum()) == 50
+    _dataset.check_request("toy", "train", np.int64(5), np.float32(0.25), np.int32(0))
+
+
 def test_label_noise_is_refused_on_evaluation_splits():
     with pytest.raises(ValueError, match="label_noise=0.1 on split 'test'.*training splits only"):
         data.load("mnist1d", "test", label_noise=0.1)
