@@ -13,7 +13,7 @@ Example:
   0.9
 """
 
-from jaxprune import distributions, filters, scores
+from jaxprune import distributions, filters, lottery, schedules, scores, transforms
 from jaxprune.distributions import keep_count, layer_sparsities
 from jaxprune.masks import (
     LeafSparsity,
@@ -27,29 +27,52 @@ from jaxprune.masks import (
     unpack_mask,
 )
 from jaxprune.select import nm_mask, random_like, topk_mask
-from jaxprune.transforms import MaskedState, mask_of, masked
+from jaxprune.transforms import (
+    DSTState,
+    GradualState,
+    MaskedState,
+    STEState,
+    gradual_magnitude,
+    mask_of,
+    masked,
+    rigl,
+    set_training,
+    static_sparse,
+    straight_through,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DSTState",
+    "GradualState",
     "LeafSparsity",
     "MaskedState",
+    "STEState",
     "SparsityReport",
     "apply_mask",
     "check_mask",
     "dense_mask",
     "distributions",
     "filters",
+    "gradual_magnitude",
     "keep_count",
     "layer_sparsities",
+    "lottery",
     "mask_of",
     "masked",
     "nm_mask",
     "pack_mask",
     "random_like",
+    "rigl",
+    "schedules",
     "scores",
+    "set_training",
     "sparsity",
     "sparsity_report",
+    "static_sparse",
+    "straight_through",
+    "transforms",
     "topk_mask",
     "unpack_mask",
 ]

@@ -1,0 +1,25 @@
+"""Optax gradient transformations: train under a mask, prune on a schedule, RigL, SET, STE."""
+
+from jaxprune.transforms.base import mask_of, map_per_parameter, register_mask_state, zero_where
+from jaxprune.transforms.dst import DSTState, rewire, rigl, set_training
+from jaxprune.transforms.gradual import GradualState, gradual_magnitude
+from jaxprune.transforms.masked import MaskedState, masked, static_sparse
+from jaxprune.transforms.ste import STEState, straight_through
+
+__all__ = [
+    "DSTState",
+    "GradualState",
+    "MaskedState",
+    "STEState",
+    "gradual_magnitude",
+    "map_per_parameter",
+    "mask_of",
+    "masked",
+    "register_mask_state",
+    "rewire",
+    "rigl",
+    "set_training",
+    "static_sparse",
+    "straight_through",
+    "zero_where",
+]
