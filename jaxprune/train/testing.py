@@ -1,29 +1,34 @@
 """Small models and synthetic data for testing the engine and code built on it.
 
 Nothing here is fetched: `synthetic_dataset` draws a learnable classification
-problem from a seed, and `simple_batches` follows the `jaxprune.data.batches`
-contract (deterministic order per `(seed, epoch)`, resumable at `start_step`).
+problem from a seed, as an `ArrayDataset` that `jaxprune.data.batches` and
+`fit` accept like a loaded `jaxprune.data.Dataset`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-__all__ = ["ArrayDataset", "TinyMLP", "TinyCNN", "synthetic_dataset", "simple_batches"]
+__all__ = ["ArrayDataset", "TinyMLP", "TinyCNN", "synthetic_dataset"]
 
 
 @dataclasses.dataclass(frozen=True)
 class ArrayDataset:
-    """A dataset held in memory: numpy `x` (float32), `y` (int32), `num_classes`."""
+    """A dataset held in memory: numpy `x` (float32), `y` (int32), `num_classes`.
+
+    It has the fields of `jaxprune.data.Dataset` that `jaxprune.data.batches`,
+    `evaluate` and `fit` read.
+    """
 
     x: np.ndarray
     y: np.ndarray
     num_classes: int
+    name: str = "synthetic"
+    split: str = "train"
 
     def __len__(self) -> int:
         return len(self.y)
@@ -52,31 +57,6 @@ def synthetic_dataset(
     x = rng.normal(size=(n, *shape)).astype(np.float32)
     logits = x.reshape(n, -1) @ w + 0.5 * rng.normal(size=(n, num_classes))
     return ArrayDataset(x, logits.argmax(-1).astype(np.int32), num_classes)
-
-
-def simple_batches(
-    ds: ArrayDataset,
-    batch_size: int,
-    *,
-    seed: int,
-    epoch: int = 0,
-    start_step: int = 0,
-    shuffle: bool = True,
-    drop_remainder: bool = True,
-) -> Iterator[dict[str, np.ndarray]]:
-    """One epoch of `{"x", "y"}` batches in an order fixed by `(seed, epoch)`.
-
-    Example:
-      >>> first = next(simple_batches(synthetic_dataset(64), 16, seed=0))
-      >>> first["x"].shape
-      (16, 16)
-    """
-    n = len(ds.y)
-    order = np.random.default_rng([seed, epoch]).permutation(n) if shuffle else np.arange(n)
-    stop = n - n % batch_size if drop_remainder else n
-    for start in range(start_step * batch_size, stop, batch_size):
-        idx = order[start : start + batch_size]
-        yield {"x": ds.x[idx], "y": ds.y[idx]}
 
 
 class TinyMLP(nnx.Module):

@@ -21,7 +21,8 @@ from jaxprune.train import (
     restore_checkpoint,
     train_step,
 )
-from jaxprune.train.testing import TinyCNN, simple_batches, synthetic_dataset
+from jaxprune.data import batches
+from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 DS = synthetic_dataset(128, (16, 1), 4, seed=0)
 TX = optax.chain(optax.clip(1.0), optax.adam(1e-2))  # One object: jit compiles once.
@@ -34,7 +35,7 @@ def fresh(seed=0):
 
 def trained(steps):
     state = fresh()
-    for batch, _ in zip(simple_batches(DS, 16, seed=0), range(steps)):
+    for batch, _ in zip(batches(DS, 16, seed=0), range(steps)):
         state, _ = train_step(state, batch)
     return state
 
@@ -58,7 +59,7 @@ def test_round_trip_is_exact_including_rng_batch_stats_and_optimizer(tmp_path):
     assert_same(restored, state)
     assert extra == {"note": [1.5, 2.0], "names": []}
     # The restored state trains on exactly like the original.
-    batch = next(simple_batches(DS, 16, seed=5))
+    batch = next(batches(DS, 16, seed=5))
     assert_same(train_step(restored, batch)[0], train_step(state, batch)[0])
 
 
@@ -154,8 +155,7 @@ def test_a_checkpoint_whose_contents_disagree_with_its_step_is_refused(tmp_path)
 
 @ORBAX_STRAGGLERS
 def test_fit_resumes_past_a_corrupt_latest_checkpoint_to_the_same_result(tmp_path):
-    kwargs = dict(batch_size=16, steps=10, checkpoint_every=4, batches=simple_batches,
-                  mesh=make_mesh(1), progress=False)
+    kwargs = dict(batch_size=16, steps=10, checkpoint_every=4, mesh=make_mesh(1), progress=False)
     reference = fit(fresh(), DS, workdir=str(tmp_path / "ref"), **kwargs)
     fit(fresh(), DS, workdir=str(tmp_path / "run"), **kwargs)
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["10", "4", "8"]

@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
     import jax, numpy as np, optax
     from flax import nnx
     from jaxprune.train import create_train_state, fit, make_mesh
-    from jaxprune.train.testing import TinyCNN, simple_batches, synthetic_dataset
+    from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
     def noise(rng, x):
         return x + 0.1 * jax.random.normal(rng, x.shape)
@@ -48,7 +48,7 @@ CHILD = textwrap.dedent(
     out = fit(state, train, workdir=workdir, batch_size=16, steps=STEPS, seed=0,
               eval_data=synthetic_dataset(70, (16, 1), 4, seed=1), eval_every=10,
               log_every=3, checkpoint_every=5, keep_last=2, augment=noise,
-              batches=simple_batches, mesh=make_mesh(1), progress=False)
+              mesh=make_mesh(1), progress=False)
     leaves = jax.tree.leaves((out.state.params, out.state.model_state, out.state.opt_state))
     np.savez(os.path.join(workdir, "final.npz"), *[np.asarray(x) for x in leaves])
     """

@@ -17,7 +17,8 @@ from jaxprune.train import (
     read_metrics,
     restore_checkpoint,
 )
-from jaxprune.train.testing import TinyCNN, simple_batches, synthetic_dataset
+from jaxprune.data import batches
+from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 TRAIN = synthetic_dataset(200, (16, 1), 4, seed=0)  # 200 // 16 = 12 steps per epoch
 TEST = synthetic_dataset(70, (16, 1), 4, seed=1)
@@ -35,8 +36,7 @@ def noise(rng, x):
 def run(workdir, state=None, **overrides):
     kwargs = dict(
         workdir=str(workdir), batch_size=16, steps=30, seed=0, eval_data=TEST, eval_every=10,
-        log_every=4, checkpoint_every=7, augment=noise, batches=simple_batches,
-        mesh=make_mesh(1), progress=False, config={"model": "tiny_cnn"},
+        log_every=4, checkpoint_every=7, augment=noise, mesh=make_mesh(1), progress=False, config={"model": "tiny_cnn"},
     )
     kwargs.update(overrides)
     return fit(fresh() if state is None else state, TRAIN, **kwargs)
@@ -63,28 +63,28 @@ class Crash(Exception):
 def crashing_at(step):
     seen = [0]
 
-    def batches(*args, **kwargs):
-        for batch in simple_batches(*args, **kwargs):
+    def crashing(*args, **kwargs):
+        for batch in batches(*args, **kwargs):
             if seen[0] == step:
                 raise Crash(f"crash before step {step + 1}")
             seen[0] += 1
             yield batch
 
-    return batches
+    return crashing
 
 
 def poisoned_at(step):
     """Batches whose step-`step` batch holds a NaN (the update that makes step+1)."""
     seen = [0]
 
-    def batches(*args, **kwargs):
-        for batch in simple_batches(*args, **kwargs):
+    def poisoned(*args, **kwargs):
+        for batch in batches(*args, **kwargs):
             if seen[0] == step:
                 batch = {"x": np.full_like(batch["x"], np.nan), "y": batch["y"]}
             seen[0] += 1
             yield batch
 
-    return batches
+    return poisoned
 
 
 def test_fit_writes_config_metrics_checkpoints_and_results(tmp_path):

@@ -17,7 +17,8 @@ from jaxprune.train import (
     save_mask,
     train_step,
 )
-from jaxprune.train.testing import TinyCNN, TinyMLP, simple_batches, synthetic_dataset
+from jaxprune.data import batches
+from jaxprune.train.testing import TinyCNN, TinyMLP, synthetic_dataset
 
 TRAIN = synthetic_dataset(160, (16, 1), 4, seed=0)
 
@@ -41,7 +42,7 @@ def test_a_mask_prunes_at_creation_and_pruned_weights_stay_exactly_zero():
     state = create_train_state(model, optax.adamw(1e-2, weight_decay=0.1), mask=mask)
     assert np.all(pruned_entries(state.params, mask) == 0.0)
     assert jax.tree.all(jax.tree.map(np.array_equal, jaxprune.mask_of(state.opt_state), mask))
-    for batch in simple_batches(synthetic_dataset(64, (16,), 4), 16, seed=0):
+    for batch in batches(synthetic_dataset(64, (16,), 4), 16, seed=0):
         state, _ = train_step(state, batch)
     zeros = pruned_entries(state.params, mask)
     assert np.all(zeros == 0.0) and not np.any(np.signbit(zeros))  # exactly +0.0
@@ -55,7 +56,7 @@ def test_fit_under_a_mask_checkpoints_and_restores_the_mask(tmp_path):
     mask = magnitude_mask(model, 0.5)
     tx = optax.sgd(0.05, 0.9)
     kwargs = dict(workdir=str(tmp_path), batch_size=16, steps=12, checkpoint_every=5,
-                  batches=simple_batches, mesh=make_mesh(1), progress=False)
+                  mesh=make_mesh(1), progress=False)
     out = fit(create_train_state(model, tx, mask=mask), TRAIN, **kwargs)
     template = create_train_state(model, tx, mask=jaxprune.dense_mask(out.state.params))
     restored = restore_checkpoint(tmp_path, template, 10)
@@ -69,7 +70,7 @@ def test_fit_under_a_mask_on_eight_devices_keeps_zeros(tmp_path):
     mask = magnitude_mask(model, 0.5)
     state = create_train_state(model, optax.adam(1e-2), mask=mask)
     out = fit(state, TRAIN, workdir=str(tmp_path), batch_size=16, steps=6,
-              batches=simple_batches, mesh=make_mesh(8), progress=False)
+              mesh=make_mesh(8), progress=False)
     assert np.all(pruned_entries(out.state.params, mask) == 0.0)
     assert jaxprune.mask_of(out.state.opt_state)["conv"]["kernel"].sharding.is_fully_replicated
 

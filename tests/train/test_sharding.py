@@ -16,7 +16,8 @@ from jaxprune.train import (
     shard_batch,
     state_sharding,
 )
-from jaxprune.train.testing import TinyCNN, simple_batches, synthetic_dataset
+from jaxprune.data import batches
+from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 DS = synthetic_dataset(256, (16, 1), 4, seed=0)
 
@@ -27,7 +28,7 @@ def trajectory(mesh, steps=12, rule=None):
     state = place_state(create_train_state(model, optax.sgd(0.1, 0.9), seed=0), mesh, rule)
     step = make_train_step(state_sharding=state_sharding(state, mesh, rule))
     losses = []
-    for batch in simple_batches(DS, 32, seed=0):
+    for batch in batches(DS, 32, seed=0):
         state, metrics = step(state, shard_batch(batch, mesh))
         losses.append(float(metrics["loss"]))
         if len(losses) == steps:

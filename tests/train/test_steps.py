@@ -17,7 +17,8 @@ from jaxprune.train import (
     to_model,
     train_step,
 )
-from jaxprune.train.testing import ArrayDataset, TinyCNN, TinyMLP, simple_batches, synthetic_dataset
+from jaxprune.data import batches
+from jaxprune.train.testing import ArrayDataset, TinyCNN, TinyMLP, synthetic_dataset
 
 DS = synthetic_dataset(256, (16,), 4, seed=0)
 ADAM = optax.adam(1e-2)  # One object, so the jitted steps compile once for all tests.
@@ -34,7 +35,7 @@ def cnn_state(seed=0):
 
 
 def first_batch(bs=32, shape=None):
-    batch = next(simple_batches(DS, bs, seed=0))
+    batch = next(batches(DS, bs, seed=0))
     if shape is not None:
         batch = {"x": batch["x"].reshape(shape), "y": batch["y"]}
     return batch
@@ -62,7 +63,7 @@ def test_training_reduces_the_loss():
     state = mlp_state()
     losses = []
     for epoch in range(5):
-        for batch in simple_batches(DS, 32, seed=0, epoch=epoch):
+        for batch in batches(DS, 32, seed=0, epoch=epoch):
             state, metrics = train_step(state, batch)
             losses.append(float(metrics["loss"]))
     assert np.mean(losses[-8:]) < 0.5 * np.mean(losses[:8])
@@ -124,7 +125,7 @@ def test_loss_fn_can_distill_from_a_teacher_state_passed_as_aux():
         return optax.softmax_cross_entropy(logits, soft).mean()
 
     teacher = mlp_state(seed=1)
-    for batch in simple_batches(DS, 32, seed=0):
+    for batch in batches(DS, 32, seed=0):
         teacher, _ = train_step(teacher, batch)
     step = make_train_step(loss_fn=distill)
     student = mlp_state(seed=2)
@@ -133,7 +134,7 @@ def test_loss_fn_can_distill_from_a_teacher_state_passed_as_aux():
     )
     before = agreement(student)
     for epoch in range(3):
-        for batch in simple_batches(DS, 32, seed=1, epoch=epoch):
+        for batch in batches(DS, 32, seed=1, epoch=epoch):
             student, _ = step(student, batch, teacher)
     assert agreement(student) > max(before, 0.8)
 
