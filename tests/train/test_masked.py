@@ -95,3 +95,37 @@ def test_mask_files_round_trip_and_refuse_other_models(tmp_path):
     # The file is plain numpy.
     with np.load(file) as raw:
         assert raw["hidden/kernel"].dtype == bool and jnp.shape(raw["out/bias"]) == ()
+
+
+class Stop(Exception):
+    """Stands in for a crash."""
+
+
+def test_fit_under_rigl_changes_the_mask_and_resumes_bit_for_bit(tmp_path):
+    # RigL's state holds a typed PRNG key and a changing mask: both must survive a resume.
+    model = TinyCNN(1, 8, 4, rngs=nnx.Rngs(0))
+    tx = jaxprune.rigl(optax.adam(1e-2), 0.5, end_step=18, update_every=4,
+                       key=jax.random.key(1))
+    kwargs = dict(batch_size=16, steps=20, checkpoint_every=3, mesh=make_mesh(1),
+                  progress=False)
+    reference = fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "ref"), **kwargs)
+    initial = jaxprune.mask_of(create_train_state(model, tx).opt_state)
+    final = jaxprune.mask_of(reference.state.opt_state)
+    assert not np.array_equal(initial["conv"]["kernel"], final["conv"]["kernel"])
+    assert float(jaxprune.sparsity(final)) == pytest.approx(0.5, abs=0.01)
+    assert np.all(pruned_entries(reference.state.params, final) == 0.0)
+
+    def crash_after_eleven(*args, **kw):
+        for i, batch in enumerate(batches(*args, **kw)):
+            if kw["epoch"] == 1 and i == 1:  # 10 steps per epoch: before step 12
+                raise Stop
+            yield batch
+
+    with pytest.raises(Stop):
+        fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "run"),
+            batches=crash_after_eleven, **kwargs)
+    resumed = fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "run"), **kwargs)
+    for a, b in zip(jax.tree.leaves(resumed.state.arrays()), jax.tree.leaves(reference.state.arrays())):
+        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_array_equal(a, b)
