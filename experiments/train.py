@@ -26,13 +26,6 @@ from ml_collections import ConfigDict, config_flags
 import jaxprune
 from jaxprune import data, models, train
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "config file and name, e.g. experiments/configs/train.py:lenet_fashion"
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "the run directory (created or resumed)")
-_PROGRESS = flags.DEFINE_bool("progress", True, "show a progress bar")
-
-
 def build_mask(config: ConfigDict, params: Any) -> Any:
     """The mask `config` asks for, for `params`, or None for dense training.
 
@@ -117,14 +110,23 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
     return results
 
 
+def define_flags() -> None:
+    """The command-line flags (only when run as a script, so importing has no side effects)."""
+    config_flags.DEFINE_config_file(
+        "config", None, "config file and name, e.g. experiments/configs/train.py:lenet_fashion"
+    )
+    flags.DEFINE_string("workdir", None, "the run directory (created or resumed)")
+    flags.DEFINE_bool("progress", True, "show a progress bar")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _WORKDIR.value is None:
-        raise app.UsageError("--workdir is required: the run directory to create or resume.")
-    if not flags.FLAGS["verbosity"].present:
+    FLAGS = flags.FLAGS
+    if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
-    results = run(_CONFIG.value, _WORKDIR.value, progress=_PROGRESS.value)
+    results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
     test = results["eval"].get("test", {})
     print(f"step {results['step']}: test accuracy {test.get('accuracy', float('nan')):.4f}, "
           f"loss {test.get('loss', float('nan')):.4f}"
@@ -132,5 +134,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    flags.mark_flag_as_required("config")
+    define_flags()
     app.run(main)

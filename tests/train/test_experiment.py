@@ -23,7 +23,7 @@ def load_module(name, path):
 
 
 configs = load_module("train_configs", REPO / "experiments" / "configs" / "train.py")
-script = load_module("train_script", REPO / "experiments" / "train.py")  # defines absl flags once
+script = load_module("train_script", REPO / "experiments" / "train.py")
 
 
 def small(name="mnist1d_mlp", **changes):
