@@ -47,143 +47,159 @@ BATCH = 128
 
 
 def _setup(name: str) -> tuple[Any, Any, Any, dict[str, jax.Array]]:
-  """Model graph, params, other state (batch stats) and one batch."""
-  rngs = nnx.Rngs(0)
-  if name == "mlp":
-    model = models.create("lenet300_100", rngs=rngs)
-    x = jax.random.normal(jax.random.key(1), (BATCH, 784))
-  else:
-    model = models.create("resnet20", rngs=rngs)
-    x = jax.random.normal(jax.random.key(1), (BATCH, 32, 32, 3))
-  model.train()
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  params, rest = nnx.as_pure(params), nnx.as_pure(rest)
-  batch = {"x": x, "y": jax.random.randint(jax.random.key(2), (BATCH,), 0, 10)}
-  return graphdef, params, rest, batch
+    """Model graph, params, other state (batch stats) and one batch."""
+    rngs = nnx.Rngs(0)
+    if name == "mlp":
+        model = models.create("lenet300_100", rngs=rngs)
+        x = jax.random.normal(jax.random.key(1), (BATCH, 784))
+    else:
+        model = models.create("resnet20", rngs=rngs)
+        x = jax.random.normal(jax.random.key(1), (BATCH, 32, 32, 3))
+    model.train()
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    params, rest = nnx.as_pure(params), nnx.as_pure(rest)
+    batch = {"x": x, "y": jax.random.randint(jax.random.key(2), (BATCH,), 0, 10)}
+    return graphdef, params, rest, batch
 
 
 def _train_step(graphdef, tx) -> Callable:
-  def loss_fn(params, rest, batch):
-    model = nnx.merge(graphdef, params, rest)
-    logits = model(batch["x"])
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
-    return loss, nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param)))
+    def loss_fn(params, rest, batch):
+        model = nnx.merge(graphdef, params, rest)
+        logits = model(batch["x"])
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
+        return loss, nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param)))
 
-  def step(params, rest, opt_state, batch):
-    (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), rest, opt_state, loss
+    def step(params, rest, opt_state, batch):
+        (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), rest, opt_state, loss
 
-  return step
+    return step
 
 
 def _variants(name: str) -> dict[str, tuple[Callable, tuple]]:
-  graphdef, params, rest, batch = _setup(name)
-  sgd = optax.sgd(0.01, momentum=0.9)
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), SPARSITY)
-  tx = jaxprune.masked(sgd, mask)
-  sparse_params = jaxprune.apply_mask(params, mask)
-  dense_step = jax.jit(_train_step(graphdef, sgd), donate_argnums=(0, 1, 2))
-  masked_step = _train_step(graphdef, tx)
+    graphdef, params, rest, batch = _setup(name)
+    sgd = optax.sgd(0.01, momentum=0.9)
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), SPARSITY)
+    tx = jaxprune.masked(sgd, mask)
+    sparse_params = jaxprune.apply_mask(params, mask)
+    dense_step = jax.jit(_train_step(graphdef, sgd), donate_argnums=(0, 1, 2))
+    masked_step = _train_step(graphdef, tx)
 
-  def update_mask(params):
-    new = jaxprune.topk_mask(jaxprune.scores.magnitude(params), SPARSITY)
-    return jaxprune.apply_mask(params, new), new
+    def update_mask(params):
+        new = jaxprune.topk_mask(jaxprune.scores.magnitude(params), SPARSITY)
+        return jaxprune.apply_mask(params, new), new
 
-  def step_and_update(params, rest, opt_state, batch):
-    params, rest, opt_state, loss = masked_step(params, rest, opt_state, batch)
-    params, new = update_mask(params)
-    return params, rest, opt_state._replace(mask=new), loss
+    def step_and_update(params, rest, opt_state, batch):
+        params, rest, opt_state, loss = masked_step(params, rest, opt_state, batch)
+        params, new = update_mask(params)
+        return params, rest, opt_state._replace(mask=new), loss
 
-  return {
-      "dense": (dense_step, (params, rest, sgd.init(params), batch)),
-      # The same dense step timed again: the noise floor of the ratios.
-      "dense (again)": (dense_step, (params, rest, sgd.init(params), batch)),
-      "masked": (jax.jit(masked_step, donate_argnums=(0, 1, 2)),
-                 (sparse_params, rest, tx.init(sparse_params), batch)),
-      "mask update": (jax.jit(update_mask), (sparse_params,)),
-      "step + mask update": (jax.jit(step_and_update, donate_argnums=(0, 1, 2)),
-                             (sparse_params, rest, tx.init(sparse_params), batch)),
-  }
+    return {
+        "dense": (dense_step, (params, rest, sgd.init(params), batch)),
+        # The same dense step timed again: the noise floor of the ratios.
+        "dense (again)": (dense_step, (params, rest, sgd.init(params), batch)),
+        "masked": (
+            jax.jit(masked_step, donate_argnums=(0, 1, 2)),
+            (sparse_params, rest, tx.init(sparse_params), batch),
+        ),
+        "mask update": (jax.jit(update_mask), (sparse_params,)),
+        "step + mask update": (
+            jax.jit(step_and_update, donate_argnums=(0, 1, 2)),
+            (sparse_params, rest, tx.init(sparse_params), batch),
+        ),
+    }
 
 
 def _copy(args: tuple) -> tuple:
-  return jax.tree.map(lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x, args)
+    return jax.tree.map(lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x, args)
 
 
 def _time_calls(fn: Callable, args: tuple, calls: int) -> tuple[float, tuple]:
-  """Mean seconds per call over ``calls`` chained calls (train steps feed their outputs)."""
-  chain = len(args) == 4
-  start = time.perf_counter()
-  out = None
-  for _ in range(calls):
-    out = fn(*args)
-    if chain:
-      args = (*out[:3], args[3])
-  jax.block_until_ready(out)
-  return (time.perf_counter() - start) / calls, args
+    """Mean seconds per call over ``calls`` chained calls (train steps feed their outputs)."""
+    chain = len(args) == 4
+    start = time.perf_counter()
+    out = None
+    for _ in range(calls):
+        out = fn(*args)
+        if chain:
+            args = (*out[:3], args[3])
+    jax.block_until_ready(out)
+    return (time.perf_counter() - start) / calls, args
 
 
 def run(model: str, rounds: int, calls: int) -> dict[str, Any]:
-  """Times the variants of one model; returns ms per call and ratios to dense."""
-  variants = _variants(model)
-  state = {k: _copy(a) for k, (_, a) in variants.items()}
-  for k, (fn, _) in variants.items():  # compile and warm up
-    _, state[k] = _time_calls(fn, state[k], 3)
-  times: dict[str, list[float]] = {k: [] for k in variants}
-  for _ in range(rounds):
-    for k, (fn, _) in variants.items():
-      t, state[k] = _time_calls(fn, state[k], calls)
-      times[k].append(t)
-  med = {k: float(np.median(v)) for k, v in times.items()}
-  return {
-      "ms": {k: 1e3 * v for k, v in med.items()},
-      "ratio_to_dense": {k: v / med["dense"] for k, v in med.items()},
-      "spread": {k: [1e3 * float(np.min(v)), 1e3 * float(np.max(v))] for k, v in times.items()},
-  }
+    """Times the variants of one model; returns ms per call and ratios to dense."""
+    variants = _variants(model)
+    state = {k: _copy(a) for k, (_, a) in variants.items()}
+    for k, (fn, _) in variants.items():  # compile and warm up
+        _, state[k] = _time_calls(fn, state[k], 3)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for k, (fn, _) in variants.items():
+            t, state[k] = _time_calls(fn, state[k], calls)
+            times[k].append(t)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {
+        "ms": {k: 1e3 * v for k, v in med.items()},
+        "ratio_to_dense": {k: v / med["dense"] for k, v in med.items()},
+        "spread": {k: [1e3 * float(np.min(v)), 1e3 * float(np.max(v))] for k, v in times.items()},
+    }
 
 
 def machine() -> dict[str, Any]:
-  """What ran the benchmark: devices, CPU, versions."""
-  import flax
-  return {
-      "backend": jax.default_backend(),
-      "devices": [str(d) for d in jax.devices()],
-      "device_kind": jax.devices()[0].device_kind,
-      "cpu": platform.processor() or platform.machine(),
-      "cpu_count": os.cpu_count(),
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "flax": flax.__version__,
-      "optax": optax.__version__,
-      "jaxprune": jaxprune.__version__,
-  }
+    """What ran the benchmark: devices, CPU, versions."""
+    import flax
+
+    return {
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "device_kind": jax.devices()[0].device_kind,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "jaxprune": jaxprune.__version__,
+    }
 
 
 def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--models", default="mlp,cnn", help="comma list of mlp, cnn")
-  parser.add_argument("--rounds", type=int, default=15)
-  parser.add_argument("--calls", type=int, default=10, help="calls per variant per round")
-  parser.add_argument("--json", default=None, help="write the results here")
-  args = parser.parse_args()
-  info = machine()
-  print(f"backend {info['backend']} ({info['device_kind']}), jax {info['jax']}, "
-        f"{args.rounds} rounds x {args.calls} calls, sparsity {SPARSITY}, batch {BATCH}")
-  results = {}
-  for name in args.models.split(","):
-    results[name] = r = run(name, args.rounds, args.calls)
-    print(f"\n{name}: dense step {r['ms']['dense']:.3f} ms")
-    for k in r["ms"]:
-      lo, hi = r["spread"][k]
-      print(f"  {k:<20} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
-            f"   (rounds {lo:.3f}-{hi:.3f} ms)")
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump({"machine": info, "settings": vars(args) | {"sparsity": SPARSITY, "batch": BATCH},
-                 "results": results}, f, indent=2)
-    print(f"\nwrote {args.json}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default="mlp,cnn", help="comma list of mlp, cnn")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--calls", type=int, default=10, help="calls per variant per round")
+    parser.add_argument("--json", default=None, help="write the results here")
+    args = parser.parse_args()
+    info = machine()
+    print(
+        f"backend {info['backend']} ({info['device_kind']}), jax {info['jax']}, "
+        f"{args.rounds} rounds x {args.calls} calls, sparsity {SPARSITY}, batch {BATCH}"
+    )
+    results = {}
+    for name in args.models.split(","):
+        results[name] = r = run(name, args.rounds, args.calls)
+        print(f"\n{name}: dense step {r['ms']['dense']:.3f} ms")
+        for k in r["ms"]:
+            lo, hi = r["spread"][k]
+            print(
+                f"  {k:<20} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
+                f"   (rounds {lo:.3f}-{hi:.3f} ms)"
+            )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(
+                {
+                    "machine": info,
+                    "settings": vars(args) | {"sparsity": SPARSITY, "batch": BATCH},
+                    "results": results,
+                },
+                f,
+                indent=2,
+            )
+        print(f"\nwrote {args.json}")
 
 
 if __name__ == "__main__":
-  main()
+    main()

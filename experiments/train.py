@@ -26,6 +26,7 @@ from ml_collections import ConfigDict, config_flags
 import jaxprune
 from jaxprune import data, models, train
 
+
 def build_mask(config: ConfigDict, params: Any) -> Any:
     """The mask `config` asks for, for `params`, or None for dense training.
 
@@ -70,8 +71,14 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
       >>> run(get_config("mnist1d_mlp"), "runs/mlp")["eval"]["test"]["accuracy"]  # doctest: +SKIP
     """
     load = dict(data_dir=config.data_dir)
-    train_ds = data.load(config.dataset, "train", subset=config.subset,
-                         label_noise=config.label_noise, seed=config.data_seed, **load)
+    train_ds = data.load(
+        config.dataset,
+        "train",
+        subset=config.subset,
+        label_noise=config.label_noise,
+        seed=config.data_seed,
+        **load,
+    )
     test_ds = data.load(config.dataset, "test", **load)
     overrides = {"num_classes": train_ds.num_classes, **config.model_overrides.to_dict()}
     model = models.create(config.model, rngs=nnx.Rngs(config.seed), **overrides)
@@ -128,9 +135,11 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
     results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
     test = results["eval"].get("test", {})
-    print(f"step {results['step']}: test accuracy {test.get('accuracy', float('nan')):.4f}, "
-          f"loss {test.get('loss', float('nan')):.4f}"
-          + (f", sparsity {results['sparsity']:.3f}" if "sparsity" in results else ""))
+    print(
+        f"step {results['step']}: test accuracy {test.get('accuracy', float('nan')):.4f}, "
+        f"loss {test.get('loss', float('nan')):.4f}"
+        + (f", sparsity {results['sparsity']:.3f}" if "sparsity" in results else "")
+    )
 
 
 if __name__ == "__main__":

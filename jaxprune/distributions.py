@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -29,244 +29,266 @@ import numpy as np
 
 from jaxprune import filters, masks
 
-Override = Union[float, Callable[[Any], Any]]
-Distribution = Union[str, Mapping[str, float]]
+Override = float | Callable[[Any], Any]
+Distribution = str | Mapping[str, float]
 KINDS = ("uniform", "global", "er", "erk")
 
 
 def concrete(x: Any) -> float | None:
-  """The Python float of a scalar, or None when it is traced under jit."""
-  if isinstance(x, jax.core.Tracer):
-    return None
-  return float(np.asarray(x))
+    """The Python float of a scalar, or None when it is traced under jit."""
+    if isinstance(x, jax.core.Tracer):
+        return None
+    return float(np.asarray(x))
 
 
 def check_sparsity(s: Any, what: str = "sparsity", upper_inclusive: bool = False) -> None:
-  """Raises a ValueError unless a concrete sparsity lies in [0, 1) ([0, 1] if asked)."""
-  v = concrete(s)
-  if v is None:
-    return
-  ok = 0.0 <= v <= 1.0 if upper_inclusive else 0.0 <= v < 1.0
-  if not ok:
-    bound = "[0, 1]" if upper_inclusive else "[0, 1)"
-    raise ValueError(
-        f"{what} must be a fraction of entries to prune in {bound}, got {v}"
-        + (" (NaN)" if math.isnan(v) else "") + "; e.g. 0.9 keeps 10% of the weights."
-    )
+    """Raises a ValueError unless a concrete sparsity lies in [0, 1) ([0, 1] if asked)."""
+    v = concrete(s)
+    if v is None:
+        return
+    ok = 0.0 <= v <= 1.0 if upper_inclusive else 0.0 <= v < 1.0
+    if not ok:
+        bound = "[0, 1]" if upper_inclusive else "[0, 1)"
+        raise ValueError(
+            f"{what} must be a fraction of entries to prune in {bound}, got {v}"
+            + (" (NaN)" if math.isnan(v) else "")
+            + "; e.g. 0.9 keeps 10% of the weights."
+        )
 
 
 def keep_count(n: Any, sparsity: Any) -> Any:
-  """How many of ``n`` entries survive at ``sparsity``: ``round((1 - s) * n)`` in float32.
+    """How many of ``n`` entries survive at ``sparsity``: ``round((1 - s) * n)`` in float32.
 
-  Returns a Python int when both arguments are concrete, else an int32 array;
-  both paths compute the same float32 product, so the count is the same.
+    Returns a Python int when both arguments are concrete, else an int32 array;
+    both paths compute the same float32 product, so the count is the same.
 
-  Example:
-    >>> keep_count(266200, 0.9), keep_count(10, 0.25)
-    (26620, 8)
-  """
-  nv, sv = concrete(n), concrete(sparsity)
-  if nv is not None and sv is not None:
-    q = np.float32(1.0) - np.float32(sv)
-    return int(np.rint(q * np.float32(nv)))
-  q = jnp.float32(1.0) - jnp.asarray(sparsity, jnp.float32)
-  return jnp.round(q * jnp.asarray(n, jnp.float32)).astype(jnp.int32)
+    Example:
+      >>> keep_count(266200, 0.9), keep_count(10, 0.25)
+      (26620, 8)
+    """
+    nv, sv = concrete(n), concrete(sparsity)
+    if nv is not None and sv is not None:
+        q = np.float32(1.0) - np.float32(sv)
+        return int(np.rint(q * np.float32(nv)))
+    q = jnp.float32(1.0) - jnp.asarray(sparsity, jnp.float32)
+    return jnp.round(q * jnp.asarray(n, jnp.float32)).astype(jnp.int32)
 
 
 def _fixed_rates(
-    paths: Sequence[str], sparsity: Any, distribution: Distribution,
+    paths: Sequence[str],
+    sparsity: Any,
+    distribution: Distribution,
     overrides: Mapping[str, Override] | None,
 ) -> list[Any]:
-  """Per-leaf fixed sparsity from overrides, then an explicit mapping; None = free."""
-  tables = []
-  for name, table in (("overrides", overrides or {}),
-                      ("distribution", distribution if isinstance(distribution, Mapping) else {})):
-    tables.append([(name, pat, re.compile(pat), v) for pat, v in table.items()])
-  used = set()
-  rates = []
-  for path in paths:
-    rate = None
+    """Per-leaf fixed sparsity from overrides, then an explicit mapping; None = free."""
+    tables = []
+    for name, table in (
+        ("overrides", overrides or {}),
+        ("distribution", distribution if isinstance(distribution, Mapping) else {}),
+    ):
+        tables.append([(name, pat, re.compile(pat), v) for pat, v in table.items()])
+    used = set()
+    rates = []
+    for path in paths:
+        rate = None
+        for table in tables:
+            hit = next((t for t in table if t[2].search(path)), None)
+            if hit is not None:
+                name, pat, _, value = hit
+                used.add((name, pat))
+                if callable(value):
+                    if sparsity is None:
+                        raise ValueError(
+                            f"Override {pat!r} is a function of the base sparsity, but no "
+                            "sparsity was given."
+                        )
+                    value = value(sparsity)
+                check_sparsity(
+                    value, f"The sparsity for {path!r} (from {name} {pat!r})", upper_inclusive=True
+                )
+                rate = value
+                break
+        rates.append(rate)
     for table in tables:
-      hit = next((t for t in table if t[2].search(path)), None)
-      if hit is not None:
-        name, pat, _, value = hit
-        used.add((name, pat))
-        if callable(value):
-          if sparsity is None:
-            raise ValueError(
-                f"Override {pat!r} is a function of the base sparsity, but no "
-                "sparsity was given.")
-          value = value(sparsity)
-        check_sparsity(value, f"The sparsity for {path!r} (from {name} {pat!r})",
-                       upper_inclusive=True)
-        rate = value
-        break
-    rates.append(rate)
-  for table in tables:
-    for name, pat, _, _ in table:
-      if (name, pat) not in used:
-        raise ValueError(
-            f"The {name} pattern {pat!r} matches no prunable leaf. Prunable "
-            f"leaves: {', '.join(map(repr, paths))}."
-        )
-  return rates
+        for name, pat, _, _ in table:
+            if (name, pat) not in used:
+                raise ValueError(
+                    f"The {name} pattern {pat!r} matches no prunable leaf. Prunable "
+                    f"leaves: {', '.join(map(repr, paths))}."
+                )
+    return rates
 
 
 def _unmeetable(msg: str) -> ValueError:
-  return ValueError(f"Unmeetable sparsity distribution: {msg}")
+    return ValueError(f"Unmeetable sparsity distribution: {msg}")
 
 
 def _raw_density(shape: Sequence[int], kind: str) -> float:
-  dims = tuple(shape) if kind == "erk" or len(shape) < 2 else tuple(shape[-2:])
-  return sum(dims) / math.prod(dims)
+    dims = tuple(shape) if kind == "erk" or len(shape) < 2 else tuple(shape[-2:])
+    return sum(dims) / math.prod(dims)
 
 
 def erk_counts(shapes: Sequence[Sequence[int]], budget: int, kind: str = "erk") -> list[int]:
-  """Kept counts per leaf for ER/ERK, summing exactly to ``budget``.
+    """Kept counts per leaf for ER/ERK, summing exactly to ``budget``.
 
-  Density of leaf l is ``eps * raw_l`` with ``raw_l = sum(shape) / prod(shape)``
-  (ERK) or over the last two dimensions only (ER); a leaf whose density would
-  exceed 1 becomes dense and ``eps`` is solved again. Fractional counts are
-  rounded down and the remainder goes to the largest fractions (leaf order
-  breaks ties).
+    Density of leaf l is ``eps * raw_l`` with ``raw_l = sum(shape) / prod(shape)``
+    (ERK) or over the last two dimensions only (ER); a leaf whose density would
+    exceed 1 becomes dense and ``eps`` is solved again. Fractional counts are
+    rounded down and the remainder goes to the largest fractions (leaf order
+    breaks ties).
 
-  Example:
-    >>> erk_counts([(100, 10), (10, 10)], 300)
-    [254, 46]
-  """
-  sizes = [math.prod(s) for s in shapes]
-  if not 0 <= budget <= sum(sizes):
-    raise _unmeetable(f"{budget} kept entries asked of leaves holding {sum(sizes)}.")
-  raw = [_raw_density(s, kind) for s in shapes]
-  dense: set[int] = set()
-  eps = 0.0
-  while True:
-    free = [i for i in range(len(sizes)) if i not in dense]
-    divisor = sum(raw[i] * sizes[i] for i in free)
-    if not free or divisor == 0:
-      break
-    eps = (budget - sum(sizes[i] for i in dense)) / divisor
-    top = max(raw[i] for i in free)
-    if eps * top <= 1.0:
-      break
-    dense.update(i for i in free if raw[i] == top)
-  exact = [sizes[i] if i in dense else min(sizes[i], eps * raw[i] * sizes[i])
-           for i in range(len(sizes))]
-  counts = [min(sizes[i], math.floor(x)) for i, x in enumerate(exact)]
-  order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - math.floor(exact[i])), i))
-  rest = budget - sum(counts)
-  while rest > 0:
-    for i in order:
-      if rest > 0 and counts[i] < sizes[i]:
-        counts[i] += 1
-        rest -= 1
-  return counts
+    Example:
+      >>> erk_counts([(100, 10), (10, 10)], 300)
+      [254, 46]
+    """
+    sizes = [math.prod(s) for s in shapes]
+    if not 0 <= budget <= sum(sizes):
+        raise _unmeetable(f"{budget} kept entries asked of leaves holding {sum(sizes)}.")
+    raw = [_raw_density(s, kind) for s in shapes]
+    dense: set[int] = set()
+    eps = 0.0
+    while True:
+        free = [i for i in range(len(sizes)) if i not in dense]
+        divisor = sum(raw[i] * sizes[i] for i in free)
+        if not free or divisor == 0:
+            break
+        eps = (budget - sum(sizes[i] for i in dense)) / divisor
+        top = max(raw[i] for i in free)
+        if eps * top <= 1.0:
+            break
+        dense.update(i for i in free if raw[i] == top)
+    exact = [
+        sizes[i] if i in dense else min(sizes[i], eps * raw[i] * sizes[i])
+        for i in range(len(sizes))
+    ]
+    counts = [min(sizes[i], math.floor(x)) for i, x in enumerate(exact)]
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - math.floor(exact[i])), i))
+    rest = budget - sum(counts)
+    while rest > 0:
+        for i in order:
+            if rest > 0 and counts[i] < sizes[i]:
+                counts[i] += 1
+                rest -= 1
+    return counts
 
 
 def plan(
-    paths: Sequence[str], shapes: Sequence[Sequence[int]], counts: Sequence[Any],
-    sparsity: Any, distribution: Distribution = "uniform",
+    paths: Sequence[str],
+    shapes: Sequence[Sequence[int]],
+    counts: Sequence[Any],
+    sparsity: Any,
+    distribution: Distribution = "uniform",
     overrides: Mapping[str, Override] | None = None,
 ) -> list[tuple[tuple[int, ...], Any]]:
-  """Groups of candidate leaves and how many entries each group keeps.
+    """Groups of candidate leaves and how many entries each group keeps.
 
-  Args:
-    paths, shapes: of the prunable leaves.
-    counts: candidate entries per leaf (the leaf size, or the entries a current
-      mask keeps; may be traced).
-    sparsity: the overall target (fraction of the candidates to prune).
-    distribution: ``"uniform"``, ``"global"``, ``"er"``, ``"erk"`` or a mapping
-      from path regex to sparsity.
-    overrides: path regex -> sparsity, or a function of ``sparsity``.
+    Args:
+      paths, shapes: of the prunable leaves.
+      counts: candidate entries per leaf (the leaf size, or the entries a current
+        mask keeps; may be traced).
+      sparsity: the overall target (fraction of the candidates to prune).
+      distribution: ``"uniform"``, ``"global"``, ``"er"``, ``"erk"`` or a mapping
+        from path regex to sparsity.
+      overrides: path regex -> sparsity, or a function of ``sparsity``.
 
-  Returns:
-    A list of ``(leaf indices, k)``: the top ``k`` scores over the group's
-    candidates are kept. Uniform, explicit and ER/ERK give one group per leaf;
-    global gives one group for all free leaves.
-  """
-  if isinstance(distribution, str) and distribution not in KINDS:
-    raise ValueError(
-        f"Unknown distribution {distribution!r}; expected one of {KINDS} or a "
-        "mapping from path regex to sparsity.")
-  if not isinstance(distribution, (str, Mapping)):
-    raise TypeError(f"distribution must be a name or a mapping, got {distribution!r}.")
-  if sparsity is not None:
-    check_sparsity(sparsity)
-  elif not isinstance(distribution, Mapping):
-    raise ValueError(f"distribution {distribution!r} needs a sparsity.")
-  rates = _fixed_rates(paths, sparsity, distribution, overrides)
-  if isinstance(distribution, Mapping) or distribution == "uniform":
-    missing = [p for p, r in zip(paths, rates) if r is None and sparsity is None]
-    if missing:
-      raise ValueError(
-          "The explicit distribution gives no sparsity for "
-          f"{', '.join(map(repr, missing))}; add patterns for them or pass sparsity=.")
-    return [((i,), keep_count(c, sparsity if r is None else r))
-            for i, (c, r) in enumerate(zip(counts, rates))]
+    Returns:
+      A list of ``(leaf indices, k)``: the top ``k`` scores over the group's
+      candidates are kept. Uniform, explicit and ER/ERK give one group per leaf;
+      global gives one group for all free leaves.
+    """
+    if isinstance(distribution, str) and distribution not in KINDS:
+        raise ValueError(
+            f"Unknown distribution {distribution!r}; expected one of {KINDS} or a "
+            "mapping from path regex to sparsity."
+        )
+    if not isinstance(distribution, (str, Mapping)):
+        raise TypeError(f"distribution must be a name or a mapping, got {distribution!r}.")
+    if sparsity is not None:
+        check_sparsity(sparsity)
+    elif not isinstance(distribution, Mapping):
+        raise ValueError(f"distribution {distribution!r} needs a sparsity.")
+    rates = _fixed_rates(paths, sparsity, distribution, overrides)
+    if isinstance(distribution, Mapping) or distribution == "uniform":
+        missing = [p for p, r in zip(paths, rates) if r is None and sparsity is None]
+        if missing:
+            raise ValueError(
+                "The explicit distribution gives no sparsity for "
+                f"{', '.join(map(repr, missing))}; add patterns for them or pass sparsity=."
+            )
+        return [
+            ((i,), keep_count(c, sparsity if r is None else r))
+            for i, (c, r) in enumerate(zip(counts, rates))
+        ]
 
-  fixed = [i for i, r in enumerate(rates) if r is not None]
-  free = [i for i, r in enumerate(rates) if r is None]
-  groups = [((i,), keep_count(counts[i], rates[i])) for i in fixed]
-  total = counts[0]
-  for c in counts[1:]:
-    total = total + c
-  budget = keep_count(total, sparsity)
-  for _, k in groups:
-    budget = budget - k
-  if distribution == "global":
-    if free:
-      capacity = sum(counts[i] for i in free) if free else 0
-      b, cap = concrete(budget), concrete(capacity)
-      if b is not None and cap is not None and not 0 <= b <= cap:
-        raise _unmeetable(
-            f"after the overrides, the other leaves would keep {int(b)} of their "
-            f"{int(cap)} entries.")
-      if b is None:
-        budget = jnp.clip(budget, 0, capacity)
-      groups.append((tuple(free), budget))
-    elif concrete(budget) != 0:
-      raise _unmeetable("every leaf is overridden, so the overall sparsity cannot be met.")
+    fixed = [i for i, r in enumerate(rates) if r is not None]
+    free = [i for i, r in enumerate(rates) if r is None]
+    groups = [((i,), keep_count(counts[i], rates[i])) for i in fixed]
+    total = counts[0]
+    for c in counts[1:]:
+        total = total + c
+    budget = keep_count(total, sparsity)
+    for _, k in groups:
+        budget = budget - k
+    if distribution == "global":
+        if free:
+            capacity = sum(counts[i] for i in free) if free else 0
+            b, cap = concrete(budget), concrete(capacity)
+            if b is not None and cap is not None and not 0 <= b <= cap:
+                raise _unmeetable(
+                    f"after the overrides, the other leaves would keep {int(b)} of their "
+                    f"{int(cap)} entries."
+                )
+            if b is None:
+                budget = jnp.clip(budget, 0, capacity)
+            groups.append((tuple(free), budget))
+        elif concrete(budget) != 0:
+            raise _unmeetable("every leaf is overridden, so the overall sparsity cannot be met.")
+        return sorted(groups)
+
+    # ER / ERK: densities follow from static shapes.
+    if concrete(sparsity) is None or any(concrete(c) is None for c in counts):
+        raise ValueError(
+            f"distribution {distribution!r} needs a concrete sparsity (a Python float) "
+            "over whole leaves (no within= mask); build the mask outside jit, or use "
+            "'uniform' / 'global' there."
+        )
+    b = int(concrete(budget))
+    if not free:
+        if b != 0:
+            raise _unmeetable("every leaf is overridden, so the overall sparsity cannot be met.")
+        return sorted(groups)
+    if b < 0:
+        raise _unmeetable(f"the overrides keep {-b} entries more than the whole target.")
+    ks = erk_counts([shapes[i] for i in free], b, distribution)
+    groups += [((i,), k) for i, k in zip(free, ks)]
     return sorted(groups)
-
-  # ER / ERK: densities follow from static shapes.
-  if concrete(sparsity) is None or any(concrete(c) is None for c in counts):
-    raise ValueError(
-        f"distribution {distribution!r} needs a concrete sparsity (a Python float) "
-        "over whole leaves (no within= mask); build the mask outside jit, or use "
-        "'uniform' / 'global' there.")
-  b = int(concrete(budget))
-  if not free:
-    if b != 0:
-      raise _unmeetable("every leaf is overridden, so the overall sparsity cannot be met.")
-    return sorted(groups)
-  if b < 0:
-    raise _unmeetable(f"the overrides keep {-b} entries more than the whole target.")
-  ks = erk_counts([shapes[i] for i in free], b, distribution)
-  groups += [((i,), k) for i, k in zip(free, ks)]
-  return sorted(groups)
 
 
 def layer_sparsities(
-    params: Any, sparsity: float | None, distribution: Distribution = "uniform", *,
+    params: Any,
+    sparsity: float | None,
+    distribution: Distribution = "uniform",
+    *,
     overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
 ) -> dict[str, float]:
-  """The sparsity each prunable leaf gets (uniform, ER, ERK or explicit).
+    """The sparsity each prunable leaf gets (uniform, ER, ERK or explicit).
 
-  ``"global"`` depends on the scores, so it has no per-leaf answer here.
+    ``"global"`` depends on the scores, so it has no per-leaf answer here.
 
-  Example:
-    >>> import numpy as np
-    >>> params = {"a": np.ones((100, 10), np.float32), "b": np.ones((10, 10), np.float32)}
-    >>> {k: round(v, 4) for k, v in layer_sparsities(params, 0.3, "erk").items()}
-    {'a': 0.33, 'b': 0.0}
-  """
-  if distribution == "global":
-    raise ValueError("Global ranking has no per-leaf sparsity before it sees the scores.")
-  flags = masks.prunable_flags(params, prunable)
-  paths, leaves, _ = masks.leaves_with_paths(params)
-  cand = [(p, tuple(l.shape)) for p, l, f in zip(paths, leaves, flags) if f]
-  sizes = [math.prod(s) for _, s in cand]
-  groups = plan([p for p, _ in cand], [s for _, s in cand], sizes, sparsity,
-                distribution, overrides)
-  return {cand[g[0]][0]: 1.0 - int(k) / sizes[g[0]] for g, k in groups}
+    Example:
+      >>> import numpy as np
+      >>> params = {"a": np.ones((100, 10), np.float32), "b": np.ones((10, 10), np.float32)}
+      >>> {k: round(v, 4) for k, v in layer_sparsities(params, 0.3, "erk").items()}
+      {'a': 0.33, 'b': 0.0}
+    """
+    if distribution == "global":
+        raise ValueError("Global ranking has no per-leaf sparsity before it sees the scores.")
+    flags = masks.prunable_flags(params, prunable)
+    paths, leaves, _ = masks.leaves_with_paths(params)
+    cand = [(p, tuple(l.shape)) for p, l, f in zip(paths, leaves, flags) if f]
+    sizes = [math.prod(s) for _, s in cand]
+    groups = plan(
+        [p for p, _ in cand], [s for _, s in cand], sizes, sparsity, distribution, overrides
+    )
+    return {cand[g[0]][0]: 1.0 - int(k) / sizes[g[0]] for g, k in groups}

@@ -14,105 +14,105 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 Filter = Callable[[str, Any], bool]
-FilterLike = Union[None, str, Sequence[str], Filter]
+FilterLike = None | str | Sequence[str] | Filter
 
 
 def kernels(path: str, leaf: Any) -> bool:
-  """The default filter: leaves with at least two dimensions (Dense/Conv kernels).
+    """The default filter: leaves with at least two dimensions (Dense/Conv kernels).
 
-  Example:
-    >>> import numpy as np
-    >>> kernels("dense/kernel", np.zeros((3, 4))), kernels("dense/bias", np.zeros(4))
-    (True, False)
-  """
-  del path
-  return getattr(leaf, "ndim", 0) >= 2
+    Example:
+      >>> import numpy as np
+      >>> kernels("dense/kernel", np.zeros((3, 4))), kernels("dense/bias", np.zeros(4))
+      (True, False)
+    """
+    del path
+    return getattr(leaf, "ndim", 0) >= 2
 
 
 def path_matches(*patterns: str) -> Filter:
-  """A filter keeping leaves whose path matches any regular expression (``re.search``).
+    """A filter keeping leaves whose path matches any regular expression (``re.search``).
 
-  Example:
-    >>> f = path_matches(r"kernel$", r"^embed")
-    >>> f("layers/0/kernel", None), f("layers/0/bias", None)
-    (True, False)
-  """
-  if not patterns:
-    raise ValueError("path_matches needs at least one pattern.")
-  compiled = [re.compile(p) for p in patterns]
+    Example:
+      >>> f = path_matches(r"kernel$", r"^embed")
+      >>> f("layers/0/kernel", None), f("layers/0/bias", None)
+      (True, False)
+    """
+    if not patterns:
+        raise ValueError("path_matches needs at least one pattern.")
+    compiled = [re.compile(p) for p in patterns]
 
-  def match(path: str, leaf: Any) -> bool:
-    del leaf
-    return any(c.search(path) for c in compiled)
+    def match(path: str, leaf: Any) -> bool:
+        del leaf
+        return any(c.search(path) for c in compiled)
 
-  return match
+    return match
 
 
 def all_of(*filters: FilterLike) -> Filter:
-  """A filter keeping leaves that every given filter keeps.
+    """A filter keeping leaves that every given filter keeps.
 
-  Example:
-    >>> import numpy as np
-    >>> f = all_of(kernels, not_("layers/0/"))
-    >>> f("layers/0/kernel", np.zeros((2, 2))), f("layers/1/kernel", np.zeros((2, 2)))
-    (False, True)
-  """
-  fs = [as_filter(f) for f in filters]
-  return lambda path, leaf: all(f(path, leaf) for f in fs)
+    Example:
+      >>> import numpy as np
+      >>> f = all_of(kernels, not_("layers/0/"))
+      >>> f("layers/0/kernel", np.zeros((2, 2))), f("layers/1/kernel", np.zeros((2, 2)))
+      (False, True)
+    """
+    fs = [as_filter(f) for f in filters]
+    return lambda path, leaf: all(f(path, leaf) for f in fs)
 
 
 def any_of(*filters: FilterLike) -> Filter:
-  """A filter keeping leaves that at least one given filter keeps.
+    """A filter keeping leaves that at least one given filter keeps.
 
-  Example:
-    >>> import numpy as np
-    >>> f = any_of(kernels, "bias$")
-    >>> f("dense/bias", np.zeros(3)), f("norm/scale", np.zeros(3))
-    (True, False)
-  """
-  fs = [as_filter(f) for f in filters]
-  return lambda path, leaf: any(f(path, leaf) for f in fs)
+    Example:
+      >>> import numpy as np
+      >>> f = any_of(kernels, "bias$")
+      >>> f("dense/bias", np.zeros(3)), f("norm/scale", np.zeros(3))
+      (True, False)
+    """
+    fs = [as_filter(f) for f in filters]
+    return lambda path, leaf: any(f(path, leaf) for f in fs)
 
 
 def not_(f: FilterLike) -> Filter:
-  """A filter keeping exactly the leaves that ``f`` rejects.
+    """A filter keeping exactly the leaves that ``f`` rejects.
 
-  Example:
-    >>> not_("bias$")("dense/bias", None)
-    False
-  """
-  g = as_filter(f)
-  return lambda path, leaf: not g(path, leaf)
+    Example:
+      >>> not_("bias$")("dense/bias", None)
+      False
+    """
+    g = as_filter(f)
+    return lambda path, leaf: not g(path, leaf)
 
 
 def as_filter(spec: FilterLike) -> Filter:
-  """Turns a filter specification into a filter.
+    """Turns a filter specification into a filter.
 
-  Args:
-    spec: ``None`` (the default, :func:`kernels`), a regular expression or a
-      sequence of them (leaves whose path matches any), or a callable
-      ``(path, leaf) -> bool``.
+    Args:
+      spec: ``None`` (the default, :func:`kernels`), a regular expression or a
+        sequence of them (leaves whose path matches any), or a callable
+        ``(path, leaf) -> bool``.
 
-  Returns:
-    A callable ``(path, leaf) -> bool``.
+    Returns:
+      A callable ``(path, leaf) -> bool``.
 
-  Example:
-    >>> as_filter(None) is kernels
-    True
-  """
-  if spec is None:
-    return kernels
-  if isinstance(spec, str):
-    return path_matches(spec)
-  if callable(spec):
-    return spec
-  if isinstance(spec, Sequence) and all(isinstance(s, str) for s in spec):
-    return path_matches(*spec)
-  raise TypeError(
-      "prunable must be None (Dense/Conv kernels), a regular expression over "
-      "parameter paths, a list of them, or a callable (path, leaf) -> bool; "
-      f"got {spec!r}."
-  )
+    Example:
+      >>> as_filter(None) is kernels
+      True
+    """
+    if spec is None:
+        return kernels
+    if isinstance(spec, str):
+        return path_matches(spec)
+    if callable(spec):
+        return spec
+    if isinstance(spec, Sequence) and all(isinstance(s, str) for s in spec):
+        return path_matches(*spec)
+    raise TypeError(
+        "prunable must be None (Dense/Conv kernels), a regular expression over "
+        "parameter paths, a list of them, or a callable (path, leaf) -> bool; "
+        f"got {spec!r}."
+    )

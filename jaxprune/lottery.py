@@ -32,149 +32,164 @@ PyTree = Any
 
 
 def half_rate(sparsity: Any) -> Any:
-  """Per-layer override: prune this layer at half the base rate (the output layer in IMP).
+    """Per-layer override: prune this layer at half the base rate (the output layer in IMP).
 
-  Example:
-    >>> half_rate(0.2)
-    0.1
-  """
-  return sparsity / 2
+    Example:
+      >>> half_rate(0.2)
+      0.1
+    """
+    return sparsity / 2
 
 
 def prune_round(
-    params: PyTree, mask: PyTree, rate: float, *,
+    params: PyTree,
+    mask: PyTree,
+    rate: float,
+    *,
     distribution: distributions.Distribution = "uniform",
     overrides: Mapping[str, distributions.Override] | None = None,
 ) -> PyTree:
-  """Prunes ``rate`` of the weights ``mask`` still keeps, by magnitude of ``params``.
+    """Prunes ``rate`` of the weights ``mask`` still keeps, by magnitude of ``params``.
 
-  Args:
-    params: the trained parameters of this round.
-    mask: the current mask (``jaxprune.dense_mask(params)`` before round 1).
-    rate: fraction of the remaining weights to prune (0.2 in the paper).
-    distribution: ``"uniform"`` (layer-wise, the paper) or ``"global"``.
-    overrides: per-layer rates, e.g. ``{"layers/2/": half_rate}``.
+    Args:
+      params: the trained parameters of this round.
+      mask: the current mask (``jaxprune.dense_mask(params)`` before round 1).
+      rate: fraction of the remaining weights to prune (0.2 in the paper).
+      distribution: ``"uniform"`` (layer-wise, the paper) or ``"global"``.
+      overrides: per-layer rates, e.g. ``{"layers/2/": half_rate}``.
 
-  Returns:
-    The next mask, a subset of ``mask`` keeping ``round((1 - rate) * kept)``
-    entries per layer (or in total for global ranking).
+    Returns:
+      The next mask, a subset of ``mask`` keeping ``round((1 - rate) * kept)``
+      entries per layer (or in total for global ranking).
 
-  Example:
-    >>> import jax.numpy as jnp, jaxprune
-    >>> params = {"w": jnp.arange(1.0, 11.0).reshape(2, 5)}
-    >>> mask = prune_round(params, jaxprune.dense_mask(params), 0.2)
-    >>> int(mask["w"].sum()), int(prune_round(params, mask, 0.5)["w"].sum())
-    (8, 4)
-  """
-  paths, leaves, _ = masks.leaves_with_paths(mask)
-  pruned = {p for p, m in zip(paths, leaves) if not masks.is_stand_in(m)}
-  return select.topk_mask(scores.magnitude(params, prunable=lambda path, _: path in pruned),
-                          rate, distribution, within=mask, overrides=overrides)
+    Example:
+      >>> import jax.numpy as jnp, jaxprune
+      >>> params = {"w": jnp.arange(1.0, 11.0).reshape(2, 5)}
+      >>> mask = prune_round(params, jaxprune.dense_mask(params), 0.2)
+      >>> int(mask["w"].sum()), int(prune_round(params, mask, 0.5)["w"].sum())
+      (8, 4)
+    """
+    paths, leaves, _ = masks.leaves_with_paths(mask)
+    pruned = {p for p, m in zip(paths, leaves) if not masks.is_stand_in(m)}
+    return select.topk_mask(
+        scores.magnitude(params, prunable=lambda path, _: path in pruned),
+        rate,
+        distribution,
+        within=mask,
+        overrides=overrides,
+    )
 
 
 def remaining(rate: float, rounds: int) -> float:
-  """Fraction of weights remaining after ``rounds`` rounds at ``rate``: ``(1 - rate) ** rounds``.
+    """Fraction of weights remaining after ``rounds`` rounds at ``rate``: ``(1 - rate) ** rounds``.
 
-  Example:
-    >>> round(100 * remaining(0.2, 7), 1), round(100 * remaining(0.2, 15), 1)
-    (21.0, 3.5)
-  """
-  return (1.0 - rate) ** rounds
+    Example:
+      >>> round(100 * remaining(0.2, 7), 1), round(100 * remaining(0.2, 15), 1)
+      (21.0, 3.5)
+    """
+    return (1.0 - rate) ** rounds
 
 
 def rounds_to_reach(target: float, rate: float) -> int:
-  """Fewest rounds at ``rate`` that leave at most ``target`` of the weights.
+    """Fewest rounds at ``rate`` that leave at most ``target`` of the weights.
 
-  Example:
-    >>> rounds_to_reach(0.036, 0.2)
-    15
-  """
-  if not (0 < target <= 1 and 0 < rate < 1):
-    raise ValueError(f"need 0 < target <= 1 and 0 < rate < 1, got {target}, {rate}.")
-  return max(0, math.ceil(math.log(target) / math.log(1.0 - rate) - 1e-9))
+    Example:
+      >>> rounds_to_reach(0.036, 0.2)
+      15
+    """
+    if not (0 < target <= 1 and 0 < rate < 1):
+        raise ValueError(f"need 0 < target <= 1 and 0 < rate < 1, got {target}, {rate}.")
+    return max(0, math.ceil(math.log(target) / math.log(1.0 - rate) - 1e-9))
 
 
 def kept_counts(mask: PyTree) -> dict[str, int]:
-  """Kept entries per prunable leaf, by path (on the host).
+    """Kept entries per prunable leaf, by path (on the host).
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> kept_counts({"w": jnp.eye(3, dtype=bool), "b": jnp.ones((), bool)})
-    {'w': 3}
-  """
-  return {l.path: l.kept for l in masks.sparsity_report(mask).leaves}
+    Example:
+      >>> import jax.numpy as jnp
+      >>> kept_counts({"w": jnp.eye(3, dtype=bool), "b": jnp.ones((), bool)})
+      {'w': 3}
+    """
+    return {l.path: l.kept for l in masks.sparsity_report(mask).leaves}
 
 
 def rewind(saved: PyTree, mask: PyTree) -> PyTree:
-  """The ticket: the saved parameters (init or step k) with the pruned weights zeroed.
+    """The ticket: the saved parameters (init or step k) with the pruned weights zeroed.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> rewind({"w": jnp.ones((2, 2))}, {"w": jnp.eye(2, dtype=bool)})["w"].tolist()
-    [[1.0, 0.0], [0.0, 1.0]]
-  """
-  return masks.apply_mask(saved, mask)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> rewind({"w": jnp.ones((2, 2))}, {"w": jnp.eye(2, dtype=bool)})["w"].tolist()
+      [[1.0, 0.0], [0.0, 1.0]]
+    """
+    return masks.apply_mask(saved, mask)
 
 
 def random_reinit(fresh: PyTree, mask: PyTree) -> PyTree:
-  """Baseline: the same mask on freshly initialised weights (``fresh`` from a new seed).
+    """Baseline: the same mask on freshly initialised weights (``fresh`` from a new seed).
 
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> fresh = {"w": jax.random.normal(jax.random.key(7), (2, 2))}
-    >>> bool((random_reinit(fresh, {"w": jnp.eye(2, dtype=bool)})["w"][0, 1] == 0))
-    True
-  """
-  return masks.apply_mask(fresh, mask)
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> fresh = {"w": jax.random.normal(jax.random.key(7), (2, 2))}
+      >>> bool((random_reinit(fresh, {"w": jnp.eye(2, dtype=bool)})["w"][0, 1] == 0))
+      True
+    """
+    return masks.apply_mask(fresh, mask)
 
 
 def random_pruning(key: jax.Array, mask: PyTree) -> PyTree:
-  """Baseline: a random mask with the same per-layer kept counts as ``mask``.
+    """Baseline: a random mask with the same per-layer kept counts as ``mask``.
 
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> m = random_pruning(jax.random.key(0), {"w": jnp.eye(4, dtype=bool)})
-    >>> int(m["w"].sum())
-    4
-  """
-  return select.random_like(key, mask)
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> m = random_pruning(jax.random.key(0), {"w": jnp.eye(4, dtype=bool)})
+      >>> int(m["w"].sum())
+      4
+    """
+    return select.random_like(key, mask)
 
 
 def one_shot(
-    params: PyTree, sparsity: float, *,
+    params: PyTree,
+    sparsity: float,
+    *,
     distribution: distributions.Distribution = "uniform",
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
 ) -> PyTree:
-  """Baseline: magnitude-prune the trained dense network to ``sparsity`` at once.
+    """Baseline: magnitude-prune the trained dense network to ``sparsity`` at once.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> int(one_shot({"w": jnp.arange(10.0).reshape(2, 5)}, 0.7)["w"].sum())
-    3
-  """
-  return select.topk_mask(scores.magnitude(params, prunable=prunable), sparsity,
-                          distribution, overrides=overrides)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> int(one_shot({"w": jnp.arange(10.0).reshape(2, 5)}, 0.7)["w"].sum())
+      3
+    """
+    return select.topk_mask(
+        scores.magnitude(params, prunable=prunable), sparsity, distribution, overrides=overrides
+    )
 
 
 def distillation_loss(
-    logits: jax.Array, teacher_logits: jax.Array, labels: jax.Array, *,
-    temperature: float = 4.0, alpha: float = 0.9,
+    logits: jax.Array,
+    teacher_logits: jax.Array,
+    labels: jax.Array,
+    *,
+    temperature: float = 4.0,
+    alpha: float = 0.9,
 ) -> jax.Array:
-  """Knowledge-distillation loss for KD tickets (Ma et al. 2021; Hinton et al. 2015).
+    """Knowledge-distillation loss for KD tickets (Ma et al. 2021; Hinton et al. 2015).
 
-  ``alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(labels)``,
-  averaged over the batch. ``alpha = 1`` trains on soft labels only.
+    ``alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) * CE(labels)``,
+    averaged over the batch. ``alpha = 1`` trains on soft labels only.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> t = jnp.array([[2.0, 0.0]])
-    >>> float(distillation_loss(t, t, jnp.array([0]), alpha=1.0))
-    0.0
-  """
-  t = temperature
-  log_p_student = jax.nn.log_softmax(logits / t)
-  log_p_teacher = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits) / t)
-  kl = jnp.sum(jnp.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
-  ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], axis=-1)[..., 0]
-  return jnp.mean(alpha * t * t * kl + (1 - alpha) * ce)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> t = jnp.array([[2.0, 0.0]])
+      >>> float(distillation_loss(t, t, jnp.array([0]), alpha=1.0))
+      0.0
+    """
+    t = temperature
+    log_p_student = jax.nn.log_softmax(logits / t)
+    log_p_teacher = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits) / t)
+    kl = jnp.sum(jnp.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
+    ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], axis=-1)[..., 0]
+    return jnp.mean(alpha * t * t * kl + (1 - alpha) * ce)

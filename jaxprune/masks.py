@@ -28,332 +28,352 @@ PyTree = Any
 
 
 def path_str(keypath: Sequence[Any]) -> str:
-  """Renders a JAX key path as ``a/b/0/c``, dropping NNX ``Variable`` ``.value`` keys.
+    """Renders a JAX key path as ``a/b/0/c``, dropping NNX ``Variable`` ``.value`` keys.
 
-  Example:
-    >>> from jax.tree_util import DictKey, GetAttrKey
-    >>> path_str((DictKey("dense"), DictKey("kernel"), GetAttrKey("value")))
-    'dense/kernel'
-  """
-  keys = [
-      k for k in keypath
-      if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")
-  ]
-  return jax.tree_util.keystr(tuple(keys), simple=True, separator="/")
+    Example:
+      >>> from jax.tree_util import DictKey, GetAttrKey
+      >>> path_str((DictKey("dense"), DictKey("kernel"), GetAttrKey("value")))
+      'dense/kernel'
+    """
+    keys = [
+        k for k in keypath if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")
+    ]
+    return jax.tree_util.keystr(tuple(keys), simple=True, separator="/")
 
 
 def leaves_with_paths(tree: PyTree) -> tuple[list[str], list[Any], Any]:
-  """Flattens a tree into (paths, leaves, treedef).
+    """Flattens a tree into (paths, leaves, treedef).
 
-  Example:
-    >>> leaves_with_paths({"a": 1, "b": [2, 3]})[0]
-    ['a', 'b/0', 'b/1']
-  """
-  flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  return [path_str(p) for p, _ in flat], [x for _, x in flat], treedef
+    Example:
+      >>> leaves_with_paths({"a": 1, "b": [2, 3]})[0]
+      ['a', 'b/0', 'b/1']
+    """
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    return [path_str(p) for p, _ in flat], [x for _, x in flat], treedef
 
 
 def is_stand_in(leaf: Any) -> bool:
-  """Whether a mask (or score) leaf is the 0-d stand-in of a non-prunable leaf."""
-  return getattr(leaf, "ndim", 0) == 0
+    """Whether a mask (or score) leaf is the 0-d stand-in of a non-prunable leaf."""
+    return getattr(leaf, "ndim", 0) == 0
 
 
 def stand_in() -> jax.Array:
-  """The mask leaf of a parameter that is not prunable: a 0-d ``True``."""
-  return jnp.ones((), jnp.bool_)
+    """The mask leaf of a parameter that is not prunable: a 0-d ``True``."""
+    return jnp.ones((), jnp.bool_)
 
 
 def prunable_flags(tree: PyTree, prunable: filters.FilterLike = None) -> list[bool]:
-  """Which leaves of ``tree`` are prunable, in flattening order.
+    """Which leaves of ``tree`` are prunable, in flattening order.
 
-  A leaf is prunable when the filter keeps it and it has at least one
-  dimension. Prunable leaves must hold floating-point numbers.
+    A leaf is prunable when the filter keeps it and it has at least one
+    dimension. Prunable leaves must hold floating-point numbers.
 
-  Raises:
-    TypeError: a leaf the filter keeps is not floating point.
-    ValueError: no leaf is prunable.
+    Raises:
+      TypeError: a leaf the filter keeps is not floating point.
+      ValueError: no leaf is prunable.
 
-  Example:
-    >>> import numpy as np
-    >>> prunable_flags({"kernel": np.ones((2, 3)), "bias": np.ones(3)})
-    [False, True]
-  """
-  keep = filters.as_filter(prunable)
-  paths, leaves, _ = leaves_with_paths(tree)
-  flags = []
-  for path, leaf in zip(paths, leaves):
-    flag = getattr(leaf, "ndim", 0) >= 1 and bool(keep(path, leaf))
-    if flag and not jnp.issubdtype(leaf.dtype, jnp.floating):
-      raise TypeError(
-          f"Parameter {path!r} has dtype {leaf.dtype}; only floating-point "
-          "parameters can be pruned. Exclude it with prunable=... (a filter "
-          "such as jaxprune.filters.not_(" + repr(path) + "))."
-      )
-    flags.append(flag)
-  require_prunable(paths, flags)
-  return flags
+    Example:
+      >>> import numpy as np
+      >>> prunable_flags({"kernel": np.ones((2, 3)), "bias": np.ones(3)})
+      [False, True]
+    """
+    keep = filters.as_filter(prunable)
+    paths, leaves, _ = leaves_with_paths(tree)
+    flags = []
+    for path, leaf in zip(paths, leaves):
+        flag = getattr(leaf, "ndim", 0) >= 1 and bool(keep(path, leaf))
+        if flag and not jnp.issubdtype(leaf.dtype, jnp.floating):
+            raise TypeError(
+                f"Parameter {path!r} has dtype {leaf.dtype}; only floating-point "
+                "parameters can be pruned. Exclude it with prunable=... (a filter "
+                "such as jaxprune.filters.not_(" + repr(path) + "))."
+            )
+        flags.append(flag)
+    require_prunable(paths, flags)
+    return flags
 
 
 def require_prunable(paths: Sequence[str], flags: Sequence[bool]) -> None:
-  """Raises a ValueError naming the paths seen when no leaf is prunable."""
-  if any(flags):
-    return
-  shown = ", ".join(repr(p) for p in paths[:12]) or "none"
-  more = f" (and {len(paths) - 12} more)" if len(paths) > 12 else ""
-  raise ValueError(
-      "Nothing to prune: no leaf is prunable. By default only leaves with two "
-      "or more dimensions (Dense/Conv kernels) are; pass prunable= (a path "
-      f"regex or a filter from jaxprune.filters) to choose. Leaves seen: {shown}{more}."
-  )
+    """Raises a ValueError naming the paths seen when no leaf is prunable."""
+    if any(flags):
+        return
+    shown = ", ".join(repr(p) for p in paths[:12]) or "none"
+    more = f" (and {len(paths) - 12} more)" if len(paths) > 12 else ""
+    raise ValueError(
+        "Nothing to prune: no leaf is prunable. By default only leaves with two "
+        "or more dimensions (Dense/Conv kernels) are; pass prunable= (a path "
+        f"regex or a filter from jaxprune.filters) to choose. Leaves seen: {shown}{more}."
+    )
 
 
 def matched_leaves(
     tree: PyTree, reference: PyTree, tree_name: str, ref_name: str
 ) -> tuple[list[str], list[Any], list[Any]]:
-  """Pairs the leaves of two trees path by path (NNX wrappers ignored).
+    """Pairs the leaves of two trees path by path (NNX wrappers ignored).
 
-  Returns:
-    (paths, tree leaves, reference leaves), in the reference's order.
+    Returns:
+      (paths, tree leaves, reference leaves), in the reference's order.
 
-  Raises:
-    ValueError: naming the first path where the structures differ.
-  """
-  paths, leaves, _ = leaves_with_paths(tree)
-  ref_paths, ref_leaves, _ = leaves_with_paths(reference)
-  if paths != ref_paths:
-    for i in range(max(len(paths), len(ref_paths))):
-      a = paths[i] if i < len(paths) else None
-      b = ref_paths[i] if i < len(ref_paths) else None
-      if a != b:
-        break
-    if b is None or (a is not None and a not in ref_paths):
-      where = f"{tree_name} has a leaf at {a!r} that {ref_name} does not have"
-    else:
-      where = f"{ref_name} has a leaf at {b!r} that {tree_name} does not have"
-    raise ValueError(
-        f"The structure of {tree_name} does not match {ref_name}: {where} "
-        f"({len(paths)} vs {len(ref_paths)} leaves). Build {tree_name} from the "
-        f"same parameter tree as {ref_name}."
-    )
-  return paths, leaves, ref_leaves
+    Raises:
+      ValueError: naming the first path where the structures differ.
+    """
+    paths, leaves, _ = leaves_with_paths(tree)
+    ref_paths, ref_leaves, _ = leaves_with_paths(reference)
+    if paths != ref_paths:
+        for i in range(max(len(paths), len(ref_paths))):
+            a = paths[i] if i < len(paths) else None
+            b = ref_paths[i] if i < len(ref_paths) else None
+            if a != b:
+                break
+        if b is None or (a is not None and a not in ref_paths):
+            where = f"{tree_name} has a leaf at {a!r} that {ref_name} does not have"
+        else:
+            where = f"{ref_name} has a leaf at {b!r} that {tree_name} does not have"
+        raise ValueError(
+            f"The structure of {tree_name} does not match {ref_name}: {where} "
+            f"({len(paths)} vs {len(ref_paths)} leaves). Build {tree_name} from the "
+            f"same parameter tree as {ref_name}."
+        )
+    return paths, leaves, ref_leaves
 
 
 def check_mask(mask: Mask, params: PyTree) -> list[bool]:
-  """Checks that ``mask`` fits ``params``; returns which leaves it prunes.
+    """Checks that ``mask`` fits ``params``; returns which leaves it prunes.
 
-  Raises:
-    ValueError: different structure (the first differing path is named), a
-      shape that is neither the parameter's nor the 0-d stand-in, or a mask
-      that prunes nothing.
-    TypeError: a non-boolean mask leaf, or a pruned leaf that is not
-      floating point.
+    Raises:
+      ValueError: different structure (the first differing path is named), a
+        shape that is neither the parameter's nor the 0-d stand-in, or a mask
+        that prunes nothing.
+      TypeError: a non-boolean mask leaf, or a pruned leaf that is not
+        floating point.
 
-  Example:
-    >>> import numpy as np
-    >>> params = {"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}
-    >>> check_mask({"w": np.eye(2, dtype=bool), "b": np.array(True)}, params)
-    [False, True]
-  """
-  paths, m_leaves, p_leaves = matched_leaves(mask, params, "mask", "params")
-  flags = []
-  for path, m, p in zip(paths, m_leaves, p_leaves):
-    if getattr(m, "dtype", None) != jnp.bool_:
-      raise TypeError(
-          f"Mask leaf {path!r} has dtype {getattr(m, 'dtype', type(m).__name__)}; "
-          "masks are boolean (True = kept). Scores become a mask through "
-          "jaxprune.topk_mask."
-      )
-    pshape = tuple(getattr(p, "shape", ()))
-    if m.ndim == 0:
-      flags.append(False)
-      continue
-    if tuple(m.shape) != pshape:
-      raise ValueError(
-          f"Mask leaf {path!r} has shape {tuple(m.shape)} but the parameter has "
-          f"shape {pshape}; expected {pshape} (or the 0-d stand-in for a leaf "
-          "that is not pruned)."
-      )
-    if not jnp.issubdtype(p.dtype, jnp.floating):
-      raise TypeError(
-          f"Parameter {path!r} has dtype {p.dtype}; only floating-point "
-          "parameters can be masked. Give it the 0-d stand-in in the mask."
-      )
-    flags.append(True)
-  require_prunable(paths, flags)
-  return flags
+    Example:
+      >>> import numpy as np
+      >>> params = {"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}
+      >>> check_mask({"w": np.eye(2, dtype=bool), "b": np.array(True)}, params)
+      [False, True]
+    """
+    paths, m_leaves, p_leaves = matched_leaves(mask, params, "mask", "params")
+    flags = []
+    for path, m, p in zip(paths, m_leaves, p_leaves):
+        if getattr(m, "dtype", None) != jnp.bool_:
+            raise TypeError(
+                f"Mask leaf {path!r} has dtype {getattr(m, 'dtype', type(m).__name__)}; "
+                "masks are boolean (True = kept). Scores become a mask through "
+                "jaxprune.topk_mask."
+            )
+        pshape = tuple(getattr(p, "shape", ()))
+        if m.ndim == 0:
+            flags.append(False)
+            continue
+        if tuple(m.shape) != pshape:
+            raise ValueError(
+                f"Mask leaf {path!r} has shape {tuple(m.shape)} but the parameter has "
+                f"shape {pshape}; expected {pshape} (or the 0-d stand-in for a leaf "
+                "that is not pruned)."
+            )
+        if not jnp.issubdtype(p.dtype, jnp.floating):
+            raise TypeError(
+                f"Parameter {path!r} has dtype {p.dtype}; only floating-point "
+                "parameters can be masked. Give it the 0-d stand-in in the mask."
+            )
+        flags.append(True)
+    require_prunable(paths, flags)
+    return flags
 
 
 def dense_mask(params: PyTree, prunable: filters.FilterLike = None) -> Mask:
-  """A mask that keeps everything: all-True on prunable leaves, stand-ins elsewhere.
+    """A mask that keeps everything: all-True on prunable leaves, stand-ins elsewhere.
 
-  Example:
-    >>> import numpy as np
-    >>> m = dense_mask({"w": np.ones((2, 3), np.float32), "b": np.ones(3, np.float32)})
-    >>> m["w"].shape, m["b"].shape
-    ((2, 3), ())
-  """
-  flags = prunable_flags(params, prunable)
-  leaves, treedef = jax.tree_util.tree_flatten(params)
-  return treedef.unflatten([
-      jnp.ones(p.shape, jnp.bool_) if f else stand_in()
-      for p, f in zip(leaves, flags)
-  ])
+    Example:
+      >>> import numpy as np
+      >>> m = dense_mask({"w": np.ones((2, 3), np.float32), "b": np.ones(3, np.float32)})
+      >>> m["w"].shape, m["b"].shape
+      ((2, 3), ())
+    """
+    flags = prunable_flags(params, prunable)
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    return treedef.unflatten(
+        [jnp.ones(p.shape, jnp.bool_) if f else stand_in() for p, f in zip(leaves, flags)]
+    )
 
 
 def apply_mask(params: PyTree, mask: Mask) -> PyTree:
-  """Sets pruned entries to exactly zero; non-prunable leaves pass unchanged.
+    """Sets pruned entries to exactly zero; non-prunable leaves pass unchanged.
 
-  Example:
-    >>> import numpy as np
-    >>> params = {"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}
-    >>> mask = {"w": np.eye(2, dtype=bool), "b": np.array(True)}
-    >>> apply_mask(params, mask)["w"].tolist()
-    [[1.0, 0.0], [0.0, 1.0]]
-  """
-  check_mask(mask, params)
-  p_leaves, treedef = jax.tree_util.tree_flatten(params)
-  m_leaves = jax.tree_util.tree_leaves(mask)
-  return treedef.unflatten([
-      p if is_stand_in(m)
-      else jnp.where(placement.match_sharding(m, p), p, jnp.zeros((), p.dtype))
-      for p, m in zip(p_leaves, m_leaves)
-  ])
+    Example:
+      >>> import numpy as np
+      >>> params = {"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}
+      >>> mask = {"w": np.eye(2, dtype=bool), "b": np.array(True)}
+      >>> apply_mask(params, mask)["w"].tolist()
+      [[1.0, 0.0], [0.0, 1.0]]
+    """
+    check_mask(mask, params)
+    p_leaves, treedef = jax.tree_util.tree_flatten(params)
+    m_leaves = jax.tree_util.tree_leaves(mask)
+    return treedef.unflatten(
+        [
+            p
+            if is_stand_in(m)
+            else jnp.where(placement.match_sharding(m, p), p, jnp.zeros((), p.dtype))
+            for p, m in zip(p_leaves, m_leaves)
+        ]
+    )
 
 
 def _pruned_leaves(mask: Mask) -> list[tuple[str, Any]]:
-  paths, leaves, _ = leaves_with_paths(mask)
-  out = [(p, m) for p, m in zip(paths, leaves) if not is_stand_in(m)]
-  require_prunable(paths, [True] * len(out) + [False] * (len(paths) - len(out)))
-  return out
+    paths, leaves, _ = leaves_with_paths(mask)
+    out = [(p, m) for p, m in zip(paths, leaves) if not is_stand_in(m)]
+    require_prunable(paths, [True] * len(out) + [False] * (len(paths) - len(out)))
+    return out
 
 
 def sparsity(mask: Mask) -> jax.Array:
-  """Fraction of pruned entries over the prunable leaves (0-d float32; jit-safe).
+    """Fraction of pruned entries over the prunable leaves (0-d float32; jit-safe).
 
-  Example:
-    >>> import numpy as np
-    >>> float(sparsity({"w": np.eye(2, dtype=bool), "b": np.array(True)}))
-    0.5
-  """
-  leaves = [m for _, m in _pruned_leaves(mask)]
-  kept = sum(jnp.sum(m, dtype=jnp.int32).astype(jnp.float32) for m in leaves)
-  total = float(sum(m.size for m in leaves))
-  return 1.0 - kept / total
+    Example:
+      >>> import numpy as np
+      >>> float(sparsity({"w": np.eye(2, dtype=bool), "b": np.array(True)}))
+      0.5
+    """
+    leaves = [m for _, m in _pruned_leaves(mask)]
+    kept = sum(jnp.sum(m, dtype=jnp.int32).astype(jnp.float32) for m in leaves)
+    total = float(sum(m.size for m in leaves))
+    return 1.0 - kept / total
 
 
 @dataclasses.dataclass(frozen=True)
 class LeafSparsity:
-  """Sparsity of one prunable leaf."""
+    """Sparsity of one prunable leaf."""
 
-  path: str
-  shape: tuple[int, ...]
-  size: int
-  kept: int
+    path: str
+    shape: tuple[int, ...]
+    size: int
+    kept: int
 
-  @property
-  def sparsity(self) -> float:
-    return 1.0 - self.kept / self.size
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.kept / self.size
 
 
 @dataclasses.dataclass(frozen=True)
 class SparsityReport:
-  """Per-leaf and total sparsity of a mask; ``str()`` renders a table."""
+    """Per-leaf and total sparsity of a mask; ``str()`` renders a table."""
 
-  leaves: tuple[LeafSparsity, ...]
+    leaves: tuple[LeafSparsity, ...]
 
-  @property
-  def size(self) -> int:
-    return sum(l.size for l in self.leaves)
+    @property
+    def size(self) -> int:
+        return sum(l.size for l in self.leaves)
 
-  @property
-  def kept(self) -> int:
-    return sum(l.kept for l in self.leaves)
+    @property
+    def kept(self) -> int:
+        return sum(l.kept for l in self.leaves)
 
-  @property
-  def sparsity(self) -> float:
-    return 1.0 - self.kept / self.size
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.kept / self.size
 
-  def to_dict(self) -> dict[str, Any]:
-    """A JSON-ready dict: per-leaf rows and the totals."""
-    rows = [dict(dataclasses.asdict(l), sparsity=l.sparsity) for l in self.leaves]
-    return {"leaves": rows, "size": self.size, "kept": self.kept,
-            "sparsity": self.sparsity}
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: per-leaf rows and the totals."""
+        rows = [dict(dataclasses.asdict(l), sparsity=l.sparsity) for l in self.leaves]
+        return {"leaves": rows, "size": self.size, "kept": self.kept, "sparsity": self.sparsity}
 
-  def __str__(self) -> str:
-    rows = [(l.path, "x".join(map(str, l.shape)), f"{l.size:,}", f"{l.kept:,}",
-             f"{100 * l.sparsity:.2f}%") for l in self.leaves]
-    rows.append(("total", "", f"{self.size:,}", f"{self.kept:,}",
-                 f"{100 * self.sparsity:.2f}%"))
-    head = ("path", "shape", "size", "kept", "sparsity")
-    widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
-    fmt = lambda r: "  ".join(
-        c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    lines = [fmt(head), fmt(tuple("-" * w for w in widths))]
-    lines += [fmt(r) for r in rows[:-1]] + [fmt(tuple("-" * w for w in widths)), fmt(rows[-1])]
-    return "\n".join(lines)
+    def __str__(self) -> str:
+        rows = [
+            (
+                l.path,
+                "x".join(map(str, l.shape)),
+                f"{l.size:,}",
+                f"{l.kept:,}",
+                f"{100 * l.sparsity:.2f}%",
+            )
+            for l in self.leaves
+        ]
+        rows.append(
+            ("total", "", f"{self.size:,}", f"{self.kept:,}", f"{100 * self.sparsity:.2f}%")
+        )
+        head = ("path", "shape", "size", "kept", "sparsity")
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
+        fmt = lambda r: "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+        )
+        lines = [fmt(head), fmt(tuple("-" * w for w in widths))]
+        lines += [fmt(r) for r in rows[:-1]] + [fmt(tuple("-" * w for w in widths)), fmt(rows[-1])]
+        return "\n".join(lines)
 
 
 def sparsity_report(mask: Mask) -> SparsityReport:
-  """Per-leaf path, shape, size, kept count and sparsity of a mask (on the host).
+    """Per-leaf path, shape, size, kept count and sparsity of a mask (on the host).
 
-  Example:
-    >>> import numpy as np
-    >>> r = sparsity_report({"w": np.eye(2, dtype=bool), "b": np.array(True)})
-    >>> r.leaves[0].kept, r.sparsity
-    (2, 0.5)
-  """
-  return SparsityReport(tuple(
-      LeafSparsity(path, tuple(m.shape), int(m.size),
-                   int(np.count_nonzero(np.asarray(jax.device_get(m)))))
-      for path, m in _pruned_leaves(mask)))
+    Example:
+      >>> import numpy as np
+      >>> r = sparsity_report({"w": np.eye(2, dtype=bool), "b": np.array(True)})
+      >>> r.leaves[0].kept, r.sparsity
+      (2, 0.5)
+    """
+    return SparsityReport(
+        tuple(
+            LeafSparsity(
+                path,
+                tuple(m.shape),
+                int(m.size),
+                int(np.count_nonzero(np.asarray(jax.device_get(m)))),
+            )
+            for path, m in _pruned_leaves(mask)
+        )
+    )
 
 
 def pack_mask(mask: Mask) -> PyTree:
-  """Packs a mask to 1 bit per entry (uint8 leaves), for checkpoints.
+    """Packs a mask to 1 bit per entry (uint8 leaves), for checkpoints.
 
-  Prunable leaves become flat uint8 arrays of ``ceil(size / 8)`` bytes; stand-ins
-  become a 0-d uint8. :func:`unpack_mask` inverts it.
+    Prunable leaves become flat uint8 arrays of ``ceil(size / 8)`` bytes; stand-ins
+    become a 0-d uint8. :func:`unpack_mask` inverts it.
 
-  Example:
-    >>> import numpy as np
-    >>> packed = pack_mask({"w": np.ones((4, 4), bool), "b": np.array(True)})
-    >>> packed["w"].shape, packed["b"].shape
-    ((2,), ())
-  """
-  leaves, treedef = jax.tree_util.tree_flatten(mask)
-  return treedef.unflatten([
-      jnp.ones((), jnp.uint8) if is_stand_in(m)
-      else jnp.packbits(jnp.ravel(placement.replicated(m)[0]))
-      for m in leaves
-  ])
+    Example:
+      >>> import numpy as np
+      >>> packed = pack_mask({"w": np.ones((4, 4), bool), "b": np.array(True)})
+      >>> packed["w"].shape, packed["b"].shape
+      ((2,), ())
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(mask)
+    return treedef.unflatten(
+        [
+            jnp.ones((), jnp.uint8)
+            if is_stand_in(m)
+            else jnp.packbits(jnp.ravel(placement.replicated(m)[0]))
+            for m in leaves
+        ]
+    )
 
 
 def unpack_mask(packed: PyTree, like: PyTree) -> Mask:
-  """Unpacks :func:`pack_mask` output into a mask shaped like ``like`` (params or a mask).
+    """Unpacks :func:`pack_mask` output into a mask shaped like ``like`` (params or a mask).
 
-  The result has the structure of ``like``; ``like`` may hold arrays or
-  ``jax.ShapeDtypeStruct``s.
+    The result has the structure of ``like``; ``like`` may hold arrays or
+    ``jax.ShapeDtypeStruct``s.
 
-  Example:
-    >>> import numpy as np
-    >>> params = {"w": np.ones((4, 4), np.float32), "b": np.ones(4, np.float32)}
-    >>> mask = {"w": np.eye(4, dtype=bool), "b": np.array(True)}
-    >>> bool((unpack_mask(pack_mask(mask), params)["w"] == mask["w"]).all())
-    True
-  """
-  paths, k_leaves, l_leaves = matched_leaves(packed, like, "packed mask", "like")
-  out = []
-  for path, k, l in zip(paths, k_leaves, l_leaves):
-    if k.ndim == 0:
-      out.append(stand_in())
-      continue
-    size = int(np.prod(l.shape))
-    if k.shape != ((size + 7) // 8,) or k.dtype != jnp.uint8:
-      raise ValueError(
-          f"Packed mask leaf {path!r} has shape {tuple(k.shape)} and dtype "
-          f"{k.dtype}; a parameter of shape {tuple(l.shape)} needs uint8 of shape "
-          f"({(size + 7) // 8},). Was it packed from a mask of these parameters?"
-      )
-    m = jnp.unpackbits(k, count=size).reshape(l.shape).astype(jnp.bool_)
-    out.append(placement.match_sharding(m, l))
-  return jax.tree_util.tree_structure(like).unflatten(out)
+    Example:
+      >>> import numpy as np
+      >>> params = {"w": np.ones((4, 4), np.float32), "b": np.ones(4, np.float32)}
+      >>> mask = {"w": np.eye(4, dtype=bool), "b": np.array(True)}
+      >>> bool((unpack_mask(pack_mask(mask), params)["w"] == mask["w"]).all())
+      True
+    """
+    paths, k_leaves, l_leaves = matched_leaves(packed, like, "packed mask", "like")
+    out = []
+    for path, k, l in zip(paths, k_leaves, l_leaves):
+        if k.ndim == 0:
+            out.append(stand_in())
+            continue
+        size = int(np.prod(l.shape))
+        if k.shape != ((size + 7) // 8,) or k.dtype != jnp.uint8:
+            raise ValueError(
+                f"Packed mask leaf {path!r} has shape {tuple(k.shape)} and dtype "
+                f"{k.dtype}; a parameter of shape {tuple(l.shape)} needs uint8 of shape "
+                f"({(size + 7) // 8},). Was it packed from a mask of these parameters?"
+            )
+        m = jnp.unpackbits(k, count=size).reshape(l.shape).astype(jnp.bool_)
+        out.append(placement.match_sharding(m, l))
+    return jax.tree_util.tree_structure(like).unflatten(out)

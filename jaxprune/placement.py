@@ -18,51 +18,51 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 
 def _explicit_sharding(x: Any) -> NamedSharding | None:
-  """The sharding of ``x`` if it is explicitly sharded over some mesh axis."""
-  try:
-    sharding = jax.typeof(x).sharding
-  except (TypeError, AttributeError):
-    return None
-  spec = getattr(sharding, "spec", None)
-  if spec is None or all(s is None for s in spec):
-    return None
-  return sharding
+    """The sharding of ``x`` if it is explicitly sharded over some mesh axis."""
+    try:
+        sharding = jax.typeof(x).sharding
+    except (TypeError, AttributeError):
+        return None
+    spec = getattr(sharding, "spec", None)
+    if spec is None or all(s is None for s in spec):
+        return None
+    return sharding
 
 
 def replicated(x: jax.Array) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
-  """A replicated view of an explicitly sharded array, and how to shard a result back.
+    """A replicated view of an explicitly sharded array, and how to shard a result back.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> y, back = replicated(jnp.ones(3))
-    >>> back(y * 2).tolist()
-    [2.0, 2.0, 2.0]
-  """
-  sharding = _explicit_sharding(x)
-  if sharding is None:
-    return x, lambda y: y
-  whole = NamedSharding(sharding.mesh, PartitionSpec())
-  return jax.sharding.reshard(x, whole), lambda y: jax.sharding.reshard(y, sharding)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> y, back = replicated(jnp.ones(3))
+      >>> back(y * 2).tolist()
+      [2.0, 2.0, 2.0]
+    """
+    sharding = _explicit_sharding(x)
+    if sharding is None:
+        return x, lambda y: y
+    whole = NamedSharding(sharding.mesh, PartitionSpec())
+    return jax.sharding.reshard(x, whole), lambda y: jax.sharding.reshard(y, sharding)
 
 
 def match_sharding(x: jax.Array, like: Any) -> jax.Array:
-  """Places ``x`` (same shape as ``like``) on ``like``'s sharding, when it has one.
+    """Places ``x`` (same shape as ``like``) on ``like``'s sharding, when it has one.
 
-  Concrete arrays are moved with ``device_put``; inside ``jit``, explicitly
-  sharded values are resharded; otherwise ``x`` is returned as it is.
+    Concrete arrays are moved with ``device_put``; inside ``jit``, explicitly
+    sharded values are resharded; otherwise ``x`` is returned as it is.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> match_sharding(jnp.zeros(2), jnp.ones(2)).tolist()
-    [0.0, 0.0]
-  """
-  if isinstance(like, jax.Array) and not isinstance(like, jax.core.Tracer):
-    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-      if x.sharding == like.sharding:
+    Example:
+      >>> import jax.numpy as jnp
+      >>> match_sharding(jnp.zeros(2), jnp.ones(2)).tolist()
+      [0.0, 0.0]
+    """
+    if isinstance(like, jax.Array) and not isinstance(like, jax.core.Tracer):
+        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+            if x.sharding == like.sharding:
+                return x
+            return jax.device_put(x, like.sharding)
         return x
-      return jax.device_put(x, like.sharding)
-    return x
-  sharding = _explicit_sharding(like)
-  if sharding is None or _explicit_sharding(x) == sharding:
-    return x
-  return jax.sharding.reshard(x, sharding)
+    sharding = _explicit_sharding(like)
+    if sharding is None or _explicit_sharding(x) == sharding:
+        return x
+    return jax.sharding.reshard(x, sharding)

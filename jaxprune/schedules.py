@@ -18,59 +18,64 @@ import jax.numpy as jnp
 Schedule = Callable[[Any], jax.Array]
 
 
-def polynomial(*, final: float, begin_step: int, end_step: int, initial: float = 0.0,
-               power: float = 3.0) -> Schedule:
-  """Gradual pruning (Zhu & Gupta 2017): ``s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^3``.
+def polynomial(
+    *, final: float, begin_step: int, end_step: int, initial: float = 0.0, power: float = 3.0
+) -> Schedule:
+    """Gradual pruning (Zhu & Gupta 2017): ``s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^3``.
 
-  Constant ``initial`` before ``begin_step`` and ``final`` after ``end_step``.
+    Constant ``initial`` before ``begin_step`` and ``final`` after ``end_step``.
 
-  Example:
-    >>> float(polynomial(final=0.5, begin_step=10, end_step=20)(15))
-    0.4375
-  """
-  if not begin_step < end_step:
-    raise ValueError(f"need begin_step < end_step, got {begin_step} and {end_step}.")
-  for name, v in (("initial", initial), ("final", final)):
-    if not 0.0 <= v < 1.0:
-      raise ValueError(f"{name} sparsity must be in [0, 1), got {v}.")
+    Example:
+      >>> float(polynomial(final=0.5, begin_step=10, end_step=20)(15))
+      0.4375
+    """
+    if not begin_step < end_step:
+        raise ValueError(f"need begin_step < end_step, got {begin_step} and {end_step}.")
+    for name, v in (("initial", initial), ("final", final)):
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"{name} sparsity must be in [0, 1), got {v}.")
 
-  def schedule(step):
-    frac = jnp.clip((jnp.asarray(step, jnp.float32) - begin_step) / (end_step - begin_step), 0, 1)
-    return final + (initial - final) * (1.0 - frac) ** power
+    def schedule(step):
+        frac = jnp.clip(
+            (jnp.asarray(step, jnp.float32) - begin_step) / (end_step - begin_step), 0, 1
+        )
+        return final + (initial - final) * (1.0 - frac) ** power
 
-  return schedule
+    return schedule
 
 
 def cosine_decay(*, alpha: float = 0.3, end_step: int) -> Schedule:
-  """RigL's drop fraction: ``alpha / 2 * (1 + cos(pi t / end_step))``, 0 from ``end_step`` on.
+    """RigL's drop fraction: ``alpha / 2 * (1 + cos(pi t / end_step))``, 0 from ``end_step`` on.
 
-  Example:
-    >>> f = cosine_decay(alpha=0.3, end_step=100)
-    >>> [round(float(f(t)), 3) for t in (0, 50, 100)]
-    [0.3, 0.15, 0.0]
-  """
-  if not 0.0 <= alpha <= 1.0:
-    raise ValueError(f"alpha (the initial drop fraction) must be in [0, 1], got {alpha}.")
+    Example:
+      >>> f = cosine_decay(alpha=0.3, end_step=100)
+      >>> [round(float(f(t)), 3) for t in (0, 50, 100)]
+      [0.3, 0.15, 0.0]
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha (the initial drop fraction) must be in [0, 1], got {alpha}.")
 
-  def schedule(step):
-    t = jnp.asarray(step, jnp.float32)
-    value = alpha / 2 * (1 + jnp.cos(jnp.pi * jnp.minimum(t, end_step) / end_step))
-    return jnp.where(t < end_step, value, 0.0)
+    def schedule(step):
+        t = jnp.asarray(step, jnp.float32)
+        value = alpha / 2 * (1 + jnp.cos(jnp.pi * jnp.minimum(t, end_step) / end_step))
+        return jnp.where(t < end_step, value, 0.0)
 
-  return schedule
+    return schedule
 
 
-def every(step: Any, interval: int, *, begin_step: int = 0, end_step: int | None = None) -> jax.Array:
-  """Whether ``step`` is an update step: ``begin_step, begin_step + interval, ...`` up to ``end_step``.
+def every(
+    step: Any, interval: int, *, begin_step: int = 0, end_step: int | None = None
+) -> jax.Array:
+    """Whether ``step`` is an update step: ``begin_step, begin_step + interval, ...`` up to ``end_step``.
 
-  Example:
-    >>> [bool(every(t, 100, begin_step=100, end_step=300)) for t in (0, 100, 150, 300, 400)]
-    [False, True, False, True, False]
-  """
-  if interval < 1:
-    raise ValueError(f"the update interval must be >= 1 step, got {interval}.")
-  step = jnp.asarray(step)
-  ok = (step >= begin_step) & ((step - begin_step) % interval == 0)
-  if end_step is not None:
-    ok &= step <= end_step
-  return ok
+    Example:
+      >>> [bool(every(t, 100, begin_step=100, end_step=300)) for t in (0, 100, 150, 300, 400)]
+      [False, True, False, True, False]
+    """
+    if interval < 1:
+        raise ValueError(f"the update interval must be >= 1 step, got {interval}.")
+    step = jnp.asarray(step)
+    ok = (step >= begin_step) & ((step - begin_step) % interval == 0)
+    if end_step is not None:
+        ok &= step <= end_step
+    return ok

@@ -32,192 +32,200 @@ METHODS = ("auto", "radix", "sort")
 
 
 def order_keys(score: jax.Array) -> jax.Array:
-  """Maps scores to uint32 keys with the same order; NaN -> 1, and 0 is never used.
+    """Maps scores to uint32 keys with the same order; NaN -> 1, and 0 is never used.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> k = order_keys(jnp.array([-1.0, 0.0, -0.0, 2.0, jnp.nan]))
-    >>> bool(k[0] < k[1] == k[2] < k[3]), int(k[4])
-    (True, 1)
-  """
-  s = score.astype(jnp.float32)
-  s = jnp.where(s == 0, jnp.float32(0), s)  # -0.0 ranks with +0.0
-  bits = lax.bitcast_convert_type(s, jnp.uint32)
-  key = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
-  return jnp.where(jnp.isnan(s), jnp.uint32(1), key)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> k = order_keys(jnp.array([-1.0, 0.0, -0.0, 2.0, jnp.nan]))
+      >>> bool(k[0] < k[1] == k[2] < k[3]), int(k[4])
+      (True, 1)
+    """
+    s = score.astype(jnp.float32)
+    s = jnp.where(s == 0, jnp.float32(0), s)  # -0.0 ranks with +0.0
+    bits = lax.bitcast_convert_type(s, jnp.uint32)
+    key = jnp.where(bits >> 31 == 1, ~bits, bits | jnp.uint32(0x80000000))
+    return jnp.where(jnp.isnan(s), jnp.uint32(1), key)
 
 
 def _count(x: jax.Array) -> jax.Array:
-  return jnp.sum(x, dtype=jnp.int32)
+    return jnp.sum(x, dtype=jnp.int32)
 
 
 def _rev_cumsum(x: jax.Array) -> jax.Array:
-  return jnp.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
+    return jnp.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
 
 
 def _top_bucket(hist: jax.Array, need: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per group: the highest bin b with at least ``need`` entries in bins >= b.
+    """Per group: the highest bin b with at least ``need`` entries in bins >= b.
 
-  Returns ``(b, entries in bins > b)``. Searches 2-level (rows of 64 bins) so
-  that only short cumulative sums are taken, whatever the number of groups.
-  """
-  g, bins = hist.shape
-  cols = min(bins, 64)
-  rows = hist.reshape(g, bins // cols, cols)
-  row_tot = rows.sum(-1)
-  row_suffix = _rev_cumsum(row_tot)
-  r = jnp.sum(row_suffix >= need[:, None], axis=-1) - 1
-  above_rows = jnp.take_along_axis(row_suffix - row_tot, r[:, None], 1)[:, 0]
-  fine = jnp.take_along_axis(rows, r[:, None, None], 1)[:, 0]
-  fine_suffix = _rev_cumsum(fine) + above_rows[:, None]
-  c = jnp.sum(fine_suffix >= need[:, None], axis=-1) - 1
-  above = jnp.take_along_axis(fine_suffix - fine, c[:, None], 1)[:, 0]
-  return r * cols + c, above
+    Returns ``(b, entries in bins > b)``. Searches 2-level (rows of 64 bins) so
+    that only short cumulative sums are taken, whatever the number of groups.
+    """
+    g, bins = hist.shape
+    cols = min(bins, 64)
+    rows = hist.reshape(g, bins // cols, cols)
+    row_tot = rows.sum(-1)
+    row_suffix = _rev_cumsum(row_tot)
+    r = jnp.sum(row_suffix >= need[:, None], axis=-1) - 1
+    above_rows = jnp.take_along_axis(row_suffix - row_tot, r[:, None], 1)[:, 0]
+    fine = jnp.take_along_axis(rows, r[:, None, None], 1)[:, 0]
+    fine_suffix = _rev_cumsum(fine) + above_rows[:, None]
+    c = jnp.sum(fine_suffix >= need[:, None], axis=-1) - 1
+    above = jnp.take_along_axis(fine_suffix - fine, c[:, None], 1)[:, 0]
+    return r * cols + c, above
 
 
 _RADIX_PASSES = (11, 11, 10)  # bits per histogram pass, most significant first
 
 
 def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
-  """Keeps the top k keys of each group: radix select with 3 histogram passes.
+    """Keeps the top k keys of each group: radix select with 3 histogram passes.
 
-  Each pass histograms the next bits of the keys inside the bucket found so
-  far (one scatter-add over the data) and picks the bucket holding the k-th
-  largest key; after 32 bits the k-th key itself is known. No sort, no data
-  dependent shapes.
-  """
-  n_groups = len(groups)
-  need = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
-  need = jnp.maximum(need, 0)
-  prefix = jnp.zeros(n_groups, jnp.uint32)
-  shift = 32
-  hist = None
-  for p, width in enumerate(_RADIX_PASSES):
-    shift -= width
-    bins = 1 << width
-    hist = jnp.zeros(n_groups * bins + 1, jnp.int32)  # last slot: not in the bucket
+    Each pass histograms the next bits of the keys inside the bucket found so
+    far (one scatter-add over the data) and picks the bucket holding the k-th
+    largest key; after 32 bits the k-th key itself is known. No sort, no data
+    dependent shapes.
+    """
+    n_groups = len(groups)
+    need = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
+    need = jnp.maximum(need, 0)
+    prefix = jnp.zeros(n_groups, jnp.uint32)
+    shift = 32
+    hist = None
+    for p, width in enumerate(_RADIX_PASSES):
+        shift -= width
+        bins = 1 << width
+        hist = jnp.zeros(n_groups * bins + 1, jnp.int32)  # last slot: not in the bucket
+        for g, (idx, _) in enumerate(groups):
+            for i in idx:
+                valid = keys[i] != 0
+                if p:
+                    valid &= (keys[i] >> (shift + width)) == prefix[g]
+                b = ((keys[i] >> shift) & (bins - 1)).astype(jnp.int32) + g * bins
+                hist = hist.at[jnp.where(valid, b, n_groups * bins).ravel()].add(1)
+        hist = hist[:-1].reshape(n_groups, bins)
+        if p == 0:  # at most as many as there are candidates
+            need = jnp.minimum(need, hist.sum(-1))
+        b, above = _top_bucket(hist, need)
+        need = need - above
+        prefix = (prefix << width) | b.astype(jnp.uint32)
+    # prefix is the k-th largest key of each group; need = how many ties fit.
+    n_ties = jnp.take_along_axis(hist, b[:, None], 1)[:, 0]
+    above = [None] * len(keys)
+    ties = [None] * len(keys)
     for g, (idx, _) in enumerate(groups):
-      for i in idx:
-        valid = keys[i] != 0
-        if p:
-          valid &= (keys[i] >> (shift + width)) == prefix[g]
-        b = ((keys[i] >> shift) & (bins - 1)).astype(jnp.int32) + g * bins
-        hist = hist.at[jnp.where(valid, b, n_groups * bins).ravel()].add(1)
-    hist = hist[:-1].reshape(n_groups, bins)
-    if p == 0:  # at most as many as there are candidates
-      need = jnp.minimum(need, hist.sum(-1))
-    b, above = _top_bucket(hist, need)
-    need = need - above
-    prefix = (prefix << width) | b.astype(jnp.uint32)
-  # prefix is the k-th largest key of each group; need = how many ties fit.
-  n_ties = jnp.take_along_axis(hist, b[:, None], 1)[:, 0]
-  above = [None] * len(keys)
-  ties = [None] * len(keys)
-  for g, (idx, _) in enumerate(groups):
-    for i in idx:
-      above[i], ties[i] = keys[i] > prefix[g], keys[i] == prefix[g]
+        for i in idx:
+            above[i], ties[i] = keys[i] > prefix[g], keys[i] == prefix[g]
 
-  def all_ties():
-    return [a | e for a, e in zip(above, ties)]
+    def all_ties():
+        return [a | e for a, e in zip(above, ties)]
 
-  def first_ties():
-    out = [None] * len(keys)
-    for g, (idx, _) in enumerate(groups):
-      offset = jnp.int32(0)
-      for i in idx:
-        rank = jnp.cumsum(ties[i].ravel(), dtype=jnp.int32).reshape(ties[i].shape) + offset
-        out[i] = above[i] | (ties[i] & (rank <= need[g]))
-        offset = offset + _count(ties[i])
-    return out
+    def first_ties():
+        out = [None] * len(keys)
+        for g, (idx, _) in enumerate(groups):
+            offset = jnp.int32(0)
+            for i in idx:
+                rank = jnp.cumsum(ties[i].ravel(), dtype=jnp.int32).reshape(ties[i].shape) + offset
+                out[i] = above[i] | (ties[i] & (rank <= need[g]))
+                offset = offset + _count(ties[i])
+        return out
 
-  # k == 0 ends with the all-ones prefix, which no key reaches: nothing kept.
-  return lax.cond(jnp.all(n_ties <= need), all_ties, first_ties)
+    # k == 0 ends with the all-ones prefix, which no key reaches: nothing kept.
+    return lax.cond(jnp.all(n_ties <= need), all_ties, first_ties)
 
 
 def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
-  """Keeps the top k keys of each group: one stable sort over all groups."""
-  order = [i for idx, _ in groups for i in idx]
-  gid = jnp.concatenate([jnp.full(keys[i].size, g, jnp.int32)
-                         for g, (idx, _) in enumerate(groups) for i in idx])
-  inv = jnp.concatenate([~keys[i].ravel() for i in order])  # descending keys
-  pos = jnp.arange(inv.size, dtype=jnp.int32)
-  _, s_inv, s_pos = lax.sort((gid, inv, pos), num_keys=2, is_stable=True)
-  keep = [None] * len(keys)
-  start = 0
-  offset = 0
-  for g, (idx, k) in enumerate(groups):
-    k = jnp.asarray(k, jnp.int32)
-    at = start + jnp.maximum(k, 1) - 1
-    t_inv, t_pos = s_inv[at], s_pos[at]
-    for i in idx:
-      n = keys[i].size
-      p = jnp.arange(offset, offset + n, dtype=jnp.int32).reshape(keys[i].shape)
-      v = ~keys[i]
-      keep[i] = (k > 0) & ((v < t_inv) | ((v == t_inv) & (p <= t_pos)))
-      offset += n
-    start += sum(keys[i].size for i in idx)
-  return keep
+    """Keeps the top k keys of each group: one stable sort over all groups."""
+    order = [i for idx, _ in groups for i in idx]
+    gid = jnp.concatenate(
+        [jnp.full(keys[i].size, g, jnp.int32) for g, (idx, _) in enumerate(groups) for i in idx]
+    )
+    inv = jnp.concatenate([~keys[i].ravel() for i in order])  # descending keys
+    pos = jnp.arange(inv.size, dtype=jnp.int32)
+    _, s_inv, s_pos = lax.sort((gid, inv, pos), num_keys=2, is_stable=True)
+    keep = [None] * len(keys)
+    start = 0
+    offset = 0
+    for idx, k in groups:
+        k = jnp.asarray(k, jnp.int32)
+        at = start + jnp.maximum(k, 1) - 1
+        t_inv, t_pos = s_inv[at], s_pos[at]
+        for i in idx:
+            n = keys[i].size
+            p = jnp.arange(offset, offset + n, dtype=jnp.int32).reshape(keys[i].shape)
+            v = ~keys[i]
+            keep[i] = (k > 0) & ((v < t_inv) | ((v == t_inv) & (p <= t_pos)))
+            offset += n
+        start += sum(keys[i].size for i in idx)
+    return keep
 
 
 @functools.partial(jax.jit, static_argnames=("index", "method"))
 def _select_jit(scores, within, ks, index, method):
-  keys, restore = [], []
-  for s, w in zip(scores, within):
-    s, back = placement.replicated(s)
-    key = order_keys(s)
-    if w is not None:
-      key = jnp.where(placement.replicated(w)[0], key, jnp.uint32(0))
-    keys.append(key)
-    restore.append(back)
-  groups = [(idx, ks[g]) for g, idx in enumerate(index)]
-  kept = (_radix if method == "radix" else _sort)(keys, groups)
-  return [back(m) for back, m in zip(restore, kept)]
+    keys, restore = [], []
+    for s, w in zip(scores, within):
+        s, back = placement.replicated(s)
+        key = order_keys(s)
+        if w is not None:
+            key = jnp.where(placement.replicated(w)[0], key, jnp.uint32(0))
+        keys.append(key)
+        restore.append(back)
+    groups = [(idx, ks[g]) for g, idx in enumerate(index)]
+    kept = (_radix if method == "radix" else _sort)(keys, groups)
+    return [back(m) for back, m in zip(restore, kept)]
 
 
-def select(scores: Sequence[jax.Array], within: Sequence[jax.Array | None], groups: Groups,
-           method: str = "auto") -> list[jax.Array]:
-  """Keeps the top-k scores of each group of leaves (jitted; cached per shapes).
+def select(
+    scores: Sequence[jax.Array],
+    within: Sequence[jax.Array | None],
+    groups: Groups,
+    method: str = "auto",
+) -> list[jax.Array]:
+    """Keeps the top-k scores of each group of leaves (jitted; cached per shapes).
 
-  Args:
-    scores: the candidate leaves' scores.
-    within: per leaf, a boolean array of the entries that may be kept, or None.
-    groups: ``(leaf indices, k)`` pairs; ``k`` may be traced.
-    method: ``"auto"``, ``"radix"`` or ``"sort"``.
+    Args:
+      scores: the candidate leaves' scores.
+      within: per leaf, a boolean array of the entries that may be kept, or None.
+      groups: ``(leaf indices, k)`` pairs; ``k`` may be traced.
+      method: ``"auto"``, ``"radix"`` or ``"sort"``.
 
-  Returns:
-    One boolean array per leaf.
-  """
-  if method not in METHODS:
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
-  if method == "auto":
-    method = "radix" if jax.default_backend() == "cpu" else "sort"
-  index = tuple(tuple(idx) for idx, _ in groups)
-  ks = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
-  return _select_jit(list(scores), list(within), ks, index, method)
+    Returns:
+      One boolean array per leaf.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if method == "auto":
+        method = "radix" if jax.default_backend() == "cpu" else "sort"
+    index = tuple(tuple(idx) for idx, _ in groups)
+    ks = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
+    return _select_jit(list(scores), list(within), ks, index, method)
 
 
 def _candidates(scores, within, prunable):
-  """Paths, leaves, treedef, and which score leaves are candidates (with within leaves)."""
-  paths, leaves, treedef = masks.leaves_with_paths(scores)
-  keep = filters.as_filter(prunable)
-  flags = [not masks.is_stand_in(s) and bool(keep(p, s)) for p, s in zip(paths, leaves)]
-  if within is not None:
-    _, w_leaves, _ = masks.matched_leaves(within, scores, "within", "scores")
-    for p, s, w, f in zip(paths, leaves, w_leaves, flags):
-      if getattr(w, "dtype", None) != jnp.bool_:
-        raise TypeError(f"within must be a boolean mask; leaf {p!r} has dtype {w.dtype}.")
-      if w.ndim and tuple(w.shape) != tuple(s.shape):
-        raise ValueError(
-            f"within leaf {p!r} has shape {tuple(w.shape)}, but the scores there "
-            f"have shape {tuple(s.shape)}.")
-    flags = [f and not masks.is_stand_in(w) for f, w in zip(flags, w_leaves)]
-  else:
-    w_leaves = [None] * len(leaves)
-  masks.require_prunable(paths, flags)
-  for p, s, f in zip(paths, leaves, flags):
-    if f and not (jnp.issubdtype(s.dtype, jnp.floating) or jnp.issubdtype(s.dtype, jnp.integer)):
-      raise TypeError(f"Scores must be numbers; leaf {p!r} has dtype {s.dtype}.")
-  return paths, leaves, treedef, flags, w_leaves
+    """Paths, leaves, treedef, and which score leaves are candidates (with within leaves)."""
+    paths, leaves, treedef = masks.leaves_with_paths(scores)
+    keep = filters.as_filter(prunable)
+    flags = [not masks.is_stand_in(s) and bool(keep(p, s)) for p, s in zip(paths, leaves)]
+    if within is not None:
+        _, w_leaves, _ = masks.matched_leaves(within, scores, "within", "scores")
+        for p, s, w in zip(paths, leaves, w_leaves):
+            if getattr(w, "dtype", None) != jnp.bool_:
+                raise TypeError(f"within must be a boolean mask; leaf {p!r} has dtype {w.dtype}.")
+            if w.ndim and tuple(w.shape) != tuple(s.shape):
+                raise ValueError(
+                    f"within leaf {p!r} has shape {tuple(w.shape)}, but the scores there "
+                    f"have shape {tuple(s.shape)}."
+                )
+        flags = [f and not masks.is_stand_in(w) for f, w in zip(flags, w_leaves)]
+    else:
+        w_leaves = [None] * len(leaves)
+    masks.require_prunable(paths, flags)
+    for p, s, f in zip(paths, leaves, flags):
+        if f and not (
+            jnp.issubdtype(s.dtype, jnp.floating) or jnp.issubdtype(s.dtype, jnp.integer)
+        ):
+            raise TypeError(f"Scores must be numbers; leaf {p!r} has dtype {s.dtype}.")
+    return paths, leaves, treedef, flags, w_leaves
 
 
 def topk_mask(
@@ -230,108 +238,116 @@ def topk_mask(
     prunable: filters.FilterLike = None,
     method: str = "auto",
 ) -> Any:
-  """Keeps the highest scores: exactly ``round((1 - s) * n)`` per layer or globally.
+    """Keeps the highest scores: exactly ``round((1 - s) * n)`` per layer or globally.
 
-  Args:
-    scores: a pytree shaped like the parameters (e.g. from
-      :mod:`jaxprune.scores`); 0-d leaves are not prunable.
-    sparsity: fraction to prune, in [0, 1); may be traced (not for ER/ERK).
-    distribution: ``"uniform"`` (every leaf at ``sparsity``), ``"global"`` (one
-      ranking over all leaves), ``"er"``, ``"erk"``, or a mapping from path regex
-      to sparsity (explicit per-leaf; unmatched leaves take ``sparsity``).
-    within: a current mask; only the entries it keeps are candidates and
-      ``sparsity`` is the fraction *of those* to prune, so ``within=mask,
-      sparsity=0.2`` prunes 20% of what remains.
-    overrides: per-layer rates, path regex -> sparsity or ``f(sparsity)``, e.g.
-      ``{"layers/0/": 0.0, "layers/2/": lambda s: s / 2}``.
-    prunable: which leaves may be pruned (default: leaves with ndim >= 2).
-    method: ``"auto"``, ``"radix"`` or ``"sort"`` (same result; speed differs).
+    Args:
+      scores: a pytree shaped like the parameters (e.g. from
+        :mod:`jaxprune.scores`); 0-d leaves are not prunable.
+      sparsity: fraction to prune, in [0, 1); may be traced (not for ER/ERK).
+      distribution: ``"uniform"`` (every leaf at ``sparsity``), ``"global"`` (one
+        ranking over all leaves), ``"er"``, ``"erk"``, or a mapping from path regex
+        to sparsity (explicit per-leaf; unmatched leaves take ``sparsity``).
+      within: a current mask; only the entries it keeps are candidates and
+        ``sparsity`` is the fraction *of those* to prune, so ``within=mask,
+        sparsity=0.2`` prunes 20% of what remains.
+      overrides: per-layer rates, path regex -> sparsity or ``f(sparsity)``, e.g.
+        ``{"layers/0/": 0.0, "layers/2/": lambda s: s / 2}``.
+      prunable: which leaves may be pruned (default: leaves with ndim >= 2).
+      method: ``"auto"``, ``"radix"`` or ``"sort"`` (same result; speed differs).
 
-  Returns:
-    A mask with the structure of ``scores``.
+    Returns:
+      A mask with the structure of ``scores``.
 
-  Example:
-    >>> import jax, jaxprune
-    >>> params = {"w": jax.random.normal(jax.random.key(0), (10, 10)), "b": jax.numpy.zeros(10)}
-    >>> mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.9)
-    >>> int(mask["w"].sum()), mask["b"].shape
-    (10, ())
-    >>> int(jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.2, within=mask)["w"].sum())
-    8
-  """
-  paths, leaves, treedef, flags, w_leaves = _candidates(scores, within, prunable)
-  cand = [i for i, f in enumerate(flags) if f]
-  counts = [leaves[i].size if w_leaves[i] is None else _count(w_leaves[i]) for i in cand]
-  groups = distributions.plan([paths[i] for i in cand], [leaves[i].shape for i in cand],
-                              counts, sparsity, distribution, overrides)
-  kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
-  out = [masks.stand_in()] * len(leaves)
-  for i, m in zip(cand, kept):
-    out[i] = m
-  return treedef.unflatten(out)
+    Example:
+      >>> import jax, jaxprune
+      >>> params = {"w": jax.random.normal(jax.random.key(0), (10, 10)), "b": jax.numpy.zeros(10)}
+      >>> mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.9)
+      >>> int(mask["w"].sum()), mask["b"].shape
+      (10, ())
+      >>> int(jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.2, within=mask)["w"].sum())
+      8
+    """
+    paths, leaves, treedef, flags, w_leaves = _candidates(scores, within, prunable)
+    cand = [i for i, f in enumerate(flags) if f]
+    counts = [leaves[i].size if w_leaves[i] is None else _count(w_leaves[i]) for i in cand]
+    groups = distributions.plan(
+        [paths[i] for i in cand],
+        [leaves[i].shape for i in cand],
+        counts,
+        sparsity,
+        distribution,
+        overrides,
+    )
+    kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
+    out = [masks.stand_in()] * len(leaves)
+    for i, m in zip(cand, kept):
+        out[i] = m
+    return treedef.unflatten(out)
 
 
 def random_like(key: jax.Array, mask: Any) -> Any:
-  """A random mask keeping the same number of entries in every leaf as ``mask``.
+    """A random mask keeping the same number of entries in every leaf as ``mask``.
 
-  The baseline "random pruning with the same per-layer counts".
+    The baseline "random pruning with the same per-layer counts".
 
-  Example:
-    >>> import jax, jax.numpy as jnp
-    >>> mask = {"w": jnp.eye(4, dtype=bool), "b": jnp.ones((), bool)}
-    >>> r = random_like(jax.random.key(0), mask)
-    >>> int(r["w"].sum()), r["b"].shape
-    (4, ())
-  """
-  paths, leaves, treedef = masks.leaves_with_paths(mask)
-  flags = [not masks.is_stand_in(m) for m in leaves]
-  masks.require_prunable(paths, flags)
-  cand = [i for i, f in enumerate(flags) if f]
-  scores = [jax.random.uniform(jax.random.fold_in(key, i), leaves[i].shape) for i in cand]
-  groups = [((j,), _count(leaves[i])) for j, i in enumerate(cand)]
-  out = list(leaves)
-  for i, m in zip(cand, select(scores, [None] * len(cand), groups)):
-    out[i] = m
-  return treedef.unflatten(out)
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> mask = {"w": jnp.eye(4, dtype=bool), "b": jnp.ones((), bool)}
+      >>> r = random_like(jax.random.key(0), mask)
+      >>> int(r["w"].sum()), r["b"].shape
+      (4, ())
+    """
+    paths, leaves, treedef = masks.leaves_with_paths(mask)
+    flags = [not masks.is_stand_in(m) for m in leaves]
+    masks.require_prunable(paths, flags)
+    cand = [i for i, f in enumerate(flags) if f]
+    scores = [jax.random.uniform(jax.random.fold_in(key, i), leaves[i].shape) for i in cand]
+    groups = [((j,), _count(leaves[i])) for j, i in enumerate(cand)]
+    out = list(leaves)
+    for i, m in zip(cand, select(scores, [None] * len(cand), groups)):
+        out[i] = m
+    return treedef.unflatten(out)
 
 
-def nm_mask(scores: Any, n: int, m: int, *, axis: int = -2,
-            prunable: filters.FilterLike = None) -> Any:
-  """N:M structured sparsity: in every run of ``m`` consecutive entries along ``axis``
-  keep the ``n`` highest scores (ties: the earlier entry).
+def nm_mask(
+    scores: Any, n: int, m: int, *, axis: int = -2, prunable: filters.FilterLike = None
+) -> Any:
+    """N:M structured sparsity: in every run of ``m`` consecutive entries along ``axis``
+    keep the ``n`` highest scores (ties: the earlier entry).
 
-  ``axis=-2`` is the input axis of Flax Dense ``(in, out)`` and Conv
-  ``(kh, kw, in, out)`` kernels, the axis 2:4 sparse tensor cores want.
+    ``axis=-2`` is the input axis of Flax Dense ``(in, out)`` and Conv
+    ``(kh, kw, in, out)`` kernels, the axis 2:4 sparse tensor cores want.
 
-  Example:
-    >>> import jax.numpy as jnp
-    >>> s = {"w": jnp.arange(8.0).reshape(8, 1)}
-    >>> nm_mask(s, 2, 4)["w"].ravel().tolist()
-    [False, False, True, True, False, False, True, True]
-  """
-  if not (isinstance(n, int) and isinstance(m, int) and 0 <= n <= m and m >= 1):
-    raise ValueError(f"N:M needs integers 0 <= n <= m, m >= 1; got n={n}, m={m}.")
-  paths, leaves, treedef, flags, _ = _candidates(scores, None, prunable)
-  out = []
-  for path, s, f in zip(paths, leaves, flags):
-    if not f:
-      out.append(masks.stand_in())
-      continue
-    if not -s.ndim <= axis < s.ndim or s.shape[axis] % m:
-      raise ValueError(
-          f"N:M along axis {axis} needs that axis to exist and be a multiple of "
-          f"m={m}; leaf {path!r} has shape {tuple(s.shape)}. Exclude it with "
-          "prunable=... or choose another axis.")
-    out.append(_nm_leaf(s, n, m, axis))
-  return treedef.unflatten(out)
+    Example:
+      >>> import jax.numpy as jnp
+      >>> s = {"w": jnp.arange(8.0).reshape(8, 1)}
+      >>> nm_mask(s, 2, 4)["w"].ravel().tolist()
+      [False, False, True, True, False, False, True, True]
+    """
+    if not (isinstance(n, int) and isinstance(m, int) and 0 <= n <= m and m >= 1):
+        raise ValueError(f"N:M needs integers 0 <= n <= m, m >= 1; got n={n}, m={m}.")
+    paths, leaves, treedef, flags, _ = _candidates(scores, None, prunable)
+    out = []
+    for path, s, f in zip(paths, leaves, flags):
+        if not f:
+            out.append(masks.stand_in())
+            continue
+        if not -s.ndim <= axis < s.ndim or s.shape[axis] % m:
+            raise ValueError(
+                f"N:M along axis {axis} needs that axis to exist and be a multiple of "
+                f"m={m}; leaf {path!r} has shape {tuple(s.shape)}. Exclude it with "
+                "prunable=... or choose another axis."
+            )
+        out.append(_nm_leaf(s, n, m, axis))
+    return treedef.unflatten(out)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "m", "axis"))
 def _nm_leaf(s: jax.Array, n: int, m: int, axis: int) -> jax.Array:
-  s, back = placement.replicated(s)
-  key = jnp.moveaxis(order_keys(s), axis, -1)
-  blocks = key.reshape(*key.shape[:-1], key.shape[-1] // m, m)
-  a, b = blocks[..., :, None], blocks[..., None, :]
-  earlier = jnp.arange(m)[None, :] < jnp.arange(m)[:, None]
-  rank = jnp.sum((b > a) | ((b == a) & earlier), axis=-1)  # how many beat each entry
-  return back(jnp.moveaxis((rank < n).reshape(key.shape), -1, axis))
+    s, back = placement.replicated(s)
+    key = jnp.moveaxis(order_keys(s), axis, -1)
+    blocks = key.reshape(*key.shape[:-1], key.shape[-1] // m, m)
+    a, b = blocks[..., :, None], blocks[..., None, :]
+    earlier = jnp.arange(m)[None, :] < jnp.arange(m)[:, None]
+    rank = jnp.sum((b > a) | ((b == a) & earlier), axis=-1)  # how many beat each entry
+    return back(jnp.moveaxis((rank < n).reshape(key.shape), -1, axis))

@@ -6,234 +6,248 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from reference import keep_count_reference
+from trees import mlp_apply, mlp_dict, nnx_model
 
 import jaxprune
 from jaxprune import schedules
-from reference import keep_count_reference
-from trees import mlp_apply, mlp_dict, nnx_model
 
 X = jax.random.normal(jax.random.key(1), (64, 20))
 Y = jnp.argmax(X[:, :4], axis=1)
 
 
 def loss_fn(params):
-  return optax.softmax_cross_entropy_with_integer_labels(mlp_apply(params, X), Y).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(mlp_apply(params, X), Y).mean()
 
 
 def run(tx, params, steps):
-  """Trains with full-batch gradients; returns per-step params, masks and inner states."""
-  state = tx.init(params)
+    """Trains with full-batch gradients; returns per-step params, masks and inner states."""
+    state = tx.init(params)
 
-  def step(carry, _):
-    params, state = carry
-    grads = jax.grad(loss_fn)(params)
-    updates, new_state = tx.update(grads, state, params)
-    params = optax.apply_updates(params, updates)
-    return (params, new_state), (params, jaxprune.mask_of(new_state), new_state.inner_state)
+    def step(carry, _):
+        params, state = carry
+        grads = jax.grad(loss_fn)(params)
+        updates, new_state = tx.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, new_state), (params, jaxprune.mask_of(new_state), new_state.inner_state)
 
-  _, trace = jax.jit(lambda p, s: jax.lax.scan(step, (p, s), None, length=steps))(params, state)
-  return state, trace
+    _, trace = jax.jit(lambda p, s: jax.lax.scan(step, (p, s), None, length=steps))(params, state)
+    return state, trace
 
 
 def kernel_counts(masks):
-  return {k: np.asarray(masks[k]["kernel"]).sum(axis=(-2, -1)) for k in masks}
+    return {k: np.asarray(masks[k]["kernel"]).sum(axis=(-2, -1)) for k in masks}
 
 
 @pytest.mark.parametrize("grow", ["rigl", "set"])
 def test_dst_keeps_counts_changes_on_schedule_and_stops_at_end(grow):
-  params = mlp_dict()
-  make = jaxprune.rigl if grow == "rigl" else jaxprune.set_training
-  tx = make(optax.sgd(0.1, momentum=0.9), 0.8, end_step=40, key=jax.random.key(0),
-            update_every=5, drop_fraction=0.4)
-  state0, (ps, masks, _) = run(tx, params, 60)
-  m0 = state0.mask
-  for k, c in kernel_counts(masks).items():
-    assert (c == int(np.asarray(m0[k]["kernel"]).sum())).all(), k  # constant per layer
-  fraction = schedules.cosine_decay(alpha=0.4, end_step=40)
-  prev = jax.tree.map(np.asarray, m0)
-  changed_steps = []
-  for t in range(60):
-    cur = jax.tree.map(lambda m: np.asarray(m[t]), masks)
-    moved = {k: int((cur[k]["kernel"] & ~prev[k]["kernel"]).sum()) for k in cur}
-    if any(moved.values()):
-      changed_steps.append(t)
-      for k in cur:
-        active = int(prev[k]["kernel"].sum())
-        assert moved[k] <= active - keep_count_reference(active, float(fraction(t))), (t, k)
-      # grown weights start at exactly zero
-      for k in cur:
-        grown = cur[k]["kernel"] & ~prev[k]["kernel"]
-        assert (np.asarray(ps[k]["kernel"][t])[grown] == 0).all()
-    prev = cur
-  assert changed_steps and set(changed_steps) <= {5, 10, 15, 20, 25, 30, 35}
-  for k in prev:  # pruned weights exactly zero at the end
-    assert (np.asarray(ps[k]["kernel"][-1])[~prev[k]["kernel"]] == 0).all()
+    params = mlp_dict()
+    make = jaxprune.rigl if grow == "rigl" else jaxprune.set_training
+    tx = make(
+        optax.sgd(0.1, momentum=0.9),
+        0.8,
+        end_step=40,
+        key=jax.random.key(0),
+        update_every=5,
+        drop_fraction=0.4,
+    )
+    state0, (ps, masks, _) = run(tx, params, 60)
+    m0 = state0.mask
+    for k, c in kernel_counts(masks).items():
+        assert (c == int(np.asarray(m0[k]["kernel"]).sum())).all(), k  # constant per layer
+    fraction = schedules.cosine_decay(alpha=0.4, end_step=40)
+    prev = jax.tree.map(np.asarray, m0)
+    changed_steps = []
+    for t in range(60):
+        cur = jax.tree.map(lambda m: np.asarray(m[t]), masks)
+        moved = {k: int((cur[k]["kernel"] & ~prev[k]["kernel"]).sum()) for k in cur}
+        if any(moved.values()):
+            changed_steps.append(t)
+            for k in cur:
+                active = int(prev[k]["kernel"].sum())
+                assert moved[k] <= active - keep_count_reference(active, float(fraction(t))), (t, k)
+            # grown weights start at exactly zero
+            for k in cur:
+                grown = cur[k]["kernel"] & ~prev[k]["kernel"]
+                assert (np.asarray(ps[k]["kernel"][t])[grown] == 0).all()
+        prev = cur
+    assert changed_steps and set(changed_steps) <= {5, 10, 15, 20, 25, 30, 35}
+    for k in prev:  # pruned weights exactly zero at the end
+        assert (np.asarray(ps[k]["kernel"][-1])[~prev[k]["kernel"]] == 0).all()
 
 
 def test_rewire_moves_exactly_the_cosine_fraction():
-  params = mlp_dict()
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.7)
-  # gradients only on inactive weights: nothing dropped can be regrown
-  grads = jax.tree.map(lambda m, p: jnp.where(m, 0.0, 1.0 + jnp.abs(p)), mask, params)
-  f = schedules.cosine_decay(alpha=0.3, end_step=100)
-  for t in (0, 30, 70, 99):
-    new = jaxprune.transforms.rewire(params, grads, mask, f(t))
-    for k in params:
-      old, cur = np.asarray(mask[k]["kernel"]), np.asarray(new[k]["kernel"])
-      active = int(old.sum())
-      assert int(cur.sum()) == active
-      assert int((old & ~cur).sum()) == active - keep_count_reference(active, float(f(t)))
-      assert new[k]["bias"].shape == ()
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.7)
+    # gradients only on inactive weights: nothing dropped can be regrown
+    grads = jax.tree.map(lambda m, p: jnp.where(m, 0.0, 1.0 + jnp.abs(p)), mask, params)
+    f = schedules.cosine_decay(alpha=0.3, end_step=100)
+    for t in (0, 30, 70, 99):
+        new = jaxprune.transforms.rewire(params, grads, mask, f(t))
+        for k in params:
+            old, cur = np.asarray(mask[k]["kernel"]), np.asarray(new[k]["kernel"])
+            active = int(old.sum())
+            assert int(cur.sum()) == active
+            assert int((old & ~cur).sum()) == active - keep_count_reference(active, float(f(t)))
+            assert new[k]["bias"].shape == ()
 
 
 def _two_weight_layer():
-  params = {"w": jnp.array([[3.0, 0.1, 0.0, 0.0]] * 2)}
-  mask = {"w": jnp.array([[True, True, False, False]] * 2)}
-  return params, mask
+    params = {"w": jnp.array([[3.0, 0.1, 0.0, 0.0]] * 2)}
+    mask = {"w": jnp.array([[True, True, False, False]] * 2)}
+    return params, mask
 
 
 def _rigl_two_steps(inner, grads1):
-  params, mask = _two_weight_layer()
-  tx = jaxprune.rigl(inner, mask=mask, end_step=10_000, update_every=1, drop_fraction=0.5)
-  state = tx.init(params)
-  g0 = {"w": jnp.array([[1.0, 1.0, 0.0, 0.0]] * 2)}
-  u, state = tx.update(g0, state, params)  # a normal step (t = 0): moments build up
-  params = optax.apply_updates(params, u)
-  before = (params, state)
-  u, state = tx.update(grads1, state, params)  # t = 1: a mask update step
-  return before, (optax.apply_updates(params, u), state)
+    params, mask = _two_weight_layer()
+    tx = jaxprune.rigl(inner, mask=mask, end_step=10_000, update_every=1, drop_fraction=0.5)
+    state = tx.init(params)
+    g0 = {"w": jnp.array([[1.0, 1.0, 0.0, 0.0]] * 2)}
+    u, state = tx.update(g0, state, params)  # a normal step (t = 0): moments build up
+    params = optax.apply_updates(params, u)
+    before = (params, state)
+    u, state = tx.update(grads1, state, params)  # t = 1: a mask update step
+    return before, (optax.apply_updates(params, u), state)
 
 
 def test_dropped_and_regrown_weight_keeps_value_and_state_and_step_is_skipped():
-  grads1 = {"w": jnp.array([[0.0, 100.0, 1.0, 0.0]] * 2)}
-  (p0, s0), (p1, s1) = _rigl_two_steps(optax.sgd(0.01, momentum=0.9), grads1)
-  np.testing.assert_array_equal(s1.mask["w"], s0.mask["w"])
-  np.testing.assert_array_equal(p1["w"], p0["w"])  # no optimizer step, value kept
-  chex.assert_trees_all_equal(s1.inner_state, s0.inner_state)  # state kept too
+    grads1 = {"w": jnp.array([[0.0, 100.0, 1.0, 0.0]] * 2)}
+    (p0, s0), (p1, s1) = _rigl_two_steps(optax.sgd(0.01, momentum=0.9), grads1)
+    np.testing.assert_array_equal(s1.mask["w"], s0.mask["w"])
+    np.testing.assert_array_equal(p1["w"], p0["w"])  # no optimizer step, value kept
+    chex.assert_trees_all_equal(s1.inner_state, s0.inner_state)  # state kept too
 
 
 @pytest.mark.parametrize("name", ["momentum", "adam", "adamw", "lion", "adafactor"])
 def test_grown_weights_and_their_moments_start_at_zero(name):
-  inner = {"momentum": optax.sgd(0.01, momentum=0.9), "adam": optax.adam(0.01),
-           "adamw": optax.adamw(0.01, weight_decay=0.1), "lion": optax.lion(0.01),
-           "adafactor": optax.adafactor(0.01, momentum=0.9)}[name]
-  grads1 = {"w": jnp.array([[0.0, 0.0, 100.0, 0.0]] * 2)}
-  (p0, s0), (p1, s1) = _rigl_two_steps(inner, grads1)
-  np.testing.assert_array_equal(s1.mask["w"], [[True, False, True, False]] * 2)
-  assert float(p1["w"][0, 1]) == 0.0 and float(p1["w"][0, 2]) == 0.0  # dropped, grown
-  assert float(p1["w"][0, 0]) == float(p0["w"][0, 0])  # optimizer step skipped
-  per_param = [x for x in jax.tree.leaves(s1.inner_state) if x.shape == (2, 4)]
-  before = [x for x in jax.tree.leaves(s0.inner_state) if x.shape == (2, 4)]
-  assert per_param, "no per-parameter state found"
-  for new, old in zip(per_param, before):
-    assert (np.asarray(new)[:, 1:3] == 0).all()  # dropped and grown: zeroed
-    np.testing.assert_array_equal(np.asarray(new)[:, 0], np.asarray(old)[:, 0])
+    inner = {
+        "momentum": optax.sgd(0.01, momentum=0.9),
+        "adam": optax.adam(0.01),
+        "adamw": optax.adamw(0.01, weight_decay=0.1),
+        "lion": optax.lion(0.01),
+        "adafactor": optax.adafactor(0.01, momentum=0.9),
+    }[name]
+    grads1 = {"w": jnp.array([[0.0, 0.0, 100.0, 0.0]] * 2)}
+    (p0, s0), (p1, s1) = _rigl_two_steps(inner, grads1)
+    np.testing.assert_array_equal(s1.mask["w"], [[True, False, True, False]] * 2)
+    assert float(p1["w"][0, 1]) == 0.0 and float(p1["w"][0, 2]) == 0.0  # dropped, grown
+    assert float(p1["w"][0, 0]) == float(p0["w"][0, 0])  # optimizer step skipped
+    per_param = [x for x in jax.tree.leaves(s1.inner_state) if x.shape == (2, 4)]
+    before = [x for x in jax.tree.leaves(s0.inner_state) if x.shape == (2, 4)]
+    assert per_param, "no per-parameter state found"
+    for new, old in zip(per_param, before):
+        assert (np.asarray(new)[:, 1:3] == 0).all()  # dropped and grown: zeroed
+        np.testing.assert_array_equal(np.asarray(new)[:, 0], np.asarray(old)[:, 0])
 
 
 def test_gradual_magnitude_follows_the_schedule():
-  params = mlp_dict()
-  tx = jaxprune.gradual_magnitude(optax.adam(1e-2), 0.9, begin_step=10, end_step=50,
-                                  update_every=10)
-  _, (ps, masks, _) = run(tx, params, 70)
-  s = schedules.polynomial(final=0.9, begin_step=10, end_step=50)
-  counts = kernel_counts(masks)
-  for t in range(70):
-    last_update = min(max(10 * (t // 10), 0), 50) if t >= 10 else None
-    for k, leaf in params.items():
-      n = leaf["kernel"].size
-      want = n if last_update is None else keep_count_reference(n, float(s(last_update)))
-      assert counts[k][t] == want, (t, k)
-      m = np.asarray(masks[k]["kernel"][t])
-      assert (np.asarray(ps[k]["kernel"][t])[~m] == 0).all()
+    params = mlp_dict()
+    tx = jaxprune.gradual_magnitude(
+        optax.adam(1e-2), 0.9, begin_step=10, end_step=50, update_every=10
+    )
+    _, (ps, masks, _) = run(tx, params, 70)
+    s = schedules.polynomial(final=0.9, begin_step=10, end_step=50)
+    counts = kernel_counts(masks)
+    for t in range(70):
+        last_update = min(max(10 * (t // 10), 0), 50) if t >= 10 else None
+        for k, leaf in params.items():
+            n = leaf["kernel"].size
+            want = n if last_update is None else keep_count_reference(n, float(s(last_update)))
+            assert counts[k][t] == want, (t, k)
+            m = np.asarray(masks[k]["kernel"][t])
+            assert (np.asarray(ps[k]["kernel"][t])[~m] == 0).all()
 
 
 def test_static_sparse_is_random_erk_and_fixed():
-  params = mlp_dict()
-  tx = jaxprune.static_sparse(optax.sgd(0.1), 0.8, key=jax.random.key(3))
-  state, (ps, masks, _) = run(tx, params, 5)
-  erk = jaxprune.layer_sparsities(params, 0.8, "erk")
-  for k in params:
-    n = params[k]["kernel"].size
-    assert (kernel_counts(masks)[k] == round((1 - erk[f"{k}/kernel"]) * n)).all()
-  chex.assert_trees_all_equal(jax.tree.map(lambda m: m[-1], masks), state.mask)
+    params = mlp_dict()
+    tx = jaxprune.static_sparse(optax.sgd(0.1), 0.8, key=jax.random.key(3))
+    state, (ps, masks, _) = run(tx, params, 5)
+    erk = jaxprune.layer_sparsities(params, 0.8, "erk")
+    for k in params:
+        n = params[k]["kernel"].size
+        assert (kernel_counts(masks)[k] == round((1 - erk[f"{k}/kernel"]) * n)).all()
+    chex.assert_trees_all_equal(jax.tree.map(lambda m: m[-1], masks), state.mask)
 
 
 def test_straight_through_forward_is_topk_of_dense_weights():
-  params = mlp_dict()
-  tx = jaxprune.straight_through(optax.sgd(0.05, momentum=0.9), 0.75)
-  state, (ps, masks, _) = run(tx, params, 30)
-  final_state = tx.init(params)
-  # replay to get the dense weights at the end
-  p = params
-  for _ in range(30):
-    u, final_state = tx.update(jax.grad(loss_fn)(p), final_state, p)
-    p = optax.apply_updates(p, u)
-  top = jaxprune.topk_mask(jaxprune.scores.magnitude(final_state.dense), 0.75)
-  chex.assert_trees_all_equal(final_state.mask, top)
-  for k in params:
-    m = np.asarray(top[k]["kernel"])
-    q, d = np.asarray(p[k]["kernel"]), np.asarray(final_state.dense[k]["kernel"])
-    assert (q[~m] == 0).all() and (d[~m] != 0).any()  # dense weights keep their values
-    np.testing.assert_allclose(q[m], d[m], rtol=1e-6)
-  assert not all(np.array_equal(np.asarray(masks[k]["kernel"][0]), np.asarray(masks[k]["kernel"][-1]))
-                 for k in params)
+    params = mlp_dict()
+    tx = jaxprune.straight_through(optax.sgd(0.05, momentum=0.9), 0.75)
+    state, (ps, masks, _) = run(tx, params, 30)
+    final_state = tx.init(params)
+    # replay to get the dense weights at the end
+    p = params
+    for _ in range(30):
+        u, final_state = tx.update(jax.grad(loss_fn)(p), final_state, p)
+        p = optax.apply_updates(p, u)
+    top = jaxprune.topk_mask(jaxprune.scores.magnitude(final_state.dense), 0.75)
+    chex.assert_trees_all_equal(final_state.mask, top)
+    for k in params:
+        m = np.asarray(top[k]["kernel"])
+        q, d = np.asarray(p[k]["kernel"]), np.asarray(final_state.dense[k]["kernel"])
+        assert (q[~m] == 0).all() and (d[~m] != 0).any()  # dense weights keep their values
+        np.testing.assert_allclose(q[m], d[m], rtol=1e-6)
+    assert not all(
+        np.array_equal(np.asarray(masks[k]["kernel"][0]), np.asarray(masks[k]["kernel"][-1]))
+        for k in params
+    )
 
 
 @pytest.mark.parametrize("kind", ["rigl", "set", "gradual", "static", "ste"])
 def test_transforms_compose_with_chain_and_nnx_optimizer(kind):
-  from flax import nnx
+    from flax import nnx
 
-  def make(inner):
-    key = jax.random.key(0)
-    return {
-        "rigl": lambda: jaxprune.rigl(inner, 0.8, end_step=8, key=key, update_every=2),
-        "set": lambda: jaxprune.set_training(inner, 0.8, end_step=8, key=key, update_every=2),
-        "gradual": lambda: jaxprune.gradual_magnitude(inner, 0.8, begin_step=0, end_step=6,
-                                                      update_every=2),
-        "static": lambda: jaxprune.static_sparse(inner, 0.8, key=key),
-        "ste": lambda: jaxprune.straight_through(inner, 0.8),
-    }[kind]()
+    def make(inner):
+        key = jax.random.key(0)
+        return {
+            "rigl": lambda: jaxprune.rigl(inner, 0.8, end_step=8, key=key, update_every=2),
+            "set": lambda: jaxprune.set_training(inner, 0.8, end_step=8, key=key, update_every=2),
+            "gradual": lambda: jaxprune.gradual_magnitude(
+                inner, 0.8, begin_step=0, end_step=6, update_every=2
+            ),
+            "static": lambda: jaxprune.static_sparse(inner, 0.8, key=key),
+            "ste": lambda: jaxprune.straight_through(inner, 0.8),
+        }[kind]()
 
-  tx = optax.chain(optax.clip_by_global_norm(1.0), make(optax.adam(1e-2)))
-  _, (ps, masks, _) = run_chain(tx, mlp_dict(), 10)
-  for k in ps:
-    m = np.asarray(masks[k]["kernel"][-1])
-    assert (np.asarray(ps[k]["kernel"][-1])[~m] == 0).all()
+    tx = optax.chain(optax.clip_by_global_norm(1.0), make(optax.adam(1e-2)))
+    _, (ps, masks, _) = run_chain(tx, mlp_dict(), 10)
+    for k in ps:
+        m = np.asarray(masks[k]["kernel"][-1])
+        assert (np.asarray(ps[k]["kernel"][-1])[~m] == 0).all()
 
-  model = nnx_model()
-  optimizer = nnx.Optimizer(model, make(optax.adam(1e-2)), wrt=nnx.Param)
+    model = nnx_model()
+    optimizer = nnx.Optimizer(model, make(optax.adam(1e-2)), wrt=nnx.Param)
 
-  @nnx.jit
-  def step(model, optimizer):
-    loss = lambda m: optax.softmax_cross_entropy_with_integer_labels(m(X), Y % 4).mean()
-    optimizer.update(model, nnx.grad(loss)(model))
+    @nnx.jit
+    def step(model, optimizer):
+        loss = lambda m: optax.softmax_cross_entropy_with_integer_labels(m(X), Y % 4).mean()
+        optimizer.update(model, nnx.grad(loss)(model))
 
-  for _ in range(10):
-    step(model, optimizer)
-  mask = jaxprune.mask_of(optimizer.opt_state)
-  for p, m in zip(jax.tree.leaves(nnx.state(model, nnx.Param)), jax.tree.leaves(mask)):
-    if m.ndim:
-      assert (np.asarray(p)[~np.asarray(m)] == 0).all()
-  assert abs(float(jaxprune.sparsity(mask)) - 0.8) < 0.01
+    for _ in range(10):
+        step(model, optimizer)
+    mask = jaxprune.mask_of(optimizer.opt_state)
+    for p, m in zip(jax.tree.leaves(nnx.state(model, nnx.Param)), jax.tree.leaves(mask)):
+        if m.ndim:
+            assert (np.asarray(p)[~np.asarray(m)] == 0).all()
+    assert abs(float(jaxprune.sparsity(mask)) - 0.8) < 0.01
 
 
 def run_chain(tx, params, steps):
-  state = tx.init(params)
+    state = tx.init(params)
 
-  def step(carry, _):
-    params, state = carry
-    updates, state = tx.update(jax.grad(loss_fn)(params), state, params)
-    params = optax.apply_updates(params, updates)
-    return (params, state), (params, jaxprune.mask_of(state), None)
+    def step(carry, _):
+        params, state = carry
+        updates, state = tx.update(jax.grad(loss_fn)(params), state, params)
+        params = optax.apply_updates(params, updates)
+        return (params, state), (params, jaxprune.mask_of(state), None)
 
-  _, trace = jax.jit(lambda p, s: jax.lax.scan(step, (p, s), None, length=steps))(params, state)
-  return state, trace
+    _, trace = jax.jit(lambda p, s: jax.lax.scan(step, (p, s), None, length=steps))(params, state)
+    return state, trace
 
 
 def test_dst_needs_params_and_a_key():
-  with pytest.raises(ValueError, match="key="):
-    jaxprune.rigl(optax.sgd(0.1), 0.9, end_step=10)
-  tx = jaxprune.rigl(optax.sgd(0.1), 0.5, end_step=10, key=jax.random.key(0))
-  params = {"w": jnp.ones((4, 4))}
-  with pytest.raises(ValueError, match="current parameters"):
-    tx.update(params, tx.init(params))
+    with pytest.raises(ValueError, match="key="):
+        jaxprune.rigl(optax.sgd(0.1), 0.9, end_step=10)
+    tx = jaxprune.rigl(optax.sgd(0.1), 0.5, end_step=10, key=jax.random.key(0))
+    params = {"w": jnp.ones((4, 4))}
+    with pytest.raises(ValueError, match="current parameters"):
+        tx.update(params, tx.init(params))

@@ -5,80 +5,83 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import jaxprune
-from jaxprune import lottery
 from reference import keep_count_reference
 from trees import mlp_dict
 
+import jaxprune
+from jaxprune import lottery
+
 
 def test_remaining_counts_follow_the_rates_exactly_and_masks_nest():
-  params = mlp_dict(sizes=(40, 30, 20, 10))
-  mask = jaxprune.dense_mask(params)
-  expect = {f"layers_{i}/kernel": n for i, n in enumerate([1200, 600, 200])}
-  rng = np.random.default_rng(0)
-  for r in range(8):
-    # a different "trained" network every round
-    trained = jax.tree.map(lambda p: p + jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
-    new = jax.jit(lambda p, m: lottery.prune_round(
-        p, m, 0.2, overrides={"layers_2/": lottery.half_rate}))(trained, mask)
-    for path in expect:
-      rate = 0.1 if path.startswith("layers_2") else 0.2
-      expect[path] = keep_count_reference(expect[path], rate)
-    assert lottery.kept_counts(new) == expect
-    for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(mask)):
-      assert not np.any(np.asarray(a) & ~np.asarray(b))  # subset of the previous mask
-    mask = new
-  total = sum(expect.values()) / 2000
-  assert abs(total - (1200 * 0.8**8 + 600 * 0.8**8 + 200 * 0.9**8) / 2000) < 2e-3
+    params = mlp_dict(sizes=(40, 30, 20, 10))
+    mask = jaxprune.dense_mask(params)
+    expect = {f"layers_{i}/kernel": n for i, n in enumerate([1200, 600, 200])}
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        # a different "trained" network every round
+        trained = jax.tree.map(lambda p: p + jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+        new = jax.jit(
+            lambda p, m: lottery.prune_round(p, m, 0.2, overrides={"layers_2/": lottery.half_rate})
+        )(trained, mask)
+        for path in expect:
+            rate = 0.1 if path.startswith("layers_2") else 0.2
+            expect[path] = keep_count_reference(expect[path], rate)
+        assert lottery.kept_counts(new) == expect
+        for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(mask)):
+            assert not np.any(np.asarray(a) & ~np.asarray(b))  # subset of the previous mask
+        mask = new
+    total = sum(expect.values()) / 2000
+    assert abs(total - (1200 * 0.8**8 + 600 * 0.8**8 + 200 * 0.9**8) / 2000) < 2e-3
 
 
 def test_global_round_prunes_the_total_fraction():
-  params = mlp_dict(sizes=(40, 30, 20, 10))
-  mask = lottery.prune_round(params, jaxprune.dense_mask(params), 0.3, distribution="global")
-  assert sum(lottery.kept_counts(mask).values()) == keep_count_reference(2000, 0.3)
+    params = mlp_dict(sizes=(40, 30, 20, 10))
+    mask = lottery.prune_round(params, jaxprune.dense_mask(params), 0.3, distribution="global")
+    assert sum(lottery.kept_counts(mask).values()) == keep_count_reference(2000, 0.3)
 
 
 def test_rewind_restores_exactly_the_saved_values_on_survivors():
-  saved = mlp_dict(seed=1)
-  mask = lottery.one_shot(mlp_dict(seed=2), 0.8)
-  ticket = lottery.rewind(saved, mask)
-  for s, t, m in zip(jax.tree.leaves(saved), jax.tree.leaves(ticket), jax.tree.leaves(mask)):
-    s, t, m = np.asarray(s), np.asarray(t), np.asarray(m)
-    np.testing.assert_array_equal(t[m] if m.ndim else t, s[m] if m.ndim else s)
-    if m.ndim:
-      assert (t[~m] == 0).all()
+    saved = mlp_dict(seed=1)
+    mask = lottery.one_shot(mlp_dict(seed=2), 0.8)
+    ticket = lottery.rewind(saved, mask)
+    for s, t, m in zip(jax.tree.leaves(saved), jax.tree.leaves(ticket), jax.tree.leaves(mask)):
+        s, t, m = np.asarray(s), np.asarray(t), np.asarray(m)
+        np.testing.assert_array_equal(t[m] if m.ndim else t, s[m] if m.ndim else s)
+        if m.ndim:
+            assert (t[~m] == 0).all()
 
 
 def test_baselines_keep_the_mask_or_the_counts():
-  mask = lottery.one_shot(mlp_dict(seed=2), 0.8)
-  fresh = mlp_dict(seed=5)
-  reinit = lottery.random_reinit(fresh, mask)
-  for a, b, m in zip(jax.tree.leaves(reinit), jax.tree.leaves(mlp_dict(seed=2)), jax.tree.leaves(mask)):
-    if m.ndim:
-      assert ((np.asarray(a) != 0) == np.asarray(m)).all()  # same mask
-      assert not np.allclose(np.asarray(a)[np.asarray(m)], np.asarray(b)[np.asarray(m)])
-  rp = lottery.random_pruning(jax.random.key(0), mask)
-  assert lottery.kept_counts(rp) == lottery.kept_counts(mask)
-  assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rp), jax.tree.leaves(mask)))
+    mask = lottery.one_shot(mlp_dict(seed=2), 0.8)
+    fresh = mlp_dict(seed=5)
+    reinit = lottery.random_reinit(fresh, mask)
+    for a, b, m in zip(
+        jax.tree.leaves(reinit), jax.tree.leaves(mlp_dict(seed=2)), jax.tree.leaves(mask)
+    ):
+        if m.ndim:
+            assert ((np.asarray(a) != 0) == np.asarray(m)).all()  # same mask
+            assert not np.allclose(np.asarray(a)[np.asarray(m)], np.asarray(b)[np.asarray(m)])
+    rp = lottery.random_pruning(jax.random.key(0), mask)
+    assert lottery.kept_counts(rp) == lottery.kept_counts(mask)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rp), jax.tree.leaves(mask)))
 
 
 def test_rounds_and_remaining():
-  assert [lottery.rounds_to_reach(x, 0.2) for x in (1.0, 0.8, 0.5, 0.036)] == [0, 1, 4, 15]
-  with pytest.raises(ValueError):
-    lottery.rounds_to_reach(0.0, 0.2)
+    assert [lottery.rounds_to_reach(x, 0.2) for x in (1.0, 0.8, 0.5, 0.036)] == [0, 1, 4, 15]
+    with pytest.raises(ValueError):
+        lottery.rounds_to_reach(0.0, 0.2)
 
 
 def test_distillation_loss():
-  s = jnp.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]])
-  t = jnp.array([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-  y = jnp.array([0, 1])
-  ce = float(jnp.mean(-jax.nn.log_softmax(s)[jnp.arange(2), y]))
-  assert float(lottery.distillation_loss(s, t, y, alpha=0.0)) == pytest.approx(ce, rel=1e-6)
-  T = 2.0
-  pt, ls = jax.nn.softmax(t / T), jax.nn.log_softmax(s / T)
-  kl = float(jnp.mean(jnp.sum(pt * (jnp.log(pt) - ls), -1)))
-  got = float(lottery.distillation_loss(s, t, y, temperature=T, alpha=0.5))
-  assert got == pytest.approx(0.5 * T * T * kl + 0.5 * ce, rel=1e-5)
-  g = jax.grad(lambda t: lottery.distillation_loss(s, t, y))(t)
-  chex.assert_trees_all_equal(g, jnp.zeros_like(t))  # the teacher gets no gradient
+    s = jnp.array([[1.0, 0.0, -1.0], [0.0, 2.0, 0.0]])
+    t = jnp.array([[3.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    y = jnp.array([0, 1])
+    ce = float(jnp.mean(-jax.nn.log_softmax(s)[jnp.arange(2), y]))
+    assert float(lottery.distillation_loss(s, t, y, alpha=0.0)) == pytest.approx(ce, rel=1e-6)
+    T = 2.0
+    pt, ls = jax.nn.softmax(t / T), jax.nn.log_softmax(s / T)
+    kl = float(jnp.mean(jnp.sum(pt * (jnp.log(pt) - ls), -1)))
+    got = float(lottery.distillation_loss(s, t, y, temperature=T, alpha=0.5))
+    assert got == pytest.approx(0.5 * T * T * kl + 0.5 * ce, rel=1e-5)
+    g = jax.grad(lambda t: lottery.distillation_loss(s, t, y))(t)
+    chex.assert_trees_all_equal(g, jnp.zeros_like(t))  # the teacher gets no gradient

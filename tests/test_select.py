@@ -7,236 +7,251 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import jaxprune
-from jaxprune import select
 from reference import keep_count_reference, topk_reference
 from trees import mlp_dict
 
+import jaxprune
+from jaxprune import select
+
 DIMS = st.sampled_from([1, 2, 3, 5, 8, 13])
-SPARSITY = st.one_of(st.sampled_from([0.0, 0.1, 0.2, 0.5, 0.9, 0.99]),
-                     st.floats(0.0, 0.999, allow_nan=False))
+SPARSITY = st.one_of(
+    st.sampled_from([0.0, 0.1, 0.2, 0.5, 0.9, 0.99]), st.floats(0.0, 0.999, allow_nan=False)
+)
 
 
 @st.composite
 def score_trees(draw):
-  """A dict of 1-3 2-D score leaves (often with heavy ties) plus a 1-D bias."""
-  n = draw(st.integers(1, 3))
-  ties = draw(st.booleans())
-  rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-  tree = {}
-  for i in range(n):
-    shape = (draw(DIMS), draw(DIMS))
-    vals = rng.integers(0, 3, shape) if ties else rng.normal(size=shape)
-    tree[f"l{i}"] = {"kernel": jnp.asarray(vals, jnp.float32), "bias": jnp.zeros(shape[1])}
-  return tree
+    """A dict of 1-3 2-D score leaves (often with heavy ties) plus a 1-D bias."""
+    n = draw(st.integers(1, 3))
+    ties = draw(st.booleans())
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    tree = {}
+    for i in range(n):
+        shape = (draw(DIMS), draw(DIMS))
+        vals = rng.integers(0, 3, shape) if ties else rng.normal(size=shape)
+        tree[f"l{i}"] = {"kernel": jnp.asarray(vals, jnp.float32), "bias": jnp.zeros(shape[1])}
+    return tree
 
 
 def kernels_of(tree):
-  return [tree[k]["kernel"] for k in sorted(tree)]
+    return [tree[k]["kernel"] for k in sorted(tree)]
 
 
-@given(score_trees(), SPARSITY, st.sampled_from(["uniform", "global"]),
-       st.sampled_from(["radix", "sort"]), st.booleans())
+@given(
+    score_trees(),
+    SPARSITY,
+    st.sampled_from(["uniform", "global"]),
+    st.sampled_from(["radix", "sort"]),
+    st.booleans(),
+)
 def test_topk_matches_reference_exactly(tree, sparsity, distribution, method, use_within):
-  kernels = kernels_of(tree)
-  within, cands = None, None
-  if use_within:
-    rng = np.random.default_rng(len(kernels))
-    cands = [rng.random(k.shape) < 0.6 for k in kernels]
-    within = {k: {"kernel": jnp.asarray(c), "bias": jnp.ones((), bool)}
-              for k, c in zip(sorted(tree), cands)}
-  counts = ([int(c.sum()) for c in cands] if cands else [k.size for k in kernels])
-  if distribution == "uniform":
-    groups = [((i,), keep_count_reference(c, sparsity)) for i, c in enumerate(counts)]
-  else:
-    groups = [(tuple(range(len(kernels))), keep_count_reference(sum(counts), sparsity))]
-  mask = jaxprune.topk_mask(tree, sparsity, distribution, within=within, method=method)
-  expected = topk_reference(kernels, groups, cands)
-  for got, want in zip(kernels_of(mask), expected):
-    np.testing.assert_array_equal(np.asarray(got), want)
-  for k in tree:
-    assert mask[k]["bias"].shape == ()
-  kept = sum(int(m.sum()) for m in kernels_of(mask))
-  assert kept == sum(k for _, k in groups)
+    kernels = kernels_of(tree)
+    within, cands = None, None
+    if use_within:
+        rng = np.random.default_rng(len(kernels))
+        cands = [rng.random(k.shape) < 0.6 for k in kernels]
+        within = {
+            k: {"kernel": jnp.asarray(c), "bias": jnp.ones((), bool)}
+            for k, c in zip(sorted(tree), cands)
+        }
+    counts = [int(c.sum()) for c in cands] if cands else [k.size for k in kernels]
+    if distribution == "uniform":
+        groups = [((i,), keep_count_reference(c, sparsity)) for i, c in enumerate(counts)]
+    else:
+        groups = [(tuple(range(len(kernels))), keep_count_reference(sum(counts), sparsity))]
+    mask = jaxprune.topk_mask(tree, sparsity, distribution, within=within, method=method)
+    expected = topk_reference(kernels, groups, cands)
+    for got, want in zip(kernels_of(mask), expected):
+        np.testing.assert_array_equal(np.asarray(got), want)
+    for k in tree:
+        assert mask[k]["bias"].shape == ()
+    kept = sum(int(m.sum()) for m in kernels_of(mask))
+    assert kept == sum(k for _, k in groups)
 
 
 def test_radix_and_sort_agree_on_large_tied_scores():
-  rng = np.random.default_rng(1)
-  tree = {f"l{i}": jnp.asarray(rng.integers(0, 50, s), jnp.float32)
-          for i, s in enumerate([(300, 100), (100, 64), (64, 10)])}
-  for dist in ["uniform", "global", "erk"]:
-    a = jaxprune.topk_mask(tree, 0.83, dist, method="radix")
-    b = jaxprune.topk_mask(tree, 0.83, dist, method="sort")
-    chex.assert_trees_all_equal(a, b)
+    rng = np.random.default_rng(1)
+    tree = {
+        f"l{i}": jnp.asarray(rng.integers(0, 50, s), jnp.float32)
+        for i, s in enumerate([(300, 100), (100, 64), (64, 10)])
+    }
+    for dist in ["uniform", "global", "erk"]:
+        a = jaxprune.topk_mask(tree, 0.83, dist, method="radix")
+        b = jaxprune.topk_mask(tree, 0.83, dist, method="sort")
+        chex.assert_trees_all_equal(a, b)
 
 
 def test_nan_scores_rank_last_and_negative_zero_ties_with_zero():
-  s = {"w": jnp.array([[jnp.nan, -1.0, 0.0, -0.0, jnp.inf, -jnp.inf]])}
-  order = [jaxprune.topk_mask(s, 1 - k / 6, method=m)["w"][0].tolist()
-           for k in range(1, 7) for m in ["radix", "sort"]]
-  assert order[0] == [False, False, False, False, True, False]
-  assert order[4] == [False, False, True, True, True, False]  # 0 and -0: earlier first
-  assert order[2] == [False, False, True, False, True, False]
-  assert order[8] == [False, True, True, True, True, True]  # NaN last, below -inf
-  assert order[2] == order[3]
+    s = {"w": jnp.array([[jnp.nan, -1.0, 0.0, -0.0, jnp.inf, -jnp.inf]])}
+    order = [
+        jaxprune.topk_mask(s, 1 - k / 6, method=m)["w"][0].tolist()
+        for k in range(1, 7)
+        for m in ["radix", "sort"]
+    ]
+    assert order[0] == [False, False, False, False, True, False]
+    assert order[4] == [False, False, True, True, True, False]  # 0 and -0: earlier first
+    assert order[2] == [False, False, True, False, True, False]
+    assert order[8] == [False, True, True, True, True, True]  # NaN last, below -inf
+    assert order[2] == order[3]
 
 
 def test_jit_equals_eager_with_traced_sparsity():
-  params = mlp_dict()
-  scores = jaxprune.scores.magnitude(params)
-  for dist in ["uniform", "global"]:
-    eager = jaxprune.topk_mask(scores, 0.7, dist)
-    jitted = jax.jit(lambda s, sp: jaxprune.topk_mask(s, sp, dist))(scores, 0.7)
-    chex.assert_trees_all_equal(eager, jitted)
-  erk = jaxprune.topk_mask(scores, 0.7, "erk")
-  chex.assert_trees_all_equal(erk, jax.jit(lambda s: jaxprune.topk_mask(s, 0.7, "erk"))(scores))
+    params = mlp_dict()
+    scores = jaxprune.scores.magnitude(params)
+    for dist in ["uniform", "global"]:
+        eager = jaxprune.topk_mask(scores, 0.7, dist)
+        jitted = jax.jit(lambda s, sp: jaxprune.topk_mask(s, sp, dist))(scores, 0.7)
+        chex.assert_trees_all_equal(eager, jitted)
+    erk = jaxprune.topk_mask(scores, 0.7, "erk")
+    chex.assert_trees_all_equal(erk, jax.jit(lambda s: jaxprune.topk_mask(s, 0.7, "erk"))(scores))
 
 
 def test_vmap_over_seeds_equals_one_by_one():
-  params = mlp_dict()
+    params = mlp_dict()
 
-  def random_mask(key):
-    return jaxprune.topk_mask(jaxprune.scores.random(key, params), 0.8, "global")
+    def random_mask(key):
+        return jaxprune.topk_mask(jaxprune.scores.random(key, params), 0.8, "global")
 
-  keys = jax.random.split(jax.random.key(3), 4)
-  batched = jax.jit(jax.vmap(random_mask))(keys)
-  for i in range(4):
-    one = jax.jit(random_mask)(keys[i])
-    chex.assert_trees_all_equal(jax.tree.map(lambda x: x[i], batched), one)
-  assert not np.array_equal(batched["layers_0"]["kernel"][0], batched["layers_0"]["kernel"][1])
+    keys = jax.random.split(jax.random.key(3), 4)
+    batched = jax.jit(jax.vmap(random_mask))(keys)
+    for i in range(4):
+        one = jax.jit(random_mask)(keys[i])
+        chex.assert_trees_all_equal(jax.tree.map(lambda x: x[i], batched), one)
+    assert not np.array_equal(batched["layers_0"]["kernel"][0], batched["layers_0"]["kernel"][1])
 
 
 def test_vmap_over_sparsities():
-  scores = jaxprune.scores.magnitude(mlp_dict())
-  masks = jax.vmap(lambda s: jaxprune.topk_mask(scores, s))(jnp.array([0.1, 0.5, 0.9]))
-  kept = masks["layers_0"]["kernel"].sum(axis=(1, 2))
-  assert kept.tolist() == [keep_count_reference(320, s) for s in (0.1, 0.5, 0.9)]
+    scores = jaxprune.scores.magnitude(mlp_dict())
+    masks = jax.vmap(lambda s: jaxprune.topk_mask(scores, s))(jnp.array([0.1, 0.5, 0.9]))
+    kept = masks["layers_0"]["kernel"].sum(axis=(1, 2))
+    assert kept.tolist() == [keep_count_reference(320, s) for s in (0.1, 0.5, 0.9)]
 
 
 def test_within_prunes_a_fraction_of_what_remains_and_nests():
-  params = mlp_dict()
-  scores = jaxprune.scores.magnitude(params)
-  mask = jaxprune.dense_mask(params)
-  expected = {k: params[k]["kernel"].size for k in params}
-  for _ in range(5):
-    new = jaxprune.topk_mask(scores, 0.2, within=mask)
-    for k in params:
-      expected[k] = keep_count_reference(expected[k], 0.2)
-      assert int(new[k]["kernel"].sum()) == expected[k]
-      assert not np.any(np.asarray(new[k]["kernel"]) & ~np.asarray(mask[k]["kernel"]))
-    mask = new
+    params = mlp_dict()
+    scores = jaxprune.scores.magnitude(params)
+    mask = jaxprune.dense_mask(params)
+    expected = {k: params[k]["kernel"].size for k in params}
+    for _ in range(5):
+        new = jaxprune.topk_mask(scores, 0.2, within=mask)
+        for k in params:
+            expected[k] = keep_count_reference(expected[k], 0.2)
+            assert int(new[k]["kernel"].sum()) == expected[k]
+            assert not np.any(np.asarray(new[k]["kernel"]) & ~np.asarray(mask[k]["kernel"]))
+        mask = new
 
 
 def test_overrides_first_layer_dense_output_half_rate():
-  params = mlp_dict()
-  ov = {"layers_0/": 0.0, "layers_2/": lambda s: s / 2}
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.6, overrides=ov)
-  assert int(mask["layers_0"]["kernel"].sum()) == 320
-  assert int(mask["layers_1"]["kernel"].sum()) == keep_count_reference(192, 0.6)
-  assert int(mask["layers_2"]["kernel"].sum()) == keep_count_reference(48, 0.3)
+    params = mlp_dict()
+    ov = {"layers_0/": 0.0, "layers_2/": lambda s: s / 2}
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.6, overrides=ov)
+    assert int(mask["layers_0"]["kernel"].sum()) == 320
+    assert int(mask["layers_1"]["kernel"].sum()) == keep_count_reference(192, 0.6)
+    assert int(mask["layers_2"]["kernel"].sum()) == keep_count_reference(48, 0.3)
 
 
 def test_global_with_override_meets_the_total():
-  params = mlp_dict()
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5, "global",
-                            overrides={"layers_2/": 0.0})
-  total = keep_count_reference(320 + 192 + 48, 0.5)
-  assert int(mask["layers_2"]["kernel"].sum()) == 48
-  assert sum(int(mask[k]["kernel"].sum()) for k in params) == total
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(
+        jaxprune.scores.magnitude(params), 0.5, "global", overrides={"layers_2/": 0.0}
+    )
+    total = keep_count_reference(320 + 192 + 48, 0.5)
+    assert int(mask["layers_2"]["kernel"].sum()) == 48
+    assert sum(int(mask[k]["kernel"].sum()) for k in params) == total
 
 
 def test_explicit_mapping_distribution():
-  params = mlp_dict()
-  dist = {"layers_0": 0.5, "layers_1": 0.25}
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.1, dist)
-  assert [int(mask[f"layers_{i}"]["kernel"].sum()) for i in range(3)] == [160, 144, 43]
-  with pytest.raises(ValueError, match="layers_2/kernel"):
-    jaxprune.topk_mask(jaxprune.scores.magnitude(params), distribution=dist)
+    params = mlp_dict()
+    dist = {"layers_0": 0.5, "layers_1": 0.25}
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.1, dist)
+    assert [int(mask[f"layers_{i}"]["kernel"].sum()) for i in range(3)] == [160, 144, 43]
+    with pytest.raises(ValueError, match="layers_2/kernel"):
+        jaxprune.topk_mask(jaxprune.scores.magnitude(params), distribution=dist)
 
 
 def test_global_ranking_is_global():
-  tree = {"a": jnp.full((4, 4), 10.0), "b": jnp.full((4, 4), 1.0)}
-  mask = jaxprune.topk_mask(tree, 0.5, "global")
-  assert int(mask["a"].sum()) == 16 and int(mask["b"].sum()) == 0
+    tree = {"a": jnp.full((4, 4), 10.0), "b": jnp.full((4, 4), 1.0)}
+    mask = jaxprune.topk_mask(tree, 0.5, "global")
+    assert int(mask["a"].sum()) == 16 and int(mask["b"].sum()) == 0
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
 def test_bad_sparsity_is_refused(bad):
-  with pytest.raises(ValueError, match=r"\[0, 1\)"):
-    jaxprune.topk_mask(jaxprune.scores.magnitude(mlp_dict()), bad)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        jaxprune.topk_mask(jaxprune.scores.magnitude(mlp_dict()), bad)
 
 
 def test_unmeetable_distributions_are_refused():
-  scores = jaxprune.scores.magnitude(mlp_dict())
-  with pytest.raises(ValueError, match="Unmeetable"):  # dense first layer > total budget
-    jaxprune.topk_mask(scores, 0.95, "global", overrides={"layers_0/": 0.0})
-  with pytest.raises(ValueError, match="Unmeetable"):
-    jaxprune.topk_mask(scores, 0.95, "erk", overrides={"layers_0/": 0.0})
-  with pytest.raises(ValueError, match=r"\[0, 1\]"):
-    jaxprune.topk_mask(scores, 0.5, overrides={"layers_0/": 1.5})
-  with pytest.raises(ValueError, match="matches no prunable leaf"):
-    jaxprune.topk_mask(scores, 0.5, overrides={"layers_9/": 0.0})
-  with pytest.raises(ValueError, match="Unknown distribution"):
-    jaxprune.topk_mask(scores, 0.5, "erdos")
-  with pytest.raises(ValueError, match="concrete sparsity"):
-    jax.jit(lambda s: jaxprune.topk_mask(scores, s, "erk"))(0.5)
+    scores = jaxprune.scores.magnitude(mlp_dict())
+    with pytest.raises(ValueError, match="Unmeetable"):  # dense first layer > total budget
+        jaxprune.topk_mask(scores, 0.95, "global", overrides={"layers_0/": 0.0})
+    with pytest.raises(ValueError, match="Unmeetable"):
+        jaxprune.topk_mask(scores, 0.95, "erk", overrides={"layers_0/": 0.0})
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        jaxprune.topk_mask(scores, 0.5, overrides={"layers_0/": 1.5})
+    with pytest.raises(ValueError, match="matches no prunable leaf"):
+        jaxprune.topk_mask(scores, 0.5, overrides={"layers_9/": 0.0})
+    with pytest.raises(ValueError, match="Unknown distribution"):
+        jaxprune.topk_mask(scores, 0.5, "erdos")
+    with pytest.raises(ValueError, match="concrete sparsity"):
+        jax.jit(lambda s: jaxprune.topk_mask(scores, s, "erk"))(0.5)
 
 
 def test_nothing_prunable_and_integer_parameters_are_refused():
-  with pytest.raises(ValueError, match="Nothing to prune"):
-    jaxprune.scores.magnitude({"bias": jnp.ones(3), "scale": jnp.ones(3)})
-  with pytest.raises(TypeError, match="'table'.*int32"):
-    jaxprune.scores.magnitude({"table": jnp.ones((3, 3), jnp.int32)})
+    with pytest.raises(ValueError, match="Nothing to prune"):
+        jaxprune.scores.magnitude({"bias": jnp.ones(3), "scale": jnp.ones(3)})
+    with pytest.raises(TypeError, match="'table'.*int32"):
+        jaxprune.scores.magnitude({"table": jnp.ones((3, 3), jnp.int32)})
 
 
 def test_within_must_match_scores():
-  scores = jaxprune.scores.magnitude(mlp_dict())
-  within = jaxprune.dense_mask(mlp_dict(sizes=(20, 16, 4)))
-  with pytest.raises(ValueError, match="layers_2"):
-    jaxprune.topk_mask(scores, 0.5, within=within)
+    scores = jaxprune.scores.magnitude(mlp_dict())
+    within = jaxprune.dense_mask(mlp_dict(sizes=(20, 16, 4)))
+    with pytest.raises(ValueError, match="layers_2"):
+        jaxprune.topk_mask(scores, 0.5, within=within)
 
 
 @given(st.sampled_from([(1, 4), (2, 4), (4, 8), (3, 3)]), DIMS, DIMS, st.booleans())
 def test_nm_masks_are_valid_and_keep_the_largest(nm, a, b, ties):
-  n, m = nm
-  rng = np.random.default_rng(a * 31 + b)
-  shape = (3, a * m, b)
-  s = rng.integers(0, 2, shape) if ties else rng.normal(size=shape)
-  mask = jaxprune.nm_mask({"w": jnp.asarray(s, jnp.float32)}, n, m)["w"]
-  blocks_m = np.asarray(mask).reshape(3, a, m, b)
-  blocks_s = s.reshape(3, a, m, b)
-  assert (blocks_m.sum(axis=2) == n).all()
-  kept_min = np.where(blocks_m, blocks_s, np.inf).min(axis=2)
-  dropped_max = np.where(blocks_m, -np.inf, blocks_s).max(axis=2)
-  assert (kept_min >= dropped_max).all()
+    n, m = nm
+    rng = np.random.default_rng(a * 31 + b)
+    shape = (3, a * m, b)
+    s = rng.integers(0, 2, shape) if ties else rng.normal(size=shape)
+    mask = jaxprune.nm_mask({"w": jnp.asarray(s, jnp.float32)}, n, m)["w"]
+    blocks_m = np.asarray(mask).reshape(3, a, m, b)
+    blocks_s = s.reshape(3, a, m, b)
+    assert (blocks_m.sum(axis=2) == n).all()
+    kept_min = np.where(blocks_m, blocks_s, np.inf).min(axis=2)
+    dropped_max = np.where(blocks_m, -np.inf, blocks_s).max(axis=2)
+    assert (kept_min >= dropped_max).all()
 
 
 def test_nm_mask_on_conv_kernel_and_errors():
-  s = jaxprune.scores.random(jax.random.key(0), {"conv": jnp.ones((3, 3, 8, 16)),
-                                                  "bias": jnp.ones(16)})
-  mask = jaxprune.nm_mask(s, 2, 4)
-  assert mask["bias"].shape == ()
-  assert (np.asarray(mask["conv"]).reshape(3, 3, 2, 4, 16).sum(axis=3) == 2).all()
-  with pytest.raises(ValueError, match="multiple of m=3.*'conv'"):
-    jaxprune.nm_mask(s, 2, 3)
-  with pytest.raises(ValueError, match="0 <= n <= m"):
-    jaxprune.nm_mask(s, 5, 4)
+    s = jaxprune.scores.random(
+        jax.random.key(0), {"conv": jnp.ones((3, 3, 8, 16)), "bias": jnp.ones(16)}
+    )
+    mask = jaxprune.nm_mask(s, 2, 4)
+    assert mask["bias"].shape == ()
+    assert (np.asarray(mask["conv"]).reshape(3, 3, 2, 4, 16).sum(axis=3) == 2).all()
+    with pytest.raises(ValueError, match="multiple of m=3.*'conv'"):
+        jaxprune.nm_mask(s, 2, 3)
+    with pytest.raises(ValueError, match="0 <= n <= m"):
+        jaxprune.nm_mask(s, 5, 4)
 
 
 def test_random_like_keeps_counts_and_moves_entries():
-  params = mlp_dict()
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8)
-  r1 = jaxprune.random_like(jax.random.key(0), mask)
-  r2 = jaxprune.random_like(jax.random.key(0), mask)
-  chex.assert_trees_all_equal(r1, r2)
-  for k in params:
-    assert int(r1[k]["kernel"].sum()) == int(mask[k]["kernel"].sum())
-    assert not np.array_equal(r1[k]["kernel"], mask[k]["kernel"])
-    assert r1[k]["bias"].shape == ()
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8)
+    r1 = jaxprune.random_like(jax.random.key(0), mask)
+    r2 = jaxprune.random_like(jax.random.key(0), mask)
+    chex.assert_trees_all_equal(r1, r2)
+    for k in params:
+        assert int(r1[k]["kernel"].sum()) == int(mask[k]["kernel"].sum())
+        assert not np.array_equal(r1[k]["kernel"], mask[k]["kernel"])
+        assert r1[k]["bias"].shape == ()
 
 
 def test_order_keys_are_monotone():
-  x = jnp.sort(jax.random.normal(jax.random.key(0), (1000,)) * 1e3)
-  keys = np.asarray(select.order_keys(x)).astype(np.int64)
-  assert (np.diff(keys) >= 0).all() and keys.min() >= 2
+    x = jnp.sort(jax.random.normal(jax.random.key(0), (1000,)) * 1e3)
+    keys = np.asarray(select.order_keys(x)).astype(np.int64)
+    assert (np.diff(keys) >= 0).all() and keys.min() >= 2

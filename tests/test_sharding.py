@@ -6,116 +6,128 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
+from trees import mlp_apply, mlp_dict
 
 import jaxprune
-from trees import mlp_apply, mlp_dict
 
 
 def mesh(kind):
-  if len(jax.devices()) < 8:
-    pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
-  return jax.make_mesh((8,), ("model",), axis_types=(getattr(AxisType, kind),))
+    if len(jax.devices()) < 8:
+        pytest.skip("needs 8 devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    return jax.make_mesh((8,), ("model",), axis_types=(getattr(AxisType, kind),))
 
 
 def shard(tree, mesh):
-  spec = lambda x: P(None, "model") if x.ndim == 2 else P("model") if x.ndim else P()
-  return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, spec(x))), tree)
+    spec = lambda x: P(None, "model") if x.ndim == 2 else P("model") if x.ndim else P()
+    return jax.tree.map(lambda x: jax.device_put(x, NamedSharding(mesh, spec(x))), tree)
 
 
 def assert_sharded_like(mask, params):
-  for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)):
-    if m.ndim:
-      assert m.sharding.is_equivalent_to(p.sharding, m.ndim), (m.sharding, p.sharding)
+    for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)):
+        if m.ndim:
+            assert m.sharding.is_equivalent_to(p.sharding, m.ndim), (m.sharding, p.sharding)
 
 
 @pytest.mark.parametrize("kind", ["Explicit", "Auto"])
 @pytest.mark.parametrize("distribution", ["uniform", "global", "erk"])
 @pytest.mark.parametrize("method", ["radix", "sort"])
 def test_sharded_selection_equals_single_device(kind, distribution, method):
-  params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
-  sharded = shard(params, mesh(kind))
-  make = lambda p: jaxprune.topk_mask(jaxprune.scores.magnitude(p), 0.9, distribution,
-                                      method=method)
-  single = make(params)
-  for multi in (make(sharded), jax.jit(make)(sharded)):
-    chex.assert_trees_all_equal(jax.device_get(single), jax.device_get(multi))
-    assert_sharded_like(multi, sharded)
+    params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
+    sharded = shard(params, mesh(kind))
+    make = lambda p: jaxprune.topk_mask(
+        jaxprune.scores.magnitude(p), 0.9, distribution, method=method
+    )
+    single = make(params)
+    for multi in (make(sharded), jax.jit(make)(sharded)):
+        chex.assert_trees_all_equal(jax.device_get(single), jax.device_get(multi))
+        assert_sharded_like(multi, sharded)
 
 
 @pytest.mark.parametrize("kind", ["Explicit", "Auto"])
 def test_sharded_within_nm_and_pack(kind):
-  m = mesh(kind)
-  params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
-  sharded = shard(params, m)
-  scores = jaxprune.scores.magnitude(sharded)
-  first = jaxprune.topk_mask(scores, 0.5)
-  second = jaxprune.topk_mask(scores, 0.5, within=first)
-  chex.assert_trees_all_equal(
-      jax.device_get(second),
-      jax.device_get(jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.75)))
-  assert_sharded_like(second, sharded)
-  nm = jaxprune.nm_mask(scores, 2, 4)
-  chex.assert_trees_all_equal(jax.device_get(nm),
-                              jax.device_get(jaxprune.nm_mask(jaxprune.scores.magnitude(params), 2, 4)))
-  assert_sharded_like(nm, sharded)
-  back = jaxprune.unpack_mask(jaxprune.pack_mask(second), sharded)
-  chex.assert_trees_all_equal(jax.device_get(back), jax.device_get(second))
-  assert_sharded_like(back, sharded)
-  pruned = jaxprune.apply_mask(sharded, jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5))
-  assert_sharded_like(pruned, sharded)
+    m = mesh(kind)
+    params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
+    sharded = shard(params, m)
+    scores = jaxprune.scores.magnitude(sharded)
+    first = jaxprune.topk_mask(scores, 0.5)
+    second = jaxprune.topk_mask(scores, 0.5, within=first)
+    chex.assert_trees_all_equal(
+        jax.device_get(second),
+        jax.device_get(jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.75)),
+    )
+    assert_sharded_like(second, sharded)
+    nm = jaxprune.nm_mask(scores, 2, 4)
+    chex.assert_trees_all_equal(
+        jax.device_get(nm),
+        jax.device_get(jaxprune.nm_mask(jaxprune.scores.magnitude(params), 2, 4)),
+    )
+    assert_sharded_like(nm, sharded)
+    back = jaxprune.unpack_mask(jaxprune.pack_mask(second), sharded)
+    chex.assert_trees_all_equal(jax.device_get(back), jax.device_get(second))
+    assert_sharded_like(back, sharded)
+    pruned = jaxprune.apply_mask(
+        sharded, jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
+    )
+    assert_sharded_like(pruned, sharded)
 
 
 def test_sharded_masked_training_equals_single_device():
-  params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8, "global")
-  params = jaxprune.apply_mask(params, mask)
-  tx = jaxprune.masked(optax.sgd(0.05, momentum=0.9), mask)
-  x = jax.random.normal(jax.random.key(0), (64, 32))
-  y = jnp.arange(64) % 16
+    params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8, "global")
+    params = jaxprune.apply_mask(params, mask)
+    tx = jaxprune.masked(optax.sgd(0.05, momentum=0.9), mask)
+    x = jax.random.normal(jax.random.key(0), (64, 32))
+    y = jnp.arange(64) % 16
 
-  @jax.jit
-  def run(params, state):
-    def step(carry, _):
-      p, s = carry
-      loss, g = jax.value_and_grad(
-          lambda p: optax.softmax_cross_entropy_with_integer_labels(mlp_apply(p, x), y).mean())(p)
-      u, s = tx.update(g, s, p)
-      return (optax.apply_updates(p, u), s), loss
-    return jax.lax.scan(step, (params, state), None, length=20)
+    @jax.jit
+    def run(params, state):
+        def step(carry, _):
+            p, s = carry
+            loss, g = jax.value_and_grad(
+                lambda p: optax.softmax_cross_entropy_with_integer_labels(mlp_apply(p, x), y).mean()
+            )(p)
+            u, s = tx.update(g, s, p)
+            return (optax.apply_updates(p, u), s), loss
 
-  (p1, _), l1 = run(params, tx.init(params))
-  sharded = shard(params, mesh("Auto"))
-  state = tx.init(sharded)  # puts the (single-device) mask on the parameters' sharding
-  assert_sharded_like(jaxprune.mask_of(state), sharded)
-  (p8, s8), l8 = run(sharded, state)
-  np.testing.assert_allclose(l1, l8, rtol=1e-5)
-  chex.assert_trees_all_close(jax.device_get(p1), jax.device_get(p8), rtol=1e-4, atol=1e-6)
-  assert_sharded_like(jaxprune.mask_of(s8), p8)
-  for p, m in zip(jax.tree.leaves(p8), jax.tree.leaves(jaxprune.mask_of(s8))):
-    if m.ndim:
-      assert (np.asarray(p)[~np.asarray(m)] == 0).all()
+        return jax.lax.scan(step, (params, state), None, length=20)
+
+    (p1, _), l1 = run(params, tx.init(params))
+    sharded = shard(params, mesh("Auto"))
+    state = tx.init(sharded)  # puts the (single-device) mask on the parameters' sharding
+    assert_sharded_like(jaxprune.mask_of(state), sharded)
+    (p8, s8), l8 = run(sharded, state)
+    np.testing.assert_allclose(l1, l8, rtol=1e-5)
+    chex.assert_trees_all_close(jax.device_get(p1), jax.device_get(p8), rtol=1e-4, atol=1e-6)
+    assert_sharded_like(jaxprune.mask_of(s8), p8)
+    for p, m in zip(jax.tree.leaves(p8), jax.tree.leaves(jaxprune.mask_of(s8))):
+        if m.ndim:
+            assert (np.asarray(p)[~np.asarray(m)] == 0).all()
 
 
 def test_explicit_sharded_masked_updates():
-  params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8)
-  sharded = shard(params, mesh("Explicit"))
-  tx = jaxprune.masked(optax.adam(0.1), mask)
-  state = tx.init(sharded)
-  assert_sharded_like(jaxprune.mask_of(state), sharded)
-  target = jax.tree.map(lambda p: p + 1.0, sharded)
+    params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8)
+    sharded = shard(params, mesh("Explicit"))
+    tx = jaxprune.masked(optax.adam(0.1), mask)
+    state = tx.init(sharded)
+    assert_sharded_like(jaxprune.mask_of(state), sharded)
+    target = jax.tree.map(lambda p: p + 1.0, sharded)
 
-  @jax.jit
-  def step(p, s):
-    g = jax.grad(lambda p: sum(jnp.sum((a - b) ** 2) for a, b in
-                               zip(jax.tree.leaves(p), jax.tree.leaves(target))))(p)
-    u, s = tx.update(g, s, p)
-    return optax.apply_updates(p, u), s
+    @jax.jit
+    def step(p, s):
+        g = jax.grad(
+            lambda p: sum(
+                jnp.sum((a - b) ** 2) for a, b in zip(jax.tree.leaves(p), jax.tree.leaves(target))
+            )
+        )(p)
+        u, s = tx.update(g, s, p)
+        return optax.apply_updates(p, u), s
 
-  p, s = step(sharded, state)
-  p, s = step(p, s)
-  assert_sharded_like(p, sharded)
-  for q, m in zip(jax.tree.leaves(p), jax.tree.leaves(mask)):
-    if m.ndim:
-      assert (np.asarray(q)[~np.asarray(m)] == 0).all()
+    p, s = step(sharded, state)
+    p, s = step(p, s)
+    assert_sharded_like(p, sharded)
+    for q, m in zip(jax.tree.leaves(p), jax.tree.leaves(mask)):
+        if m.ndim:
+            assert (np.asarray(q)[~np.asarray(m)] == 0).all()

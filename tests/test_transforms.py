@@ -6,9 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from trees import mlp_apply, mlp_dict, nnx_model
 
 import jaxprune
-from trees import mlp_apply, mlp_dict, nnx_model
 
 OPTIMIZERS = {
     "sgd": lambda: optax.sgd(0.05),
@@ -19,130 +19,134 @@ OPTIMIZERS = {
     "lion": lambda: optax.lion(1e-3, weight_decay=0.1),
     "adafactor": lambda: optax.adafactor(1e-2, min_dim_size_to_factor=4),
     "inject_hyperparams": lambda: optax.inject_hyperparams(optax.adamw)(
-        learning_rate=1e-2, weight_decay=0.1),
-    "chain_with_clipping": lambda: optax.chain(optax.clip_by_global_norm(0.5),
-                                               optax.adam(1e-2)),
+        learning_rate=1e-2, weight_decay=0.1
+    ),
+    "chain_with_clipping": lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-2)),
 }
 
 
 def data(n=64):
-  x = jax.random.normal(jax.random.key(1), (n, 20))
-  y = jnp.argmax(x[:, :4], axis=1)
-  return x, y
+    x = jax.random.normal(jax.random.key(1), (n, 20))
+    y = jnp.argmax(x[:, :4], axis=1)
+    return x, y
 
 
 def loss_fn(params, x, y):
-  logits = mlp_apply(params, x)
-  return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    logits = mlp_apply(params, x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
 
 
 def train(tx, params, steps, x, y):
-  state = tx.init(params)
+    state = tx.init(params)
 
-  def step(carry, _):
-    params, state = carry
-    loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-    updates, state = tx.update(grads, state, params)
-    return (optax.apply_updates(params, updates), state), loss
+    def step(carry, _):
+        params, state = carry
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        updates, state = tx.update(grads, state, params)
+        return (optax.apply_updates(params, updates), state), loss
 
-  (params, state), losses = jax.lax.scan(step, (params, state), None, length=steps)
-  return params, state, losses
+    (params, state), losses = jax.lax.scan(step, (params, state), None, length=steps)
+    return params, state, losses
 
 
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_pruned_weights_stay_exactly_zero_for_200_steps(name):
-  params = mlp_dict()
-  mask = jaxprune.topk_mask(jaxprune.scores.random(jax.random.key(0), params), 0.8)
-  # Deliberately not pruned beforehand: the first update must zero them.
-  tx = jaxprune.masked(OPTIMIZERS[name](), mask)
-  x, y = data()
-  final, state, losses = jax.jit(train, static_argnums=(0, 2))(tx, params, 200, x, y)
-  for p0, p, m in zip(jax.tree.leaves(params), jax.tree.leaves(final), jax.tree.leaves(mask)):
-    p, m = np.asarray(p), np.asarray(m)
-    if m.ndim == 0:
-      assert not np.array_equal(p, p0)  # biases train
-      continue
-    assert (p[~m] == 0).all() and not np.signbit(p[~m]).any()
-    assert (p[m] != np.asarray(p0)[m]).mean() > 0.9  # kept weights train
-  assert float(losses[-1]) < float(losses[0])
-  chex.assert_trees_all_equal(jaxprune.mask_of(state), mask)
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(jaxprune.scores.random(jax.random.key(0), params), 0.8)
+    # Deliberately not pruned beforehand: the first update must zero them.
+    tx = jaxprune.masked(OPTIMIZERS[name](), mask)
+    x, y = data()
+    final, state, losses = jax.jit(train, static_argnums=(0, 2))(tx, params, 200, x, y)
+    for p0, p, m in zip(jax.tree.leaves(params), jax.tree.leaves(final), jax.tree.leaves(mask)):
+        p, m = np.asarray(p), np.asarray(m)
+        if m.ndim == 0:
+            assert not np.array_equal(p, p0)  # biases train
+            continue
+        assert (p[~m] == 0).all() and not np.signbit(p[~m]).any()
+        assert (p[m] != np.asarray(p0)[m]).mean() > 0.9  # kept weights train
+    assert float(losses[-1]) < float(losses[0])
+    chex.assert_trees_all_equal(jaxprune.mask_of(state), mask)
 
 
 def test_gradient_is_masked_before_the_inner_optimizer():
-  params = mlp_dict()
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
-  tx = jaxprune.masked(optax.adam(1e-2), mask)
-  _, state, _ = train(tx, jaxprune.apply_mask(params, mask), 3, *data())
-  mu = state.inner_state[0].mu
-  for m, v in zip(jax.tree.leaves(mask), jax.tree.leaves(mu)):
-    if m.ndim:
-      assert (np.asarray(v)[~np.asarray(m)] == 0).all()
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
+    tx = jaxprune.masked(optax.adam(1e-2), mask)
+    _, state, _ = train(tx, jaxprune.apply_mask(params, mask), 3, *data())
+    mu = state.inner_state[0].mu
+    for m, v in zip(jax.tree.leaves(mask), jax.tree.leaves(mu)):
+        if m.ndim:
+            assert (np.asarray(v)[~np.asarray(m)] == 0).all()
 
 
 def test_jit_equals_eager():
-  params = mlp_dict()
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.7)
-  tx = jaxprune.masked(optax.sgd(0.1, momentum=0.9), mask)
-  x, y = data()
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.7)
+    tx = jaxprune.masked(optax.sgd(0.1, momentum=0.9), mask)
+    x, y = data()
 
-  def step(params, state):
-    grads = jax.grad(loss_fn)(params, x, y)
-    updates, state = tx.update(grads, state, params)
-    return optax.apply_updates(params, updates), state
+    def step(params, state):
+        grads = jax.grad(loss_fn)(params, x, y)
+        updates, state = tx.update(grads, state, params)
+        return optax.apply_updates(params, updates), state
 
-  a = b = params
-  sa = sb = tx.init(params)
-  for _ in range(3):
-    a, sa = step(a, sa)
-    b, sb = jax.jit(step)(b, sb)
-  chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
-  chex.assert_trees_all_equal(jax.tree.map(lambda p, m: p * ~m, a, mask),
-                              jax.tree.map(lambda p, m: p * ~m, b, mask))
+    a = b = params
+    sa = sb = tx.init(params)
+    for _ in range(3):
+        a, sa = step(a, sa)
+        b, sb = jax.jit(step)(b, sb)
+    chex.assert_trees_all_close(a, b, rtol=1e-5, atol=1e-6)
+    chex.assert_trees_all_equal(
+        jax.tree.map(lambda p, m: p * ~m, a, mask), jax.tree.map(lambda p, m: p * ~m, b, mask)
+    )
 
 
 def test_without_params_pruned_weights_do_not_move():
-  params = jaxprune.apply_mask(mlp_dict(), mask := jaxprune.topk_mask(
-      jaxprune.scores.magnitude(mlp_dict()), 0.5))
-  grads = jax.grad(loss_fn)(params, *data())
-  tx = jaxprune.masked(optax.adam(1e-2), mask)
-  updates, _ = tx.update(grads, tx.init(params), None)
-  for u, m in zip(jax.tree.leaves(updates), jax.tree.leaves(mask)):
-    if m.ndim:
-      assert (np.asarray(u)[~np.asarray(m)] == 0).all()
+    params = jaxprune.apply_mask(
+        mlp_dict(), mask := jaxprune.topk_mask(jaxprune.scores.magnitude(mlp_dict()), 0.5)
+    )
+    grads = jax.grad(loss_fn)(params, *data())
+    tx = jaxprune.masked(optax.adam(1e-2), mask)
+    updates, _ = tx.update(grads, tx.init(params), None)
+    for u, m in zip(jax.tree.leaves(updates), jax.tree.leaves(mask)):
+        if m.ndim:
+            assert (np.asarray(u)[~np.asarray(m)] == 0).all()
 
 
 def test_nnx_optimizer():
-  from flax import nnx
-  model = nnx_model()
-  params = nnx.state(model, nnx.Param)
-  mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.75)
-  nnx.update(model, jaxprune.apply_mask(params, mask))
-  optimizer = nnx.Optimizer(model, jaxprune.masked(optax.adamw(1e-2), mask), wrt=nnx.Param)
-  x, y = data()
+    from flax import nnx
 
-  @nnx.jit
-  def step(model, optimizer):
-    def loss(model):
-      logits = model(x)
-      return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-    value, grads = nnx.value_and_grad(loss)(model)
-    optimizer.update(model, grads)
-    return value
+    model = nnx_model()
+    params = nnx.state(model, nnx.Param)
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.75)
+    nnx.update(model, jaxprune.apply_mask(params, mask))
+    optimizer = nnx.Optimizer(model, jaxprune.masked(optax.adamw(1e-2), mask), wrt=nnx.Param)
+    x, y = data()
 
-  losses = [float(step(model, optimizer)) for _ in range(30)]
-  assert losses[-1] < losses[0]
-  trained = nnx.state(model, nnx.Param)
-  for p, m in zip(jax.tree.leaves(trained), jax.tree.leaves(mask)):
-    if m.ndim:
-      assert (np.asarray(p)[~np.asarray(m)] == 0).all()
-  found = jaxprune.mask_of(optimizer.opt_state)
-  chex.assert_trees_all_equal(jax.tree.leaves(found), jax.tree.leaves(mask))
+    @nnx.jit
+    def step(model, optimizer):
+        def loss(model):
+            logits = model(x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        value, grads = nnx.value_and_grad(loss)(model)
+        optimizer.update(model, grads)
+        return value
+
+    losses = [float(step(model, optimizer)) for _ in range(30)]
+    assert losses[-1] < losses[0]
+    trained = nnx.state(model, nnx.Param)
+    for p, m in zip(jax.tree.leaves(trained), jax.tree.leaves(mask)):
+        if m.ndim:
+            assert (np.asarray(p)[~np.asarray(m)] == 0).all()
+    found = jaxprune.mask_of(optimizer.opt_state)
+    chex.assert_trees_all_equal(jax.tree.leaves(found), jax.tree.leaves(mask))
 
 
 def test_init_checks_the_mask_and_mask_of_explains():
-  params = mlp_dict()
-  bad = jaxprune.dense_mask(mlp_dict(sizes=(20, 16, 4)))
-  with pytest.raises(ValueError, match="'layers_2/bias'"):
-    jaxprune.masked(optax.sgd(0.1), bad).init(params)
-  with pytest.raises(ValueError, match="jaxprune.masked"):
-    jaxprune.mask_of(optax.adam(1e-3).init(params))
+    params = mlp_dict()
+    bad = jaxprune.dense_mask(mlp_dict(sizes=(20, 16, 4)))
+    with pytest.raises(ValueError, match="'layers_2/bias'"):
+        jaxprune.masked(optax.sgd(0.1), bad).init(params)
+    with pytest.raises(ValueError, match="jaxprune.masked"):
+        jaxprune.mask_of(optax.adam(1e-3).init(params))

@@ -41,8 +41,16 @@ def base() -> ConfigDict:
     return c
 
 
-def _adam(model: str, dataset: str, *, batch_size: int, steps: int, lr: float,
-          eval_every: int = 1000, checkpoint_every: int = 5000) -> ConfigDict:
+def _adam(
+    model: str,
+    dataset: str,
+    *,
+    batch_size: int,
+    steps: int,
+    lr: float,
+    eval_every: int = 1000,
+    checkpoint_every: int = 5000,
+) -> ConfigDict:
     c = base()
     c.model, c.dataset = model, dataset
     c.batch_size, c.steps = batch_size, steps
@@ -53,8 +61,15 @@ def _adam(model: str, dataset: str, *, batch_size: int, steps: int, lr: float,
 
 def mnist1d_mlp() -> ConfigDict:
     """The MNIST-1D MLP; optimizer settings of the mnist1d repo (unverified)."""
-    return _adam("mnist1d_mlp", "mnist1d", batch_size=100, steps=6000, lr=1e-2,
-                 eval_every=250, checkpoint_every=1000)
+    return _adam(
+        "mnist1d_mlp",
+        "mnist1d",
+        batch_size=100,
+        steps=6000,
+        lr=1e-2,
+        eval_every=250,
+        checkpoint_every=1000,
+    )
 
 
 def mnist1d_cnn() -> ConfigDict:
@@ -92,11 +107,18 @@ def _sgd_cifar(model: str) -> ConfigDict:
     c = base()
     c.model, c.dataset, c.augment = model, "cifar10", True
     c.batch_size, c.steps = 128, 63_000  # (unverified: the LMC paper's 63K iterations)
-    c.optim = ConfigDict(dict(
-        optimizer="momentum", momentum=0.9, learning_rate=0.1, schedule="step",
-        boundaries=[32_000, 48_000], decay_factor=0.1, weight_decay=1e-4,  # wd unverified
-        warmup_steps=0,
-    ))
+    c.optim = ConfigDict(
+        dict(
+            optimizer="momentum",
+            momentum=0.9,
+            learning_rate=0.1,
+            schedule="step",
+            boundaries=[32_000, 48_000],
+            decay_factor=0.1,
+            weight_decay=1e-4,  # wd unverified
+            warmup_steps=0,
+        )
+    )
     c.eval_every, c.checkpoint_every = 2000, 5000
     return c
 
@@ -126,8 +148,17 @@ def wrn22_2_cifar10() -> ConfigDict:
 
 CONFIGS = {
     f.__name__: f
-    for f in (mnist1d_mlp, mnist1d_cnn, lenet_fashion, conv2_cifar10, conv4_cifar10,
-              conv6_cifar10, resnet20_cifar10, vgg19_cifar10, wrn22_2_cifar10)
+    for f in (
+        mnist1d_mlp,
+        mnist1d_cnn,
+        lenet_fashion,
+        conv2_cifar10,
+        conv4_cifar10,
+        conv6_cifar10,
+        resnet20_cifar10,
+        vgg19_cifar10,
+        wrn22_2_cifar10,
+    )
 }
 
 

@@ -109,7 +109,9 @@ def batches(
             "drop_remainder=True, so an epoch would have no batches; use a smaller batch or drop_remainder=False."
         )
     if start_step > steps:
-        raise ValueError(f"start_step={start_step} is past the end of the epoch, which has {steps} steps.")
+        raise ValueError(
+            f"start_step={start_step} is past the end of the epoch, which has {steps} steps."
+        )
     order = epoch_order(len(ds), seed=seed, epoch=epoch, shuffle=shuffle)
     x, y = ds.x, ds.y
 

@@ -85,15 +85,27 @@ class Dataset:
 
 def cache_dir() -> pathlib.Path:
     """Where generated data is cached: $JAXPRUNE_CACHE, else ~/.cache/jaxprune."""
-    return pathlib.Path(os.environ.get("JAXPRUNE_CACHE") or pathlib.Path.home() / ".cache" / "jaxprune")
+    return pathlib.Path(
+        os.environ.get("JAXPRUNE_CACHE") or pathlib.Path.home() / ".cache" / "jaxprune"
+    )
 
 
 def check_request(name: str, split: str, subset: int | None, label_noise: float, seed: int) -> None:
     """Validate the arguments of `load` that do not need the data; raise ValueError naming the bad one."""
-    if subset is not None and (isinstance(subset, bool) or not isinstance(subset, numbers.Integral) or subset < 1):
-        raise ValueError(f"subset={subset!r} for {name!r}: expected a positive int (examples to keep) or None.")
-    if isinstance(label_noise, bool) or not isinstance(label_noise, numbers.Real) or not 0.0 <= label_noise <= 1.0:
-        raise ValueError(f"label_noise={label_noise!r} for {name!r}: expected a fraction in [0, 1].")
+    if subset is not None and (
+        isinstance(subset, bool) or not isinstance(subset, numbers.Integral) or subset < 1
+    ):
+        raise ValueError(
+            f"subset={subset!r} for {name!r}: expected a positive int (examples to keep) or None."
+        )
+    if (
+        isinstance(label_noise, bool)
+        or not isinstance(label_noise, numbers.Real)
+        or not 0.0 <= label_noise <= 1.0
+    ):
+        raise ValueError(
+            f"label_noise={label_noise!r} for {name!r}: expected a fraction in [0, 1]."
+        )
     if label_noise and not split.startswith("train"):
         raise ValueError(
             f"label_noise={label_noise} on split {split!r} of {name!r}: label noise is for training splits only; "
@@ -119,10 +131,14 @@ def subset_indices(n: int, subset: int | None, seed: int) -> np.ndarray:
         return np.arange(n, dtype=np.int64)
     if subset > n:
         raise ValueError(f"subset={subset} is larger than the split, which has {n} examples.")
-    return np.sort(_rng(seed, _SUBSET_STREAM).choice(n, size=subset, replace=False)).astype(np.int64)
+    return np.sort(_rng(seed, _SUBSET_STREAM).choice(n, size=subset, replace=False)).astype(
+        np.int64
+    )
 
 
-def flip_labels(y: np.ndarray, num_classes: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def flip_labels(
+    y: np.ndarray, num_classes: int, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Replace exactly round(fraction * n) labels by a different class, uniformly at random.
 
     Returns:
@@ -137,7 +153,9 @@ def flip_labels(y: np.ndarray, num_classes: int, fraction: float, seed: int) -> 
         raise ValueError(f"label noise needs at least 2 classes, got num_classes={num_classes}.")
     rng = _rng(seed, _NOISE_STREAM)
     noisy[rng.choice(n, size=k, replace=False)] = True
-    shift = rng.integers(1, num_classes, size=k)  # never 0 mod num_classes: always a different class
+    shift = rng.integers(
+        1, num_classes, size=k
+    )  # never 0 mod num_classes: always a different class
     out = y.copy()
     out[noisy] = (y[noisy] + shift) % num_classes
     return out, noisy

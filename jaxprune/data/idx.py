@@ -46,7 +46,9 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
-        raise ValueError(f"{path}: header says shape {shape} ({expected} bytes), but the file has {len(raw)} bytes.")
+        raise ValueError(
+            f"{path}: header says shape {shape} ({expected} bytes), but the file has {len(raw)} bytes."
+        )
     return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
@@ -66,7 +68,9 @@ def _find(dirs: list[pathlib.Path], stem: str) -> pathlib.Path | None:
     return None
 
 
-def fashion_mnist(split: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+def fashion_mnist(
+    split: str, data_dir: str | os.PathLike | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST images (N, 28, 28, 1) uint8 and labels from the four local IDX files.
 
     Looks in `data_dir`, else $JAXPRUNE_DATA_DIR, else /usr/share/datasets/fashion-mnist
@@ -88,5 +92,7 @@ def fashion_mnist(split: str, data_dir: str | os.PathLike | None = None) -> tupl
         )
     x, y = read_idx(images), read_idx(labels)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise ValueError(f"{images} and {labels} do not hold (N, H, W) images and N labels: {x.shape}, {y.shape}.")
+        raise ValueError(
+            f"{images} and {labels} do not hold (N, H, W) images and N labels: {x.shape}, {y.shape}."
+        )
     return x[..., None], y

@@ -65,15 +65,21 @@ def load(
       ((4000, 40), dtype('int32'), 10)
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"name={name!r}: expected a dataset name, one of {names()} or a TFDS name.")
+        raise ValueError(
+            f"name={name!r}: expected a dataset name, one of {names()} or a TFDS name."
+        )
     if not isinstance(split, str):
-        raise ValueError(f"split={split!r} for {name!r}: expected a string such as 'train' or 'test'.")
+        raise ValueError(
+            f"split={split!r} for {name!r}: expected a string such as 'train' or 'test'."
+        )
     _dataset.check_request(name, split, subset, label_noise, seed)
     options = {"subset": subset, "label_noise": label_noise, "seed": seed}
     if name == "mnist1d":
         x, y = mnist1d.arrays(split)
         # The generator already standardised the whole dataset; keep its values exactly.
-        return _dataset.build(name, split, x, y, num_classes=mnist1d.NUM_CLASSES, mean=(0.0,), std=(1.0,), **options)
+        return _dataset.build(
+            name, split, x, y, num_classes=mnist1d.NUM_CLASSES, mean=(0.0,), std=(1.0,), **options
+        )
     if name == "fashion_mnist":
         x, y = idx.fashion_mnist(split, data_dir)
         mean, std = _dataset.KNOWN_STATS[name]

@@ -25,11 +25,10 @@ def _not_available(name: str, split: str, data_dir: Any, err: Exception) -> Runt
     return RuntimeError(
         f"Could not load TFDS dataset {name!r}, split {split!r}, from {where}: {type(err).__name__}: {err}\n"
         "TFDS datasets need a network on first use. On a machine with one, prepare it in array_record "
-        f"format: python -c \"import tensorflow_datasets as tfds; tfds.data_source({name!r})\" "
+        f'format: python -c "import tensorflow_datasets as tfds; tfds.data_source({name!r})" '
         "(with data_dir=... if you use one), then copy that data directory here and pass data_dir= "
         "(or set TFDS_DATA_DIR). A dataset prepared earlier as TFRecord by tfds.load must be prepared "
-        "again as array_record."
-        + _missing_module_hint(err)
+        "again as array_record." + _missing_module_hint(err)
     )
 
 

@@ -45,7 +45,9 @@ def _bias_init(init: str, fan_in: int) -> nnx.Initializer:
         return nnx.initializers.zeros_init()
     bound = 1.0 / math.sqrt(fan_in)
 
-    def uniform_bias(key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32) -> jax.Array:
+    def uniform_bias(
+        key: jax.Array, shape: Sequence[int], dtype: jnp.dtype = jnp.float32
+    ) -> jax.Array:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
     return uniform_bias

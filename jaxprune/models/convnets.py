@@ -56,7 +56,9 @@ class LeNet5(nnx.Module):
         size = image_size if pad_first else image_size - 4
         size = (size // 2 - 4) // 2
         if size < 1:
-            raise ValueError(f"LeNet5 needs images of at least 12x12 pixels, got image_size={image_size}.")
+            raise ValueError(
+                f"LeNet5 needs images of at least 12x12 pixels, got image_size={image_size}."
+            )
         widths = [size * size * c2, *hidden]
         self.hidden = _layers.dense_stack(widths, init=init, rngs=rngs)
         self.head = _layers.dense(widths[-1], num_classes, init=init, rngs=rngs)
@@ -175,11 +177,15 @@ class CNN1D(nnx.Module):
         width, out_len = 1, length
         for k in kernel_sizes:
             convs.append(
-                _layers.conv(width, channels, (k,), strides=2, padding=[(1, 1)], init=init, rngs=rngs)
+                _layers.conv(
+                    width, channels, (k,), strides=2, padding=[(1, 1)], init=init, rngs=rngs
+                )
             )
             width, out_len = channels, _conv_out_length(out_len, k, 2, 1)
         if out_len < 1:
-            raise ValueError(f"CNN1D input length {length} is too short for kernel sizes {tuple(kernel_sizes)}.")
+            raise ValueError(
+                f"CNN1D input length {length} is too short for kernel sizes {tuple(kernel_sizes)}."
+            )
         self.convs = nnx.List(convs)
         self.head = _layers.dense(out_len * channels, num_classes, init=init, rngs=rngs)
 

@@ -26,7 +26,9 @@ _REGISTRY: dict[str, _Entry] = {
     "mlp": _Entry(MLP, {}, {}),
     "lenet300_100": _Entry(MLP, {"hidden": (300, 100)}, {"in_features": 784}),
     "lenet5": _Entry(LeNet5, {}, {}),
-    "lenet5_caffe": _Entry(LeNet5, {"channels": (20, 50), "hidden": (500,), "pad_first": False}, {}),
+    "lenet5_caffe": _Entry(
+        LeNet5, {"channels": (20, 50), "hidden": (500,), "pad_first": False}, {}
+    ),
     "conv2": _Entry(ConvNet, {"stages": (64,)}, {}),
     "conv4": _Entry(ConvNet, {"stages": (64, 128)}, {}),
     "conv6": _Entry(ConvNet, {"stages": (64, 128, 256)}, {}),
@@ -39,7 +41,9 @@ _REGISTRY: dict[str, _Entry] = {
     "vgg16": _Entry(VGG, {"depth": 16}, {}),
     "vgg19": _Entry(VGG, {"depth": 19}, {}),
     "cnn1d": _Entry(CNN1D, {}, {}),
-    "mnist1d_mlp": _Entry(MLP, {}, {"in_features": 40, "hidden": (100, 100), "residual": True, "init": "torch"}),
+    "mnist1d_mlp": _Entry(
+        MLP, {}, {"in_features": 40, "hidden": (100, 100), "residual": True, "init": "torch"}
+    ),
 }
 
 

@@ -43,9 +43,13 @@ class BasicBlock(nnx.Module):
         init: str,
         rngs: nnx.Rngs,
     ):
-        self.conv1 = _layers.conv(in_channels, out_channels, 3, strides=stride, use_bias=False, init=init, rngs=rngs)
+        self.conv1 = _layers.conv(
+            in_channels, out_channels, 3, strides=stride, use_bias=False, init=init, rngs=rngs
+        )
         self.norm1 = _layers.norm(norm, out_channels, rngs=rngs)
-        self.conv2 = _layers.conv(out_channels, out_channels, 3, use_bias=False, init=init, rngs=rngs)
+        self.conv2 = _layers.conv(
+            out_channels, out_channels, 3, use_bias=False, init=init, rngs=rngs
+        )
         self.norm2 = _layers.norm(norm, out_channels, rngs=rngs)
         self.stride = stride
         self.pad_channels = 0
@@ -55,7 +59,13 @@ class BasicBlock(nnx.Module):
         if stride != 1 or in_channels != out_channels:
             if shortcut == "projection":
                 self.project = _layers.conv(
-                    in_channels, out_channels, 1, strides=stride, use_bias=False, init=init, rngs=rngs
+                    in_channels,
+                    out_channels,
+                    1,
+                    strides=stride,
+                    use_bias=False,
+                    init=init,
+                    rngs=rngs,
                 )
                 self.project_norm = _layers.norm(norm, out_channels, rngs=rngs)
             else:
@@ -143,11 +153,24 @@ class CifarResNet(nnx.Module):
 class PreActBlock(nnx.Module):
     """Wide ResNet block: norm-relu-conv-norm-relu-conv; 1x1 conv shortcut on the activated input."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, *, norm: str, init: str, rngs: nnx.Rngs):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        *,
+        norm: str,
+        init: str,
+        rngs: nnx.Rngs,
+    ):
         self.norm1 = _layers.norm(norm, in_channels, rngs=rngs)
-        self.conv1 = _layers.conv(in_channels, out_channels, 3, strides=stride, use_bias=False, init=init, rngs=rngs)
+        self.conv1 = _layers.conv(
+            in_channels, out_channels, 3, strides=stride, use_bias=False, init=init, rngs=rngs
+        )
         self.norm2 = _layers.norm(norm, out_channels, rngs=rngs)
-        self.conv2 = _layers.conv(out_channels, out_channels, 3, use_bias=False, init=init, rngs=rngs)
+        self.conv2 = _layers.conv(
+            out_channels, out_channels, 3, use_bias=False, init=init, rngs=rngs
+        )
         self.project: nnx.Conv | None = nnx.data(None)
         if stride != 1 or in_channels != out_channels:
             self.project = _layers.conv(
@@ -202,7 +225,12 @@ class WideResNet(nnx.Module):
         self.in_channels = in_channels
         self.stem = _layers.conv(in_channels, 16, 3, use_bias=False, init=init, rngs=rngs)
         self.blocks, channels = _stages(
-            16, width, n, lambda cin, cout, stride: PreActBlock(cin, cout, stride, norm=norm, init=init, rngs=rngs)
+            16,
+            width,
+            n,
+            lambda cin, cout, stride: PreActBlock(
+                cin, cout, stride, norm=norm, init=init, rngs=rngs
+            ),
         )
         self.final_norm = _layers.norm(norm, channels, rngs=rngs)
         self.head = _layers.dense(channels, num_classes, init=init, rngs=rngs)

@@ -12,7 +12,29 @@ PLANS: dict[int, tuple[int | str, ...]] = {
     11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     13: (64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
     16: (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
-    19: (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+    19: (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    ),
 }
 
 
@@ -54,7 +76,9 @@ class VGG(nnx.Module):
         _layers.check_choice("VGG depth", depth, list(PLANS))
         _layers.check_choice("norm", norm, _layers.NORMS)
         self.in_channels = in_channels
-        self.plan = tuple(item if item == "M" else max(1, round(item * width)) for item in PLANS[depth])
+        self.plan = tuple(
+            item if item == "M" else max(1, round(item * width)) for item in PLANS[depth]
+        )
         convs, norms = [], []
         channels = in_channels
         for item in self.plan:

@@ -6,7 +6,7 @@ Example:
   >>> out = train.fit(state, ds, workdir="runs/a", batch_size=60, steps=1000)  # doctest: +SKIP
 """
 
-from jaxprune.train.checkpoint import CheckpointWarning, Checkpoints, restore_checkpoint
+from jaxprune.train.checkpoint import Checkpoints, CheckpointWarning, restore_checkpoint
 from jaxprune.train.fit import FitResult, fit
 from jaxprune.train.maskio import load_mask, save_mask
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay

@@ -14,7 +14,8 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import jax
 import jax.numpy as jnp

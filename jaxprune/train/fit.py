@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -122,9 +123,7 @@ def fit(
     n_train = len(train_data.y)
     steps_per_epoch = n_train // batch_size
     if steps_per_epoch < 1:
-        raise ValueError(
-            f"fit: batch_size={batch_size} exceeds the {n_train} training examples."
-        )
+        raise ValueError(f"fit: batch_size={batch_size} exceeds the {n_train} training examples.")
     if (steps is None) == (epochs is None):
         raise ValueError(f"fit: give exactly one of steps or epochs (got {steps}, {epochs}).")
     total = steps if steps is not None else epochs * steps_per_epoch
@@ -138,8 +137,13 @@ def fit(
 
     run = RunDir(workdir)
     settings = dict(
-        batch_size=batch_size, steps=total, seed=seed, log_every=log_every,
-        eval_every=eval_every, checkpoint_every=checkpoint_every, keep=_jsonable_keep(keep),
+        batch_size=batch_size,
+        steps=total,
+        seed=seed,
+        log_every=log_every,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        keep=_jsonable_keep(keep),
         eval_splits=sorted(evals),
     )
     if lead:
@@ -165,8 +169,12 @@ def fit(
 
     def evaluate_all(step: int) -> None:
         records = [
-            {"step": step, "epoch": step / steps_per_epoch, "split": name,
-             **evaluate(state, ds, batch_size=eval_batch_size, place=place)}
+            {
+                "step": step,
+                "epoch": step / steps_per_epoch,
+                "split": name,
+                **evaluate(state, ds, batch_size=eval_batch_size, place=place),
+            }
             for name, ds in evals.items()
         ]
         if lead:
@@ -183,8 +191,9 @@ def fit(
             raise _nonfinite(f"the parameters are not finite after step {step}", ckpts)
         ckpts.save(step, state, {"pending": window.host_values()})
 
-    bar = tqdm(total=total, initial=start, disable=not (progress and lead), unit="step",
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=total, initial=start, disable=not (progress and lead), unit="step", dynamic_ncols=True
+    )
     t_start, seen = time.perf_counter(), 0
     t_log, seen_log = t_start, 0
     try:
@@ -192,8 +201,9 @@ def fit(
             if evals:
                 evaluate_all(start)
             checkpoint(start)
-        for epoch, batch in _stream(batches, train_data, batch_size, seed, start, total,
-                                    steps_per_epoch):
+        for epoch, batch in _stream(
+            batches, train_data, batch_size, seed, start, total, steps_per_epoch
+        ):
             state, metrics = step_fn(state, place(batch), aux)
             window.add(metrics)
             done = window.step
@@ -209,8 +219,12 @@ def fit(
                 now = time.perf_counter()
                 rate = (seen - seen_log) / max(now - t_log, 1e-9)
                 t_log, seen_log = now, seen
-                bar.set_postfix(epoch=epoch, loss=f"{record['loss']:.4f}",
-                                acc=f"{record['accuracy']:.3f}", ex_s=f"{rate:,.0f}")
+                bar.set_postfix(
+                    epoch=epoch,
+                    loss=f"{record['loss']:.4f}",
+                    acc=f"{record['accuracy']:.3f}",
+                    ex_s=f"{rate:,.0f}",
+                )
             if evals and ((eval_every and done % eval_every == 0) or done == total):
                 stop_if_nonfinite()
                 evaluate_all(done)
@@ -256,8 +270,13 @@ class _Window:
     def flush(self, epoch: float) -> dict[str, Any]:
         values = np.asarray(self.host_values(), np.float64)
         self.items = []
-        return {"step": self.step, "epoch": epoch, "split": "train",
-                "loss": float(values[:, 0].mean()), "accuracy": float(values[:, 1].mean())}
+        return {
+            "step": self.step,
+            "epoch": epoch,
+            "split": "train",
+            "loss": float(values[:, 0].mean()),
+            "accuracy": float(values[:, 1].mean()),
+        }
 
 
 def _stream(batches, data, batch_size, seed, start, total, steps_per_epoch):
@@ -265,8 +284,15 @@ def _stream(batches, data, batch_size, seed, start, total, steps_per_epoch):
     epoch, position = divmod(start, steps_per_epoch)
     step = start
     while step < total:
-        for batch in batches(data, batch_size, seed=seed, epoch=epoch, start_step=position,
-                             shuffle=True, drop_remainder=True):
+        for batch in batches(
+            data,
+            batch_size,
+            seed=seed,
+            epoch=epoch,
+            start_step=position,
+            shuffle=True,
+            drop_remainder=True,
+        ):
             yield epoch, batch
             step += 1
             if step == total:
@@ -276,8 +302,11 @@ def _stream(batches, data, batch_size, seed, start, total, steps_per_epoch):
 
 @jax.jit
 def _all_finite(params: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params)
-              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    leaves = [
+        jnp.all(jnp.isfinite(x))
+        for x in jax.tree.leaves(params)
+        if jnp.issubdtype(x.dtype, jnp.inexact)
+    ]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
@@ -320,8 +349,12 @@ def _eval_splits(eval_data: Any) -> dict[str, Any]:
 def _default_mesh(batch_size: int) -> jax.sharding.Mesh:
     n = jax.device_count()
     if batch_size % n:
-        log.warning("batch size %d does not divide among %d devices; training on one "
-                    "device (pass mesh=make_mesh(k) to choose).", batch_size, n)
+        log.warning(
+            "batch size %d does not divide among %d devices; training on one "
+            "device (pass mesh=make_mesh(k) to choose).",
+            batch_size,
+            n,
+        )
         return make_mesh(1)
     return make_mesh()
 

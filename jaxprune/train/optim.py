@@ -7,7 +7,8 @@ with the keys listed in their docstrings, so experiment configs stay data.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import optax
@@ -92,8 +93,13 @@ def linear_warmup(schedule: optax.Schedule, warmup_steps: int) -> optax.Schedule
 
 
 _SCHEDULE_KEYS = {
-    "learning_rate", "schedule", "boundaries", "decay_factor", "total_steps",
-    "end_value", "warmup_steps",
+    "learning_rate",
+    "schedule",
+    "boundaries",
+    "decay_factor",
+    "total_steps",
+    "end_value",
+    "warmup_steps",
 }
 
 
@@ -181,9 +187,7 @@ def _as_dict(config: Any, known: set[str], where: str) -> dict[str, Any]:
     cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     unknown = sorted(set(cfg) - known)
     if unknown:
-        raise KeyError(
-            f"{where}: unknown config keys {unknown}; known keys are {sorted(known)}."
-        )
+        raise KeyError(f"{where}: unknown config keys {unknown}; known keys are {sorted(known)}.")
     return cfg
 
 

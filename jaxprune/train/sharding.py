@@ -16,7 +16,8 @@ metrics only on process 0.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -46,9 +47,7 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None) -> Mesh:
     elif isinstance(devices, int):
         available = jax.devices()
         if not 1 <= devices <= len(available):
-            raise ValueError(
-                f"make_mesh: asked for {devices} devices but {len(available)} exist."
-            )
+            raise ValueError(f"make_mesh: asked for {devices} devices but {len(available)} exist.")
         devices = available[:devices]
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 

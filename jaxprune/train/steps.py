@@ -7,7 +7,8 @@ parallel): nothing in them knows about devices.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -110,9 +111,9 @@ def make_train_step(
             logits, model_state = apply_model(state, batch["x"], train=True, params=params)
             return loss_fn(logits, batch, aux), (logits, model_state)
 
-        (loss, (logits, model_state)), grads = jax.value_and_grad(
-            objective, has_aux=True
-        )(state.params)
+        (loss, (logits, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
+            state.params
+        )
         updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         new_state = state.replace(
             params=optax.apply_updates(state.params, updates),
@@ -124,9 +125,7 @@ def make_train_step(
         return new_state, {"loss": loss, "accuracy": accuracy}
 
     out_shardings = None if state_sharding is None else (state_sharding, None)
-    return jax.jit(
-        step, donate_argnums=(0,) if donate else (), out_shardings=out_shardings
-    )
+    return jax.jit(step, donate_argnums=(0,) if donate else (), out_shardings=out_shardings)
 
 
 def make_eval_step() -> Callable[[TrainState, Batch], dict[str, jax.Array]]:

@@ -1,6 +1,6 @@
 """Optax gradient transformations: train under a mask, prune on a schedule, RigL, SET, STE."""
 
-from jaxprune.transforms.base import mask_of, map_per_parameter, register_mask_state, zero_where
+from jaxprune.transforms.base import map_per_parameter, mask_of, register_mask_state, zero_where
 from jaxprune.transforms.dst import DSTState, rewire, rigl, set_training
 from jaxprune.transforms.gradual import GradualState, gradual_magnitude
 from jaxprune.transforms.masked import MaskedState, masked, static_sparse

@@ -19,157 +19,166 @@ _MASK_STATES: list[type] = []
 
 
 def register_mask_state(cls: type) -> type:
-  """Marks a NamedTuple state class whose ``mask`` field :func:`mask_of` returns."""
-  _MASK_STATES.append(cls)
-  return cls
+    """Marks a NamedTuple state class whose ``mask`` field :func:`mask_of` returns."""
+    _MASK_STATES.append(cls)
+    return cls
 
 
 def mask_leaves_like(tree: Any, mask: Any) -> tuple[list[Any], list[Any], Any]:
-  """The leaves of ``tree`` and ``mask`` side by side, and ``tree``'s treedef.
+    """The leaves of ``tree`` and ``mask`` side by side, and ``tree``'s treedef.
 
-  Mask and tree are paired leaf by leaf in flattening order (NNX Variable
-  wrappers, which ``nnx.Optimizer`` adds or strips, do not change it).
-  """
-  leaves, treedef = jax.tree_util.tree_flatten(tree)
-  m_leaves = jax.tree_util.tree_leaves(mask)
-  if len(m_leaves) != len(leaves):
-    raise ValueError(
-        f"The mask has {len(m_leaves)} leaves but the updates have {len(leaves)}: "
-        "build the mask from the parameters this optimizer trains.")
-  return leaves, m_leaves, treedef
+    Mask and tree are paired leaf by leaf in flattening order (NNX Variable
+    wrappers, which ``nnx.Optimizer`` adds or strips, do not change it).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    m_leaves = jax.tree_util.tree_leaves(mask)
+    if len(m_leaves) != len(leaves):
+        raise ValueError(
+            f"The mask has {len(m_leaves)} leaves but the updates have {len(leaves)}: "
+            "build the mask from the parameters this optimizer trains."
+        )
+    return leaves, m_leaves, treedef
 
 
 def where_mask(mask: Any, tree: Any, fill: Any = None) -> Any:
-  """``where(mask, tree, fill)`` leaf by leaf (``fill`` a tree, or None for zeros).
+    """``where(mask, tree, fill)`` leaf by leaf (``fill`` a tree, or None for zeros).
 
-  Stand-in (0-d) mask leaves pass the leaf through untouched.
-  """
-  leaves, m_leaves, treedef = mask_leaves_like(tree, mask)
-  fills = [None] * len(leaves) if fill is None else jax.tree_util.tree_leaves(fill)
-  out = []
-  for x, m, f in zip(leaves, m_leaves, fills):
-    if masks.is_stand_in(m):
-      out.append(x)
-    else:
-      m = placement.match_sharding(m, x)
-      out.append(jnp.where(m, x, jnp.zeros((), x.dtype) if f is None else f.astype(x.dtype)))
-  return treedef.unflatten(out)
+    Stand-in (0-d) mask leaves pass the leaf through untouched.
+    """
+    leaves, m_leaves, treedef = mask_leaves_like(tree, mask)
+    fills = [None] * len(leaves) if fill is None else jax.tree_util.tree_leaves(fill)
+    out = []
+    for x, m, f in zip(leaves, m_leaves, fills):
+        if masks.is_stand_in(m):
+            out.append(x)
+        else:
+            m = placement.match_sharding(m, x)
+            out.append(jnp.where(m, x, jnp.zeros((), x.dtype) if f is None else f.astype(x.dtype)))
+    return treedef.unflatten(out)
 
 
 def masked_update(updates: Any, mask: Any, params: Any | None) -> Any:
-  """The final update under a mask: ``where(mask, u, -params)`` (or 0 without params)."""
-  if params is None:
-    return where_mask(mask, updates)
-  return where_mask(mask, updates, jax.tree_util.tree_map(jnp.negative, params))
+    """The final update under a mask: ``where(mask, u, -params)`` (or 0 without params)."""
+    if params is None:
+        return where_mask(mask, updates)
+    return where_mask(mask, updates, jax.tree_util.tree_map(jnp.negative, params))
 
 
 def place_mask(mask: Any, params: Any) -> Any:
-  """Checks ``mask`` against ``params`` and returns it in their structure and sharding."""
-  masks.check_mask(mask, params)
-  p_leaves, m_leaves, treedef = mask_leaves_like(params, mask)
-  return treedef.unflatten([m if masks.is_stand_in(m) else placement.match_sharding(m, p)
-                            for m, p in zip(m_leaves, p_leaves)])
+    """Checks ``mask`` against ``params`` and returns it in their structure and sharding."""
+    masks.check_mask(mask, params)
+    p_leaves, m_leaves, treedef = mask_leaves_like(params, mask)
+    return treedef.unflatten(
+        [
+            m if masks.is_stand_in(m) else placement.match_sharding(m, p)
+            for m, p in zip(m_leaves, p_leaves)
+        ]
+    )
 
 
 def resolve_mask(mask: Any, params: Any) -> Any:
-  """A mask given as a tree, or as a function ``params -> mask``, placed like ``params``."""
-  return place_mask(mask(params) if callable(mask) else mask, params)
+    """A mask given as a tree, or as a function ``params -> mask``, placed like ``params``."""
+    return place_mask(mask(params) if callable(mask) else mask, params)
 
 
 def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.Array]) -> Any:
-  """Applies ``fn(leaf, index)`` to the per-parameter leaves of an optimizer state.
+    """Applies ``fn(leaf, index)`` to the per-parameter leaves of an optimizer state.
 
-  A sub-tree of ``state`` whose structure equals ``like``'s (the parameters'
-  or updates') is per-parameter state: momentum, Adam moments, Lion's
-  momentum... Within it, leaves shaped like their parameter get ``fn(leaf, i)``
-  with ``i`` the parameter's leaf index; others (Adafactor's factored row and
-  column statistics, scalars) are left as they are. No list of optimizer state
-  types is needed.
+    A sub-tree of ``state`` whose structure equals ``like``'s (the parameters'
+    or updates') is per-parameter state: momentum, Adam moments, Lion's
+    momentum... Within it, leaves shaped like their parameter get ``fn(leaf, i)``
+    with ``i`` the parameter's leaf index; others (Adafactor's factored row and
+    column statistics, scalars) are left as they are. No list of optimizer state
+    types is needed.
 
-  Example:
-    >>> import jax.numpy as jnp, optax
-    >>> params = {"w": jnp.ones(3)}
-    >>> state = optax.sgd(0.1, momentum=0.9).init(params)
-    >>> state = map_per_parameter(state, params, lambda x, i: x + 1)
-    >>> state[0].trace["w"].tolist()
-    [1.0, 1.0, 1.0]
-  """
-  target = jax.tree_util.tree_structure(like)
-  shapes = [tuple(getattr(x, "shape", ())) for x in jax.tree_util.tree_leaves(like)]
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"w": jnp.ones(3)}
+      >>> state = optax.sgd(0.1, momentum=0.9).init(params)
+      >>> state = map_per_parameter(state, params, lambda x, i: x + 1)
+      >>> state[0].trace["w"].tolist()
+      [1.0, 1.0, 1.0]
+    """
+    target = jax.tree_util.tree_structure(like)
+    shapes = [tuple(getattr(x, "shape", ())) for x in jax.tree_util.tree_leaves(like)]
 
-  def walk(node):
-    if jax.tree_util.tree_structure(node) == target:
-      leaves, treedef = jax.tree_util.tree_flatten(node)
-      return treedef.unflatten([
-          fn(x, i) if tuple(getattr(x, "shape", ())) == shapes[i] else x
-          for i, x in enumerate(leaves)])
-    if isinstance(node, tuple) and hasattr(node, "_fields"):
-      return type(node)(*[walk(c) for c in node])
-    if isinstance(node, (tuple, list)):
-      return type(node)(walk(c) for c in node)
-    if isinstance(node, Mapping):
-      return type(node)({k: walk(v) for k, v in node.items()})
-    return node
+    def walk(node):
+        if jax.tree_util.tree_structure(node) == target:
+            leaves, treedef = jax.tree_util.tree_flatten(node)
+            return treedef.unflatten(
+                [
+                    fn(x, i) if tuple(getattr(x, "shape", ())) == shapes[i] else x
+                    for i, x in enumerate(leaves)
+                ]
+            )
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return type(node)(*[walk(c) for c in node])
+        if isinstance(node, (tuple, list)):
+            return type(node)(walk(c) for c in node)
+        if isinstance(node, Mapping):
+            return type(node)({k: walk(v) for k, v in node.items()})
+        return node
 
-  return walk(state)
+    return walk(state)
 
 
 def zero_where(state: Any, like: Any, keep: Any) -> Any:
-  """Zeroes per-parameter optimizer state where the mask ``keep`` is False.
+    """Zeroes per-parameter optimizer state where the mask ``keep`` is False.
 
-  Example:
-    >>> import jax.numpy as jnp, optax
-    >>> params = {"w": jnp.ones(2)}
-    >>> s = optax.adam(0.1).init(params)
-    >>> s = map_per_parameter(s, params, lambda x, i: x + 1)
-    >>> zero_where(s, params, {"w": jnp.array([True, False])})[0].mu["w"].tolist()
-    [1.0, 0.0]
-  """
-  k_leaves = jax.tree_util.tree_leaves(keep)
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"w": jnp.ones(2)}
+      >>> s = optax.adam(0.1).init(params)
+      >>> s = map_per_parameter(s, params, lambda x, i: x + 1)
+      >>> zero_where(s, params, {"w": jnp.array([True, False])})[0].mu["w"].tolist()
+      [1.0, 0.0]
+    """
+    k_leaves = jax.tree_util.tree_leaves(keep)
 
-  def fn(x, i):
-    m = k_leaves[i]
-    return x if masks.is_stand_in(m) else jnp.where(m, x, jnp.zeros((), x.dtype))
+    def fn(x, i):
+        m = k_leaves[i]
+        return x if masks.is_stand_in(m) else jnp.where(m, x, jnp.zeros((), x.dtype))
 
-  return map_per_parameter(state, like, fn)
+    return map_per_parameter(state, like, fn)
 
 
 def _find(tree: Any) -> Any:
-  """Depth-first search of an optimizer state for a registered mask state."""
-  if isinstance(tree, tuple(_MASK_STATES)):
-    return (tree.mask,)
-  if isinstance(tree, (tuple, list)):
-    children = list(tree)
-  elif isinstance(tree, Mapping):
-    children = list(tree.values())
-  else:
+    """Depth-first search of an optimizer state for a registered mask state."""
+    if isinstance(tree, tuple(_MASK_STATES)):
+        return (tree.mask,)
+    if isinstance(tree, (tuple, list)):
+        children = list(tree)
+    elif isinstance(tree, Mapping):
+        children = list(tree.values())
+    else:
+        return None
+    for child in children:
+        found = _find(child)
+        if found is not None:
+            return found
     return None
-  for child in children:
-    found = _find(child)
-    if found is not None:
-      return found
-  return None
 
 
 def mask_of(opt_state: Any) -> Any:
-  """The mask held by a jaxprune transform inside an optimizer state.
+    """The mask held by a jaxprune transform inside an optimizer state.
 
-  Searches chains, ``inject_hyperparams`` and ``nnx.Optimizer`` states; the
-  outermost jaxprune state wins.
+    Searches chains, ``inject_hyperparams`` and ``nnx.Optimizer`` states; the
+    outermost jaxprune state wins.
 
-  Raises:
-    ValueError: no jaxprune transform in the state.
+    Raises:
+      ValueError: no jaxprune transform in the state.
 
-  Example:
-    >>> import jax.numpy as jnp, optax, jaxprune
-    >>> mask = {"w": jnp.eye(2, dtype=bool)}
-    >>> tx = optax.chain(optax.clip_by_global_norm(1.0), jaxprune.masked(optax.sgd(0.1), mask))
-    >>> jaxprune.mask_of(tx.init({"w": jnp.ones((2, 2))}))["w"].tolist()
-    [[True, False], [False, True]]
-  """
-  found = _find(opt_state)
-  if found is None:
-    raise ValueError(
-        "No jaxprune mask in this optimizer state: build the optimizer with "
-        "jaxprune.masked(...) (or another jaxprune transform).")
-  return found[0]
+    Example:
+      >>> import jax.numpy as jnp, optax, jaxprune
+      >>> mask = {"w": jnp.eye(2, dtype=bool)}
+      >>> tx = optax.chain(optax.clip_by_global_norm(1.0), jaxprune.masked(optax.sgd(0.1), mask))
+      >>> jaxprune.mask_of(tx.init({"w": jnp.ones((2, 2))}))["w"].tolist()
+      [[True, False], [False, True]]
+    """
+    found = _find(opt_state)
+    if found is None:
+        raise ValueError(
+            "No jaxprune mask in this optimizer state: build the optimizer with "
+            "jaxprune.masked(...) (or another jaxprune transform)."
+        )
+    return found[0]

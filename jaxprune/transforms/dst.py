@@ -27,158 +27,237 @@ GROW = ("gradient", "random")
 
 @base.register_mask_state
 class DSTState(NamedTuple):
-  """State of :func:`rigl` / :func:`set_training`: inner state, mask, steps taken, key."""
+    """State of :func:`rigl` / :func:`set_training`: inner state, mask, steps taken, key."""
 
-  inner_state: optax.OptState
-  mask: Any
-  count: jax.Array
-  key: jax.Array
-
-
-def rewire(params: Any, grads: Any, mask: Any, drop_fraction: Any, *, grow: str = "gradient",
-           key: jax.Array | None = None) -> Any:
-  """One drop-and-grow update of ``mask``; every layer keeps its kept count.
-
-  Args:
-    params: current weights (drop ranks active weights by magnitude).
-    grads: dense gradients (RigL grows the inactive entries of largest |g|).
-    mask: the current mask.
-    drop_fraction: fraction of each layer's active weights to move (may be traced).
-    grow: ``"gradient"`` (RigL) or ``"random"`` (SET, needs ``key``).
-    key: random key for ``grow="random"``.
-
-  Returns:
-    The new mask.
-
-  Example:
-    >>> import jax.numpy as jnp
-    >>> w = {"w": jnp.array([[3.0, 0.1, 0.0, 0.0]])}
-    >>> g = {"w": jnp.array([[0.0, 0.0, 5.0, 1.0]])}
-    >>> m = {"w": jnp.array([[True, True, False, False]])}
-    >>> rewire(w, g, m, 0.5)["w"].tolist()
-    [[True, False, True, False]]
-  """
-  if grow not in GROW:
-    raise ValueError(f"grow must be one of {GROW}, got {grow!r}.")
-  p_leaves, m_leaves, treedef = base.mask_leaves_like(params, mask)
-  g_leaves = jax.tree_util.tree_leaves(grads)
-  idx = [i for i, m in enumerate(m_leaves) if not masks.is_stand_in(m)]
-  active = [jnp.sum(m_leaves[i], dtype=jnp.int32) for i in idx]
-  keep = [distributions.keep_count(a, drop_fraction) for a in active]
-  remained = select.select([jnp.abs(p_leaves[i]) for i in idx], [m_leaves[i] for i in idx],
-                           [((j,), k) for j, k in enumerate(keep)])
-  if grow == "gradient":
-    grow_scores = [jnp.abs(g_leaves[i]) for i in idx]
-  else:
-    grow_scores = [jax.random.uniform(jax.random.fold_in(key, i), p_leaves[i].shape) for i in idx]
-  grown = select.select(grow_scores, [~r for r in remained],
-                        [((j,), a - k) for j, (a, k) in enumerate(zip(active, keep))])
-  out = list(m_leaves)
-  for j, i in enumerate(idx):
-    out[i] = remained[j] | grown[j]
-  return treedef.unflatten(out)
+    inner_state: optax.OptState
+    mask: Any
+    count: jax.Array
+    key: jax.Array
 
 
-def _dst(inner, sparsity, grow, *, key, mask, distribution, update_every, end_step,
-         drop_fraction, begin_step, overrides, prunable):
-  inner = optax.with_extra_args_support(inner)
-  fraction = schedules.cosine_decay(alpha=drop_fraction, end_step=end_step)
-  if mask is None:
-    if sparsity is None:
-      raise ValueError("Give a sparsity (with a key for the random initial mask) or a mask.")
+def rewire(
+    params: Any,
+    grads: Any,
+    mask: Any,
+    drop_fraction: Any,
+    *,
+    grow: str = "gradient",
+    key: jax.Array | None = None,
+) -> Any:
+    """One drop-and-grow update of ``mask``; every layer keeps its kept count.
 
-    def mask(params):
-      return select.topk_mask(scores.random(jax.random.fold_in(key, 0), params,
-                                            prunable=prunable),
-                              sparsity, distribution, overrides=overrides)
+    Args:
+      params: current weights (drop ranks active weights by magnitude).
+      grads: dense gradients (RigL grows the inactive entries of largest |g|).
+      mask: the current mask.
+      drop_fraction: fraction of each layer's active weights to move (may be traced).
+      grow: ``"gradient"`` (RigL) or ``"random"`` (SET, needs ``key``).
+      key: random key for ``grow="random"``.
 
-  def init_fn(params):
-    return DSTState(inner.init(params), base.resolve_mask(mask, params),
-                    jnp.zeros((), jnp.int32), jax.random.fold_in(key, 1))
+    Returns:
+      The new mask.
 
-  def update_fn(updates, state, params=None, **extra_args):
-    need_params(params, "rigl/set_training")
-    t = state.count
+    Example:
+      >>> import jax.numpy as jnp
+      >>> w = {"w": jnp.array([[3.0, 0.1, 0.0, 0.0]])}
+      >>> g = {"w": jnp.array([[0.0, 0.0, 5.0, 1.0]])}
+      >>> m = {"w": jnp.array([[True, True, False, False]])}
+      >>> rewire(w, g, m, 0.5)["w"].tolist()
+      [[True, False, True, False]]
+    """
+    if grow not in GROW:
+        raise ValueError(f"grow must be one of {GROW}, got {grow!r}.")
+    p_leaves, m_leaves, treedef = base.mask_leaves_like(params, mask)
+    g_leaves = jax.tree_util.tree_leaves(grads)
+    idx = [i for i, m in enumerate(m_leaves) if not masks.is_stand_in(m)]
+    active = [jnp.sum(m_leaves[i], dtype=jnp.int32) for i in idx]
+    keep = [distributions.keep_count(a, drop_fraction) for a in active]
+    remained = select.select(
+        [jnp.abs(p_leaves[i]) for i in idx],
+        [m_leaves[i] for i in idx],
+        [((j,), k) for j, k in enumerate(keep)],
+    )
+    if grow == "gradient":
+        grow_scores = [jnp.abs(g_leaves[i]) for i in idx]
+    else:
+        grow_scores = [
+            jax.random.uniform(jax.random.fold_in(key, i), p_leaves[i].shape) for i in idx
+        ]
+    grown = select.select(
+        grow_scores,
+        [~r for r in remained],
+        [((j,), a - k) for j, (a, k) in enumerate(zip(active, keep))],
+    )
+    out = list(m_leaves)
+    for j, i in enumerate(idx):
+        out[i] = remained[j] | grown[j]
+    return treedef.unflatten(out)
 
-    def train_step(_):
-      grads = base.where_mask(state.mask, updates)
-      u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
-      return base.masked_update(u, state.mask, params), inner_state, state.mask
 
-    def mask_step(_):
-      new = rewire(params, updates, state.mask, fraction(t), grow=grow,
-                   key=jax.random.fold_in(state.key, t))
-      new = base.place_mask(new, params)
-      kept = jax.tree_util.tree_map(jnp.logical_and, new, state.mask)
-      zeros = jax.tree_util.tree_map(jnp.zeros_like, updates)
-      return (base.masked_update(zeros, new, params),
-              base.zero_where(state.inner_state, params, kept), new)
+def _dst(
+    inner,
+    sparsity,
+    grow,
+    *,
+    key,
+    mask,
+    distribution,
+    update_every,
+    end_step,
+    drop_fraction,
+    begin_step,
+    overrides,
+    prunable,
+):
+    inner = optax.with_extra_args_support(inner)
+    fraction = schedules.cosine_decay(alpha=drop_fraction, end_step=end_step)
+    if mask is None:
+        if sparsity is None:
+            raise ValueError("Give a sparsity (with a key for the random initial mask) or a mask.")
 
-    do = schedules.every(t, update_every, begin_step=begin_step + update_every,
-                         end_step=end_step - 1)
-    u, inner_state, mask_ = jax.lax.cond(do, mask_step, train_step, None)
-    return u, DSTState(inner_state, mask_, t + 1, state.key)
+        def mask(params):
+            return select.topk_mask(
+                scores.random(jax.random.fold_in(key, 0), params, prunable=prunable),
+                sparsity,
+                distribution,
+                overrides=overrides,
+            )
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    def init_fn(params):
+        return DSTState(
+            inner.init(params),
+            base.resolve_mask(mask, params),
+            jnp.zeros((), jnp.int32),
+            jax.random.fold_in(key, 1),
+        )
+
+    def update_fn(updates, state, params=None, **extra_args):
+        need_params(params, "rigl/set_training")
+        t = state.count
+
+        def train_step(_):
+            grads = base.where_mask(state.mask, updates)
+            u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
+            return base.masked_update(u, state.mask, params), inner_state, state.mask
+
+        def mask_step(_):
+            new = rewire(
+                params,
+                updates,
+                state.mask,
+                fraction(t),
+                grow=grow,
+                key=jax.random.fold_in(state.key, t),
+            )
+            new = base.place_mask(new, params)
+            kept = jax.tree_util.tree_map(jnp.logical_and, new, state.mask)
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, updates)
+            return (
+                base.masked_update(zeros, new, params),
+                base.zero_where(state.inner_state, params, kept),
+                new,
+            )
+
+        do = schedules.every(
+            t, update_every, begin_step=begin_step + update_every, end_step=end_step - 1
+        )
+        u, inner_state, mask_ = jax.lax.cond(do, mask_step, train_step, None)
+        return u, DSTState(inner_state, mask_, t + 1, state.key)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
 def rigl(
-    inner: optax.GradientTransformation, sparsity: float | None = None, *, end_step: int,
-    key: jax.Array | None = None, mask: Any = None, update_every: int = 100,
-    drop_fraction: float = 0.3, begin_step: int = 0,
+    inner: optax.GradientTransformation,
+    sparsity: float | None = None,
+    *,
+    end_step: int,
+    key: jax.Array | None = None,
+    mask: Any = None,
+    update_every: int = 100,
+    drop_fraction: float = 0.3,
+    begin_step: int = 0,
     distribution: distributions.Distribution = "erk",
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """RigL: drop by magnitude, grow by dense-gradient magnitude (Evci et al. 2020).
+    """RigL: drop by magnitude, grow by dense-gradient magnitude (Evci et al. 2020).
 
-  Mask updates happen at steps ``begin_step + update_every * i`` before
-  ``end_step`` (75% of training in the paper). Pass the *dense* gradient to
-  ``update`` (the gradient of the loss at the masked weights, as ``jax.grad``
-  gives it): it is masked before the inner optimizer.
+    Mask updates happen at steps ``begin_step + update_every * i`` before
+    ``end_step`` (75% of training in the paper). Pass the *dense* gradient to
+    ``update`` (the gradient of the loss at the masked weights, as ``jax.grad``
+    gives it): it is masked before the inner optimizer.
 
-  Args:
-    inner: any optax optimizer.
-    sparsity: target sparsity of the random initial mask (with ``key``).
-    end_step: no mask change from this step on.
-    key: random key of the initial mask (when ``mask`` is not given).
-    mask: an initial mask instead (or a function ``params -> mask``).
-    update_every: steps between mask updates (dT = 100).
-    drop_fraction: the initial drop fraction alpha (0.3).
-    begin_step: the first update is at ``begin_step + update_every``.
-    distribution: per-layer sparsity of the initial mask (ERK by default).
-    overrides, prunable: as in :func:`jaxprune.topk_mask`.
+    Args:
+      inner: any optax optimizer.
+      sparsity: target sparsity of the random initial mask (with ``key``).
+      end_step: no mask change from this step on.
+      key: random key of the initial mask (when ``mask`` is not given).
+      mask: an initial mask instead (or a function ``params -> mask``).
+      update_every: steps between mask updates (dT = 100).
+      drop_fraction: the initial drop fraction alpha (0.3).
+      begin_step: the first update is at ``begin_step + update_every``.
+      distribution: per-layer sparsity of the initial mask (ERK by default).
+      overrides, prunable: as in :func:`jaxprune.topk_mask`.
 
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, jaxprune
-    >>> tx = jaxprune.rigl(optax.sgd(0.1), 0.9, end_step=1000, key=jax.random.key(0))
-    >>> state = tx.init({"w": jnp.ones((20, 10))})
-    >>> float(jaxprune.sparsity(state.mask))
-    0.8999999761581421
-  """
-  if mask is None and key is None:
-    raise ValueError("rigl needs key= for its random initial mask, or an initial mask=.")
-  return _dst(inner, sparsity, "gradient", key=key if key is not None else jax.random.key(0),
-              mask=mask, distribution=distribution, update_every=update_every,
-              end_step=end_step, drop_fraction=drop_fraction, begin_step=begin_step,
-              overrides=overrides, prunable=prunable)
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxprune
+      >>> tx = jaxprune.rigl(optax.sgd(0.1), 0.9, end_step=1000, key=jax.random.key(0))
+      >>> state = tx.init({"w": jnp.ones((20, 10))})
+      >>> float(jaxprune.sparsity(state.mask))
+      0.8999999761581421
+    """
+    if mask is None and key is None:
+        raise ValueError("rigl needs key= for its random initial mask, or an initial mask=.")
+    return _dst(
+        inner,
+        sparsity,
+        "gradient",
+        key=key if key is not None else jax.random.key(0),
+        mask=mask,
+        distribution=distribution,
+        update_every=update_every,
+        end_step=end_step,
+        drop_fraction=drop_fraction,
+        begin_step=begin_step,
+        overrides=overrides,
+        prunable=prunable,
+    )
 
 
 def set_training(
-    inner: optax.GradientTransformation, sparsity: float | None = None, *, end_step: int,
-    key: jax.Array, mask: Any = None, update_every: int = 100, drop_fraction: float = 0.3,
-    begin_step: int = 0, distribution: distributions.Distribution = "erk",
+    inner: optax.GradientTransformation,
+    sparsity: float | None = None,
+    *,
+    end_step: int,
+    key: jax.Array,
+    mask: Any = None,
+    update_every: int = 100,
+    drop_fraction: float = 0.3,
+    begin_step: int = 0,
+    distribution: distributions.Distribution = "erk",
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
 ) -> optax.GradientTransformationExtraArgs:
-  """SET: as :func:`rigl`, but grown connections are chosen at random (Mocanu et al. 2018).
+    """SET: as :func:`rigl`, but grown connections are chosen at random (Mocanu et al. 2018).
 
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, jaxprune
-    >>> tx = jaxprune.set_training(optax.sgd(0.1), 0.5, end_step=100, key=jax.random.key(0))
-    >>> int(tx.init({"w": jnp.ones((4, 4))}).mask["w"].sum())
-    8
-  """
-  return _dst(inner, sparsity, "random", key=key, mask=mask, distribution=distribution,
-              update_every=update_every, end_step=end_step, drop_fraction=drop_fraction,
-              begin_step=begin_step, overrides=overrides, prunable=prunable)
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxprune
+      >>> tx = jaxprune.set_training(optax.sgd(0.1), 0.5, end_step=100, key=jax.random.key(0))
+      >>> int(tx.init({"w": jnp.ones((4, 4))}).mask["w"].sum())
+      8
+    """
+    return _dst(
+        inner,
+        sparsity,
+        "random",
+        key=key,
+        mask=mask,
+        distribution=distribution,
+        update_every=update_every,
+        end_step=end_step,
+        drop_fraction=drop_fraction,
+        begin_step=begin_step,
+        overrides=overrides,
+        prunable=prunable,
+    )

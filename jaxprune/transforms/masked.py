@@ -26,74 +26,81 @@ from jaxprune.transforms import base
 
 @base.register_mask_state
 class MaskedState(NamedTuple):
-  """State of :func:`masked`: the inner optimizer's state and the fixed mask."""
+    """State of :func:`masked`: the inner optimizer's state and the fixed mask."""
 
-  inner_state: optax.OptState
-  mask: Any
-
-
-def masked(inner: optax.GradientTransformation,
-           mask: Any | Callable[[Any], Any]) -> optax.GradientTransformationExtraArgs:
-  """Trains under a fixed mask with any optax optimizer; pruned weights stay exactly 0.
-
-  Args:
-    inner: any optax optimizer (sgd, adam, adamw, lion, adafactor, a chain, an
-      ``inject_hyperparams`` one...).
-    mask: a boolean mask shaped like the parameters (see
-      :func:`jaxprune.topk_mask`), or a function ``params -> mask`` called at
-      ``init``.
-
-  Returns:
-    A gradient transformation whose state is :class:`MaskedState`. Pass
-    ``params`` to ``update`` so pruned weights are driven to exactly 0 (without
-    them, pruned weights only stay where they are). Prune the initial parameters
-    with :func:`jaxprune.apply_mask` (or they become 0 after the first step).
-
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, jaxprune
-    >>> params = {"w": jnp.ones((2, 2))}
-    >>> mask = {"w": jnp.eye(2, dtype=bool)}
-    >>> tx = jaxprune.masked(optax.sgd(0.5, momentum=0.9), mask)
-    >>> state = tx.init(params)
-    >>> updates, state = tx.update({"w": jnp.ones((2, 2))}, state, params)
-    >>> optax.apply_updates(params, updates)["w"].tolist()
-    [[0.5, 0.0], [0.0, 0.5]]
-  """
-  inner = optax.with_extra_args_support(inner)
-
-  def init_fn(params):
-    return MaskedState(inner_state=inner.init(params), mask=base.resolve_mask(mask, params))
-
-  def update_fn(updates, state, params=None, **extra_args):
-    grads = base.where_mask(state.mask, updates)
-    updates, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
-    return base.masked_update(updates, state.mask, params), MaskedState(inner_state, state.mask)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    inner_state: optax.OptState
+    mask: Any
 
 
-def static_sparse(inner: optax.GradientTransformation, sparsity: float, *, key: jax.Array,
-                  distribution: distributions.Distribution = "erk",
-                  **mask_kwargs: Any) -> optax.GradientTransformationExtraArgs:
-  """Static sparse training: a random mask (ERK by default) drawn at ``init``, then fixed.
+def masked(
+    inner: optax.GradientTransformation, mask: Any | Callable[[Any], Any]
+) -> optax.GradientTransformationExtraArgs:
+    """Trains under a fixed mask with any optax optimizer; pruned weights stay exactly 0.
 
-  Args:
-    inner: any optax optimizer.
-    sparsity: fraction of the prunable weights to remove.
-    key: the random key of the mask.
-    distribution: per-layer sparsity, as in :func:`jaxprune.topk_mask`.
-    **mask_kwargs: ``overrides`` or ``prunable`` for :func:`jaxprune.topk_mask`.
+    Args:
+      inner: any optax optimizer (sgd, adam, adamw, lion, adafactor, a chain, an
+        ``inject_hyperparams`` one...).
+      mask: a boolean mask shaped like the parameters (see
+        :func:`jaxprune.topk_mask`), or a function ``params -> mask`` called at
+        ``init``.
 
-  Example:
-    >>> import jax, jax.numpy as jnp, optax, jaxprune
-    >>> tx = jaxprune.static_sparse(optax.sgd(0.1), 0.75, key=jax.random.key(0))
-    >>> int(jaxprune.mask_of(tx.init({"w": jnp.ones((4, 4))}))["w"].sum())
-    4
-  """
-  prunable = mask_kwargs.pop("prunable", None)
+    Returns:
+      A gradient transformation whose state is :class:`MaskedState`. Pass
+      ``params`` to ``update`` so pruned weights are driven to exactly 0 (without
+      them, pruned weights only stay where they are). Prune the initial parameters
+      with :func:`jaxprune.apply_mask` (or they become 0 after the first step).
 
-  def random_mask(params):
-    return select.topk_mask(scores.random(key, params, prunable=prunable), sparsity,
-                            distribution, **mask_kwargs)
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxprune
+      >>> params = {"w": jnp.ones((2, 2))}
+      >>> mask = {"w": jnp.eye(2, dtype=bool)}
+      >>> tx = jaxprune.masked(optax.sgd(0.5, momentum=0.9), mask)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.ones((2, 2))}, state, params)
+      >>> optax.apply_updates(params, updates)["w"].tolist()
+      [[0.5, 0.0], [0.0, 0.5]]
+    """
+    inner = optax.with_extra_args_support(inner)
 
-  return masked(inner, random_mask)
+    def init_fn(params):
+        return MaskedState(inner_state=inner.init(params), mask=base.resolve_mask(mask, params))
+
+    def update_fn(updates, state, params=None, **extra_args):
+        grads = base.where_mask(state.mask, updates)
+        updates, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
+        return base.masked_update(updates, state.mask, params), MaskedState(inner_state, state.mask)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def static_sparse(
+    inner: optax.GradientTransformation,
+    sparsity: float,
+    *,
+    key: jax.Array,
+    distribution: distributions.Distribution = "erk",
+    **mask_kwargs: Any,
+) -> optax.GradientTransformationExtraArgs:
+    """Static sparse training: a random mask (ERK by default) drawn at ``init``, then fixed.
+
+    Args:
+      inner: any optax optimizer.
+      sparsity: fraction of the prunable weights to remove.
+      key: the random key of the mask.
+      distribution: per-layer sparsity, as in :func:`jaxprune.topk_mask`.
+      **mask_kwargs: ``overrides`` or ``prunable`` for :func:`jaxprune.topk_mask`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxprune
+      >>> tx = jaxprune.static_sparse(optax.sgd(0.1), 0.75, key=jax.random.key(0))
+      >>> int(jaxprune.mask_of(tx.init({"w": jnp.ones((4, 4))}))["w"].sum())
+      4
+    """
+    prunable = mask_kwargs.pop("prunable", None)
+
+    def random_mask(params):
+        return select.topk_mask(
+            scores.random(key, params, prunable=prunable), sparsity, distribution, **mask_kwargs
+        )
+
+    return masked(inner, random_mask)

@@ -16,56 +16,64 @@ from jaxprune.transforms.gradual import need_params
 
 @base.register_mask_state
 class STEState(NamedTuple):
-  """State of :func:`straight_through`: inner state, the dense weights, the current mask."""
+    """State of :func:`straight_through`: inner state, the dense weights, the current mask."""
 
-  inner_state: optax.OptState
-  dense: Any
-  mask: Any
+    inner_state: optax.OptState
+    dense: Any
+    mask: Any
 
 
 def straight_through(
-    inner: optax.GradientTransformation, sparsity: Any, *,
+    inner: optax.GradientTransformation,
+    sparsity: Any,
+    *,
     distribution: distributions.Distribution = "uniform",
     overrides: Mapping[str, distributions.Override] | None = None,
-    prunable: filters.FilterLike = None, method: str = "auto",
+    prunable: filters.FilterLike = None,
+    method: str = "auto",
 ) -> optax.GradientTransformationExtraArgs:
-  """Keeps dense weights in the state; the parameters are their top-k every step.
+    """Keeps dense weights in the state; the parameters are their top-k every step.
 
-  The gradient (taken at the masked parameters) updates the dense weights as if
-  the mask were the identity (straight-through); then the mask is recomputed
-  from the dense magnitudes and the parameters become the masked dense weights,
-  pruned entries exactly 0. Costs one copy of the parameters and one exact top-k
-  per step.
+    The gradient (taken at the masked parameters) updates the dense weights as if
+    the mask were the identity (straight-through); then the mask is recomputed
+    from the dense magnitudes and the parameters become the masked dense weights,
+    pruned entries exactly 0. Costs one copy of the parameters and one exact top-k
+    per step.
 
-  Args:
-    inner: any optax optimizer (it sees the dense weights).
-    sparsity: fraction pruned in the forward pass (may be traced).
-    distribution, overrides, prunable, method: as in :func:`jaxprune.topk_mask`.
+    Args:
+      inner: any optax optimizer (it sees the dense weights).
+      sparsity: fraction pruned in the forward pass (may be traced).
+      distribution, overrides, prunable, method: as in :func:`jaxprune.topk_mask`.
 
-  Example:
-    >>> import jax.numpy as jnp, optax, jaxprune
-    >>> params = {"w": jnp.array([[1.0, 2.0], [3.0, 4.0]])}
-    >>> tx = jaxprune.straight_through(optax.sgd(1.0), 0.5)
-    >>> state = tx.init(params)
-    >>> updates, state = tx.update({"w": jnp.array([[-9.0, 0.0], [0.0, 0.0]])}, state, params)
-    >>> optax.apply_updates(params, updates)["w"].tolist()
-    [[10.0, 0.0], [0.0, 4.0]]
-  """
-  inner = optax.with_extra_args_support(inner)
+    Example:
+      >>> import jax.numpy as jnp, optax, jaxprune
+      >>> params = {"w": jnp.array([[1.0, 2.0], [3.0, 4.0]])}
+      >>> tx = jaxprune.straight_through(optax.sgd(1.0), 0.5)
+      >>> state = tx.init(params)
+      >>> updates, state = tx.update({"w": jnp.array([[-9.0, 0.0], [0.0, 0.0]])}, state, params)
+      >>> optax.apply_updates(params, updates)["w"].tolist()
+      [[10.0, 0.0], [0.0, 4.0]]
+    """
+    inner = optax.with_extra_args_support(inner)
 
-  def top(dense):
-    return select.topk_mask(scores.magnitude(dense, prunable=prunable), sparsity, distribution,
-                            overrides=overrides, method=method)
+    def top(dense):
+        return select.topk_mask(
+            scores.magnitude(dense, prunable=prunable),
+            sparsity,
+            distribution,
+            overrides=overrides,
+            method=method,
+        )
 
-  def init_fn(params):
-    return STEState(inner.init(params), params, base.resolve_mask(top, params))
+    def init_fn(params):
+        return STEState(inner.init(params), params, base.resolve_mask(top, params))
 
-  def update_fn(updates, state, params=None, **extra_args):
-    need_params(params, "straight_through")
-    u, inner_state = inner.update(updates, state.inner_state, state.dense, **extra_args)
-    dense = optax.apply_updates(state.dense, u)
-    mask = base.place_mask(top(dense), params)
-    step = jax.tree_util.tree_map(lambda d, p: d - p, dense, params)
-    return base.masked_update(step, mask, params), STEState(inner_state, dense, mask)
+    def update_fn(updates, state, params=None, **extra_args):
+        need_params(params, "straight_through")
+        u, inner_state = inner.update(updates, state.inner_state, state.dense, **extra_args)
+        dense = optax.apply_updates(state.dense, u)
+        mask = base.place_mask(top(dense), params)
+        step = jax.tree_util.tree_map(lambda d, p: d - p, dense, params)
+        return base.masked_update(step, mask, params), STEState(inner_state, dense, mask)
 
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -16,7 +16,9 @@ def test_same_key_same_batch_and_jit_agrees():
     x = images()
     a = data.augment(jax.random.key(0), x, pad=2)
     np.testing.assert_array_equal(a, data.augment(jax.random.key(0), x, pad=2))
-    np.testing.assert_array_equal(a, jax.jit(lambda k, x: data.augment(k, x, pad=2))(jax.random.key(0), x))
+    np.testing.assert_array_equal(
+        a, jax.jit(lambda k, x: data.augment(k, x, pad=2))(jax.random.key(0), x)
+    )
     assert not np.array_equal(a, data.augment(jax.random.key(1), x, pad=2))
     assert a.shape == x.shape and a.dtype == x.dtype
 
@@ -36,7 +38,9 @@ def test_each_output_is_a_padded_crop_possibly_flipped():
     out = np.asarray(data.augment(jax.random.key(3), jnp.asarray(x), pad=2, pad_value=fill))
     flipped = 0
     for image, result in zip(x, out):
-        matches = [k for k, win in enumerate(windows(image, 2, fill)) if np.array_equal(win, result)]
+        matches = [
+            k for k, win in enumerate(windows(image, 2, fill)) if np.array_equal(win, result)
+        ]
         assert matches, "output is not a crop of the padded image"
         flipped += min(matches) >= 25
     assert 16 <= flipped <= 48  # about half of 64

@@ -14,7 +14,16 @@ def ds():
     n = 103
     x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
     return _dataset.build(
-        "toy", "train", x, np.arange(n) % 7, num_classes=7, mean=(0.0,), std=(1.0,), subset=None, label_noise=0.0, seed=0
+        "toy",
+        "train",
+        x,
+        np.arange(n) % 7,
+        num_classes=7,
+        mean=(0.0,),
+        std=(1.0,),
+        subset=None,
+        label_noise=0.0,
+        seed=0,
     )
 
 
@@ -49,7 +58,10 @@ def test_epoch_visits_every_example_once(ds):
     assert sorted(kept) == list(range(103))
     dropped = ids(data.batches(ds, 10, seed=0))
     assert len(dropped) == 10 and all(len(b) == 10 for b in dropped)
-    assert data.steps_per_epoch(ds, 10) == 10 and data.steps_per_epoch(ds, 10, drop_remainder=False) == 11
+    assert (
+        data.steps_per_epoch(ds, 10) == 10
+        and data.steps_per_epoch(ds, 10, drop_remainder=False) == 11
+    )
 
 
 def test_without_shuffle_the_order_is_the_dataset_order(ds):
@@ -57,7 +69,9 @@ def test_without_shuffle_the_order_is_the_dataset_order(ds):
 
 
 def test_prefetch_does_not_change_the_batches(ds):
-    assert ids(data.batches(ds, 10, seed=3, prefetch=0)) == ids(data.batches(ds, 10, seed=3, prefetch=8))
+    assert ids(data.batches(ds, 10, seed=3, prefetch=0)) == ids(
+        data.batches(ds, 10, seed=3, prefetch=8)
+    )
 
 
 def test_abandoned_iterators_are_harmless(ds):

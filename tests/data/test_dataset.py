@@ -11,7 +11,9 @@ def build(n=1000, num_classes=10, **options):
     x = np.arange(n * 3, dtype=np.uint8).reshape(n, 1, 3, 1)
     y = np.arange(n) % num_classes
     options = {"subset": None, "label_noise": 0.0, "seed": 0, **options}
-    return _dataset.build("toy", "train", x, y, num_classes=num_classes, mean=(0.5,), std=(0.25,), **options)
+    return _dataset.build(
+        "toy", "train", x, y, num_classes=num_classes, mean=(0.5,), std=(0.25,), **options
+    )
 
 
 def test_normalisation_scales_integer_images_to_unit_range_first():
@@ -83,7 +85,9 @@ def test_label_noise_is_refused_on_evaluation_splits():
 
 
 def test_subset_larger_than_the_split():
-    with pytest.raises(ValueError, match="subset=1001 is larger than the split, which has 1000 examples"):
+    with pytest.raises(
+        ValueError, match="subset=1001 is larger than the split, which has 1000 examples"
+    ):
         build(subset=1001)
 
 

@@ -35,7 +35,9 @@ def test_matches_the_packages_default_generation(cache):
     from mnist1d.data import get_dataset_args, make_dataset
 
     reference = make_dataset(get_dataset_args())
-    np.testing.assert_array_equal(data.load("mnist1d", "train").x, reference["x"].astype(np.float32))
+    np.testing.assert_array_equal(
+        data.load("mnist1d", "train").x, reference["x"].astype(np.float32)
+    )
     np.testing.assert_array_equal(data.load("mnist1d", "test").y, reference["y_test"])
 
 
@@ -71,5 +73,7 @@ def test_loads_are_deterministic_and_read_only(cache):
 
 
 def test_bad_split_names_the_valid_ones(cache):
-    with pytest.raises(ValueError, match=r"Unknown split 'validation' for 'mnist1d'.*\['train', 'test'\]"):
+    with pytest.raises(
+        ValueError, match=r"Unknown split 'validation' for 'mnist1d'.*\['train', 'test'\]"
+    ):
         data.load("mnist1d", "validation")

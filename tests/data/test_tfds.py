@@ -24,7 +24,9 @@ def test_cifar10_through_data_source(mock):
     assert ds.y.min() >= 0 and ds.y.max() < 10
     assert ds.mean == pytest.approx((0.4914, 0.4822, 0.4465))
     raw = np.stack([ex["image"] for ex in tfds.data_source("cifar10", split="train")])
-    np.testing.assert_allclose(ds.x, (raw / 255.0 - np.array(ds.mean)) / np.array(ds.std), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        ds.x, (raw / 255.0 - np.array(ds.mean)) / np.array(ds.std), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_grey_images_get_a_channel_axis_and_labels_follow_the_features(mock):
@@ -52,7 +54,9 @@ def test_does_not_need_tensorflow(mock):
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="Unknown dataset 'cifar_10'. Did you mean 'cifar10'") as err:
+    with pytest.raises(
+        ValueError, match="Unknown dataset 'cifar_10'. Did you mean 'cifar10'"
+    ) as err:
         data.load("cifar_10", "train")
     for name in data.names():
         assert name in str(err.value)

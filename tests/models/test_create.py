@@ -17,11 +17,15 @@ def test_names_lists_the_zoo():
 
 def test_overrides_reach_the_constructor():
     model = nnx.eval_shape(
-        lambda: models.create("mlp", rngs=nnx.Rngs(0), in_features=40, hidden=(32, 16, 8), num_classes=3)
+        lambda: models.create(
+            "mlp", rngs=nnx.Rngs(0), in_features=40, hidden=(32, 16, 8), num_classes=3
+        )
     )
     assert [layer.kernel.shape for layer in model.hidden] == [(40, 32), (32, 16), (16, 8)]
     assert model.head.kernel.shape == (8, 3)
-    model = nnx.eval_shape(lambda: models.create("lenet5", rngs=nnx.Rngs(0), in_channels=3, image_size=32))
+    model = nnx.eval_shape(
+        lambda: models.create("lenet5", rngs=nnx.Rngs(0), in_channels=3, image_size=32)
+    )
     assert model.conv1.kernel.shape == (5, 5, 3, 6)
 
 

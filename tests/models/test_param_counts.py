@@ -7,7 +7,9 @@ from jaxprune import models
 
 
 def n_params(name: str, **overrides) -> int:
-    return models.count_params(nnx.eval_shape(lambda: models.create(name, rngs=nnx.Rngs(0), **overrides)))
+    return models.count_params(
+        nnx.eval_shape(lambda: models.create(name, rngs=nnx.Rngs(0), **overrides))
+    )
 
 
 def n_kernel_params(name: str, kind: type) -> int:
@@ -22,7 +24,9 @@ def test_lenet300_100_has_the_lottery_ticket_count():
 
 def test_lenet5_counts():
     # classic 6-16-120-84: conv 5x5x1x6 + 5x5x6x16, dense 400-120-84-10, all with biases.
-    classic = (25 * 6 + 6) + (25 * 6 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    classic = (
+        (25 * 6 + 6) + (25 * 6 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + (84 * 10 + 10)
+    )
     assert n_params("lenet5") == classic
     # SNIP's LeNet-5-Caffe: 431K.
     assert round(n_params("lenet5_caffe") / 1e3) == 431
@@ -53,7 +57,9 @@ def test_resnet20_projection_and_pad_shortcuts():
     assert n_params("resnet20", shortcut="pad") == 272_474 - projections
 
 
-@pytest.mark.parametrize("name, millions", [("resnet20", 0.27), ("resnet32", 0.46), ("resnet56", 0.85)])
+@pytest.mark.parametrize(
+    "name, millions", [("resnet20", 0.27), ("resnet32", 0.46), ("resnet56", 0.85)]
+)
 def test_cifar_resnets_match_he_et_al(name, millions):
     assert round(n_params(name, shortcut="pad") / 1e6, 2) == millions
 

@@ -96,7 +96,9 @@ def test_jit_matches_eager(name):
 def test_batch_norm_follows_train_and_eval():
     model = models.CifarResNet(8, rngs=nnx.Rngs(0))  # ResNet-8: same blocks, fewer
     x = jax.random.normal(jax.random.key(0), (8, 16, 16, 3)) * 2.0 + 1.0
-    other = x.at[2:].set(jax.random.normal(jax.random.key(1), (6, 16, 16, 3)))  # same first 2 examples
+    other = x.at[2:].set(
+        jax.random.normal(jax.random.key(1), (6, 16, 16, 3))
+    )  # same first 2 examples
     stats = lambda: nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))  # a snapshot
     before = stats()
     model.train()
@@ -115,12 +117,16 @@ def test_batch_norm_follows_train_and_eval():
 
 def test_layer_norm_variant_has_no_batch_statistics():
     assert not jax.tree.leaves(nnx.state(abstract("resnet20", norm="layer"), nnx.BatchStat))
-    assert models.count_params(abstract("resnet20", norm="layer")) == models.count_params(abstract("resnet20"))
+    assert models.count_params(abstract("resnet20", norm="layer")) == models.count_params(
+        abstract("resnet20")
+    )
     model = models.CifarResNet(8, norm="layer", rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(0), (4, 16, 16, 3))
     other = x.at[1:].set(0.0)
     model.train()
-    np.testing.assert_allclose(forward(model, other)[:1], forward(model, x)[:1], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        forward(model, other)[:1], forward(model, x)[:1], rtol=1e-5, atol=1e-5
+    )
 
 
 def _largest_kernel(model, kind):
@@ -132,7 +138,9 @@ def test_lenet_uses_gaussian_glorot_and_zero_biases():
     model = models.create("lenet300_100", rngs=nnx.Rngs(0))
     k = model.hidden[0].kernel.get_value()  # 784 x 300
     assert float(jnp.std(k)) == pytest.approx(np.sqrt(2.0 / (784 + 300)), rel=0.03)
-    assert float(jnp.max(jnp.abs(k))) <= 2.0 * np.sqrt(2.0 / (784 + 300)) / 0.8796 + 1e-6  # truncated at 2 sd
+    assert (
+        float(jnp.max(jnp.abs(k))) <= 2.0 * np.sqrt(2.0 / (784 + 300)) / 0.8796 + 1e-6
+    )  # truncated at 2 sd
     assert not bool(jnp.any(model.hidden[0].bias.get_value()))
 
 
@@ -149,7 +157,9 @@ def test_mnist1d_models_use_pytorch_default_init():
     for p in (model.hidden[1].kernel.get_value(), model.hidden[1].bias.get_value()):
         assert float(jnp.max(jnp.abs(p))) <= bound
         assert float(jnp.max(jnp.abs(p))) > 0.8 * bound
-    assert float(jnp.std(model.hidden[1].kernel.get_value())) == pytest.approx(bound / np.sqrt(3), rel=0.05)
+    assert float(jnp.std(model.hidden[1].kernel.get_value())) == pytest.approx(
+        bound / np.sqrt(3), rel=0.05
+    )
 
 
 def test_mnist1d_mlp_is_residual_in_its_second_layer():
@@ -163,7 +173,9 @@ def test_mnist1d_mlp_is_residual_in_its_second_layer():
 
 
 def test_pad_shortcut_zero_pads_channels():
-    block = models.BasicBlock(2, 4, 2, norm="batch", shortcut="pad", init="he_normal", rngs=nnx.Rngs(0))
+    block = models.BasicBlock(
+        2, 4, 2, norm="batch", shortcut="pad", init="he_normal", rngs=nnx.Rngs(0)
+    )
     x = jax.random.normal(jax.random.key(0), (1, 4, 4, 2))
     sc = block._shortcut(x)
     assert sc.shape == (1, 2, 2, 4)
@@ -185,4 +197,6 @@ def test_same_seed_same_weights():
     b = nnx.state(models.create("conv2", rngs=nnx.Rngs(3), in_channels=1, image_size=8))
     c = nnx.state(models.create("conv2", rngs=nnx.Rngs(4), in_channels=1, image_size=8))
     jax.tree.map(np.testing.assert_array_equal, a, b)
-    assert not np.array_equal(a["convs"][0]["kernel"].get_value(), c["convs"][0]["kernel"].get_value())
+    assert not np.array_equal(
+        a["convs"][0]["kernel"].get_value(), c["convs"][0]["kernel"].get_value()
+    )

@@ -12,16 +12,16 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxprune.data import batches
 from jaxprune.train import (
-    CheckpointWarning,
     Checkpoints,
+    CheckpointWarning,
     create_train_state,
     fit,
     make_mesh,
     restore_checkpoint,
     train_step,
 )
-from jaxprune.data import batches
 from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 DS = synthetic_dataset(128, (16, 1), 4, seed=0)

@@ -60,8 +60,13 @@ def start(tmp_path, workdir, mode="plain", steps=60):
     script.write_text(CHILD.replace("STEPS", str(steps)))
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with open(tmp_path / f"{Path(workdir).name}.log", "a") as log:  # the child keeps a copy
-        return subprocess.Popen([sys.executable, str(script), str(workdir), mode],
-                                env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, str(script), str(workdir), mode],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def finish(proc, tmp_path, timeout=240):
@@ -96,7 +101,8 @@ def assert_same_run(workdir, reference):
     for name in want.files:
         np.testing.assert_array_equal(got[name], want[name])
     assert (Path(workdir) / "metrics.jsonl").read_text() == (
-        Path(reference) / "metrics.jsonl").read_text()
+        Path(reference) / "metrics.jsonl"
+    ).read_text()
     with open(Path(workdir) / "results.json") as a, open(Path(reference) / "results.json") as b:
         assert json.load(a)["eval"] == json.load(b)["eval"]
 

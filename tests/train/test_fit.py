@@ -10,6 +10,7 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxprune.data import batches
 from jaxprune.train import (
     create_train_state,
     fit,
@@ -17,7 +18,6 @@ from jaxprune.train import (
     read_metrics,
     restore_checkpoint,
 )
-from jaxprune.data import batches
 from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 TRAIN = synthetic_dataset(200, (16, 1), 4, seed=0)  # 200 // 16 = 12 steps per epoch
@@ -35,8 +35,18 @@ def noise(rng, x):
 
 def run(workdir, state=None, **overrides):
     kwargs = dict(
-        workdir=str(workdir), batch_size=16, steps=30, seed=0, eval_data=TEST, eval_every=10,
-        log_every=4, checkpoint_every=7, augment=noise, mesh=make_mesh(1), progress=False, config={"model": "tiny_cnn"},
+        workdir=str(workdir),
+        batch_size=16,
+        steps=30,
+        seed=0,
+        eval_data=TEST,
+        eval_every=10,
+        log_every=4,
+        checkpoint_every=7,
+        augment=noise,
+        mesh=make_mesh(1),
+        progress=False,
+        config={"model": "tiny_cnn"},
     )
     kwargs.update(overrides)
     return fit(fresh() if state is None else state, TRAIN, **kwargs)
@@ -114,7 +124,7 @@ def test_same_seed_gives_the_same_numbers_and_another_seed_does_not(tmp_path):
     b = run(tmp_path / "b", steps=12)
     assert metrics_text(tmp_path / "a") == metrics_text(tmp_path / "b")
     assert_bitwise_equal(a.state, b.state)
-    c = run(tmp_path / "c", steps=12, seed=1)
+    run(tmp_path / "c", steps=12, seed=1)
     assert metrics_text(tmp_path / "a") != metrics_text(tmp_path / "c")
 
 
@@ -170,8 +180,7 @@ def test_a_rerun_with_another_config_is_refused(tmp_path):
 
 
 def test_epochs_and_a_named_rewind_point(tmp_path):
-    out = run(tmp_path, steps=None, epochs=2, keep={"rewind": 5}, checkpoint_every=100,
-              keep_last=1)
+    out = run(tmp_path, steps=None, epochs=2, keep={"rewind": 5}, checkpoint_every=100, keep_last=1)
     assert int(out.state.step) == 24
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [5, 24]
     rewound = restore_checkpoint(tmp_path, fresh(), "rewind")

@@ -8,6 +8,7 @@ import pytest
 from flax import nnx
 
 import jaxprune
+from jaxprune.data import batches
 from jaxprune.train import (
     create_train_state,
     fit,
@@ -17,7 +18,6 @@ from jaxprune.train import (
     save_mask,
     train_step,
 )
-from jaxprune.data import batches
 from jaxprune.train.testing import TinyCNN, TinyMLP, synthetic_dataset
 
 TRAIN = synthetic_dataset(160, (16, 1), 4, seed=0)
@@ -30,10 +30,13 @@ def magnitude_mask(model, sparsity=0.75):
 
 def pruned_entries(params, mask):
     """The parameter values at pruned positions, all leaves concatenated."""
-    return np.concatenate([
-        np.asarray(p)[~np.asarray(m)]
-        for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask)) if m.ndim
-    ])
+    return np.concatenate(
+        [
+            np.asarray(p)[~np.asarray(m)]
+            for p, m in zip(jax.tree.leaves(params), jax.tree.leaves(mask))
+            if m.ndim
+        ]
+    )
 
 
 def test_a_mask_prunes_at_creation_and_pruned_weights_stay_exactly_zero():
@@ -55,8 +58,14 @@ def test_fit_under_a_mask_checkpoints_and_restores_the_mask(tmp_path):
     model = TinyCNN(1, 8, 4, rngs=nnx.Rngs(0))
     mask = magnitude_mask(model, 0.5)
     tx = optax.sgd(0.05, 0.9)
-    kwargs = dict(workdir=str(tmp_path), batch_size=16, steps=12, checkpoint_every=5,
-                  mesh=make_mesh(1), progress=False)
+    kwargs = dict(
+        workdir=str(tmp_path),
+        batch_size=16,
+        steps=12,
+        checkpoint_every=5,
+        mesh=make_mesh(1),
+        progress=False,
+    )
     out = fit(create_train_state(model, tx, mask=mask), TRAIN, **kwargs)
     template = create_train_state(model, tx, mask=jaxprune.dense_mask(out.state.params))
     restored = restore_checkpoint(tmp_path, template, 10)
@@ -69,8 +78,15 @@ def test_fit_under_a_mask_on_eight_devices_keeps_zeros(tmp_path):
     model = TinyCNN(1, 8, 4, rngs=nnx.Rngs(0))
     mask = magnitude_mask(model, 0.5)
     state = create_train_state(model, optax.adam(1e-2), mask=mask)
-    out = fit(state, TRAIN, workdir=str(tmp_path), batch_size=16, steps=6,
-              mesh=make_mesh(8), progress=False)
+    out = fit(
+        state,
+        TRAIN,
+        workdir=str(tmp_path),
+        batch_size=16,
+        steps=6,
+        mesh=make_mesh(8),
+        progress=False,
+    )
     assert np.all(pruned_entries(out.state.params, mask) == 0.0)
     assert jaxprune.mask_of(out.state.opt_state)["conv"]["kernel"].sharding.is_fully_replicated
 
@@ -104,10 +120,8 @@ class Stop(Exception):
 def test_fit_under_rigl_changes_the_mask_and_resumes_bit_for_bit(tmp_path):
     # RigL's state holds a typed PRNG key and a changing mask: both must survive a resume.
     model = TinyCNN(1, 8, 4, rngs=nnx.Rngs(0))
-    tx = jaxprune.rigl(optax.adam(1e-2), 0.5, end_step=18, update_every=4,
-                       key=jax.random.key(1))
-    kwargs = dict(batch_size=16, steps=20, checkpoint_every=3, mesh=make_mesh(1),
-                  progress=False)
+    tx = jaxprune.rigl(optax.adam(1e-2), 0.5, end_step=18, update_every=4, key=jax.random.key(1))
+    kwargs = dict(batch_size=16, steps=20, checkpoint_every=3, mesh=make_mesh(1), progress=False)
     reference = fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "ref"), **kwargs)
     initial = jaxprune.mask_of(create_train_state(model, tx).opt_state)
     final = jaxprune.mask_of(reference.state.opt_state)
@@ -122,10 +136,17 @@ def test_fit_under_rigl_changes_the_mask_and_resumes_bit_for_bit(tmp_path):
             yield batch
 
     with pytest.raises(Stop):
-        fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "run"),
-            batches=crash_after_eleven, **kwargs)
+        fit(
+            create_train_state(model, tx),
+            TRAIN,
+            workdir=str(tmp_path / "run"),
+            batches=crash_after_eleven,
+            **kwargs,
+        )
     resumed = fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "run"), **kwargs)
-    for a, b in zip(jax.tree.leaves(resumed.state.arrays()), jax.tree.leaves(reference.state.arrays())):
+    for a, b in zip(
+        jax.tree.leaves(resumed.state.arrays()), jax.tree.leaves(reference.state.arrays())
+    ):
         if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
             a, b = jax.random.key_data(a), jax.random.key_data(b)
         np.testing.assert_array_equal(a, b)

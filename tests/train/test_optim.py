@@ -15,17 +15,21 @@ def values(schedule, steps):
 
 def test_step_decay_drops_at_each_boundary():
     s = step_decay(0.1, [10, 20], 0.1)
-    np.testing.assert_allclose(values(s, [0, 9, 10, 19, 20, 100]),
-                               [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6)
+    np.testing.assert_allclose(
+        values(s, [0, 9, 10, 19, 20, 100]), [0.1, 0.1, 0.01, 0.01, 0.001, 0.001], rtol=1e-6
+    )
     per = step_decay(1.0, [5, 8], [0.5, 0.2])
     np.testing.assert_allclose(values(per, [4, 5, 8]), [1.0, 0.5, 0.1], rtol=1e-6)
 
 
-@pytest.mark.parametrize("boundaries,factor,match", [
-    ([10, 5], 0.1, "increasing"),
-    ([-1], 0.1, "non-negative"),
-    ([1, 2], [0.1], "one factor per boundary"),
-])
+@pytest.mark.parametrize(
+    "boundaries,factor,match",
+    [
+        ([10, 5], 0.1, "increasing"),
+        ([-1], 0.1, "non-negative"),
+        ([1, 2], [0.1], "one factor per boundary"),
+    ],
+)
 def test_step_decay_rejects_bad_input(boundaries, factor, match):
     with pytest.raises(ValueError, match=match):
         step_decay(0.1, boundaries, factor)
@@ -38,30 +42,40 @@ def test_cosine_goes_from_start_to_end():
 
 def test_warmup_ramps_linearly_then_follows_the_schedule_at_absolute_steps():
     s = linear_warmup(step_decay(0.1, [20], 0.1), 10)
-    np.testing.assert_allclose(values(s, [0, 1, 5, 10, 19, 20]),
-                               [0.0, 0.01, 0.05, 0.1, 0.1, 0.01], rtol=1e-6)
+    np.testing.assert_allclose(
+        values(s, [0, 1, 5, 10, 19, 20]), [0.0, 0.01, 0.05, 0.1, 0.1, 0.01], rtol=1e-6
+    )
     assert linear_warmup(constant(0.3), 0) is not None
     assert float(linear_warmup(constant(0.3), 0)(0)) == pytest.approx(0.3)
 
 
 def test_lr_schedule_reads_a_config_dict():
-    cfg = ml_collections.ConfigDict(dict(
-        learning_rate=0.1, schedule="step", boundaries=[32_000, 48_000], warmup_steps=100,
-        optimizer="momentum",
-    ))
-    np.testing.assert_allclose(values(lr_schedule(cfg), [50, 1000, 40_000, 50_000]),
-                               [0.05, 0.1, 0.01, 0.001], rtol=1e-5)
+    cfg = ml_collections.ConfigDict(
+        dict(
+            learning_rate=0.1,
+            schedule="step",
+            boundaries=[32_000, 48_000],
+            warmup_steps=100,
+            optimizer="momentum",
+        )
+    )
+    np.testing.assert_allclose(
+        values(lr_schedule(cfg), [50, 1000, 40_000, 50_000]), [0.05, 0.1, 0.01, 0.001], rtol=1e-5
+    )
     cos = lr_schedule({"learning_rate": 1.0, "schedule": "cosine", "total_steps": 10})
     assert float(cos(10)) == pytest.approx(0.0, abs=1e-7)
 
 
-@pytest.mark.parametrize("cfg,err,match", [
-    ({}, KeyError, "learning_rate"),
-    ({"learning_rate": 0.1, "schedule": "step"}, KeyError, "boundaries"),
-    ({"learning_rate": 0.1, "schedule": "cosine"}, KeyError, "total_steps"),
-    ({"learning_rate": 0.1, "schedule": "linear"}, ValueError, "unknown schedule"),
-    ({"learning_rate": 0.1, "lr_decay": 0.5}, KeyError, "lr_decay"),
-])
+@pytest.mark.parametrize(
+    "cfg,err,match",
+    [
+        ({}, KeyError, "learning_rate"),
+        ({"learning_rate": 0.1, "schedule": "step"}, KeyError, "boundaries"),
+        ({"learning_rate": 0.1, "schedule": "cosine"}, KeyError, "total_steps"),
+        ({"learning_rate": 0.1, "schedule": "linear"}, ValueError, "unknown schedule"),
+        ({"learning_rate": 0.1, "lr_decay": 0.5}, KeyError, "lr_decay"),
+    ],
+)
 def test_lr_schedule_errors_name_the_problem(cfg, err, match):
     with pytest.raises(err, match=match):
         lr_schedule(cfg)
@@ -74,7 +88,9 @@ def first_update(tx, grad=1.0, param=2.0):
 
 
 def test_optimizers_take_the_expected_first_step():
-    assert first_update(optimizer({"optimizer": "sgd", "learning_rate": 0.5})) == pytest.approx(-0.5)
+    assert first_update(optimizer({"optimizer": "sgd", "learning_rate": 0.5})) == pytest.approx(
+        -0.5
+    )
     wd = optimizer({"optimizer": "sgd", "learning_rate": 0.5, "weight_decay": 0.1})
     assert first_update(wd) == pytest.approx(-0.5 * (1.0 + 0.1 * 2.0))
     adam = optimizer({"optimizer": "adam", "learning_rate": 1.2e-3})

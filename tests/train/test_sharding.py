@@ -7,6 +7,7 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec
 
+from jaxprune.data import batches
 from jaxprune.train import (
     create_train_state,
     evaluate,
@@ -16,7 +17,6 @@ from jaxprune.train import (
     shard_batch,
     state_sharding,
 )
-from jaxprune.data import batches
 from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 DS = synthetic_dataset(256, (16, 1), 4, seed=0)
@@ -46,8 +46,11 @@ def test_eight_devices_follow_the_single_device_trajectory():
     assert kernel.sharding.is_fully_replicated and len(kernel.sharding.device_set) == 8
     np.testing.assert_allclose(kernel, one_state.params["conv"]["kernel"], rtol=1e-4, atol=1e-6)
     place = lambda b: shard_batch(b, make_mesh(8))  # noqa: E731
-    np.testing.assert_allclose(evaluate(eight_state, DS, batch_size=64, place=place)["loss"],
-                               evaluate(one_state, DS, batch_size=64)["loss"], rtol=1e-4)
+    np.testing.assert_allclose(
+        evaluate(eight_state, DS, batch_size=64, place=place)["loss"],
+        evaluate(one_state, DS, batch_size=64)["loss"],
+        rtol=1e-4,
+    )
 
 
 def test_a_sharding_rule_places_leaves_and_training_keeps_them():

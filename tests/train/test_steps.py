@@ -7,6 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
+from jaxprune.data import batches
 from jaxprune.train import (
     apply_model,
     create_train_state,
@@ -17,7 +18,6 @@ from jaxprune.train import (
     to_model,
     train_step,
 )
-from jaxprune.data import batches
 from jaxprune.train.testing import ArrayDataset, TinyCNN, TinyMLP, synthetic_dataset
 
 DS = synthetic_dataset(256, (16,), 4, seed=0)
@@ -55,8 +55,9 @@ def test_state_holds_the_models_arrays_and_leaves_the_model_alone():
 
 def test_create_rejects_a_raw_uint32_key():
     with pytest.raises(TypeError, match="jax.random.key"):
-        create_train_state(TinyMLP(16, 8, 4, rngs=nnx.Rngs(0)), optax.sgd(0.1),
-                           seed=jax.random.PRNGKey(0))
+        create_train_state(
+            TinyMLP(16, 8, 4, rngs=nnx.Rngs(0)), optax.sgd(0.1), seed=jax.random.PRNGKey(0)
+        )
 
 
 def test_training_reduces_the_loss():
@@ -148,8 +149,11 @@ def test_vmap_over_seeds_equals_separate_runs():
     for i, state in enumerate(states):
         one, m = train_step(state, batch)
         np.testing.assert_allclose(metrics["loss"][i], m["loss"], rtol=1e-6)
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6),
-                     many.params, one.params)
+        jax.tree.map(
+            lambda a, b: np.testing.assert_allclose(a[i], b, rtol=1e-5, atol=1e-6),
+            many.params,
+            one.params,
+        )
 
 
 def test_donating_step_matches_and_invalidates_the_old_state():
