@@ -12,7 +12,14 @@ from jaxprune.train.maskio import load_mask, save_mask
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
 from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, replicated, shard_batch, state_sharding
-from jaxprune.train.state import TrainState, apply_model, create_train_state, to_model
+from jaxprune.train.state import (
+    TrainState,
+    apply_model,
+    create_train_state,
+    member,
+    stack_states,
+    to_model,
+)
 from jaxprune.train.steps import (
     cross_entropy,
     eval_step,
@@ -42,6 +49,7 @@ __all__ = [
     "make_eval_step",
     "make_mesh",
     "make_train_step",
+    "member",
     "optimizer",
     "place_state",
     "read_metrics",
@@ -49,6 +57,7 @@ __all__ = [
     "restore_checkpoint",
     "save_mask",
     "shard_batch",
+    "stack_states",
     "state_sharding",
     "step_decay",
     "to_model",

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -118,10 +119,11 @@ class Checkpoints:
             ),
         )
         arrays = _unstorable(restored.state, template.arrays())
-        if int(arrays["step"]) != step:
+        held = np.unique(np.asarray(arrays["step"]))  # one value; an ensemble's members share it
+        if held.tolist() != [step]:
             raise ValueError(
                 f"checkpoint {step} in {self.directory} holds a state at step "
-                f"{int(arrays['step'])}; the checkpoint is inconsistent."
+                f"{', '.join(map(str, held.tolist()))}; the checkpoint is inconsistent."
             )
         return template.replace(**arrays), dict(restored.extra or {})
 

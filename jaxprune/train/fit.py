@@ -65,6 +65,7 @@ def fit(
     config: Mapping[str, Any] | None = None,
     progress: bool = True,
     batches: Callable[..., Iterator[dict[str, np.ndarray]]] | None = None,
+    ensemble: bool = False,
 ) -> FitResult:
     """Trains `state` on `train_data`, writing a resumable run directory.
 
@@ -103,6 +104,9 @@ def fit(
         different config on the same directory is refused.
       progress: show a tqdm progress bar.
       batches: the batch iterator, `jaxprune.data.batches` by default.
+      ensemble: `state` is a stack of members (`stack_states`) trained at once
+        with `jax.vmap` on the same batches (and `aux` stacked the same way);
+        metrics hold one value per member.
 
     Returns:
       `FitResult(state, results)`.
@@ -153,12 +157,15 @@ def fit(
     state = place_state(state, mesh, sharding_rule)
     place = lambda b: shard_batch(b, mesh)  # noqa: E731
     step_fn = make_train_step(
-        augment=augment, loss_fn=loss_fn, state_sharding=state_sharding(state, mesh, sharding_rule)
+        augment=augment,
+        loss_fn=loss_fn,
+        state_sharding=state_sharding(state, mesh, sharding_rule),
+        ensemble=ensemble,
     )
     ckpts = Checkpoints(run.checkpoints, keep_last=keep_last, keep=keep)
     keep_steps = set(ckpts.keep.values())
     restored = ckpts.restore_latest(state)
-    start = int(state.step) if restored is None else int(restored[0].step)
+    start = _step_of(state if restored is None else restored[0])
     window = _Window(restored[1].get("pending", []) if restored else [], start)
     if restored is not None:
         state = restored[0]
@@ -173,7 +180,7 @@ def fit(
                 "step": step,
                 "epoch": step / steps_per_epoch,
                 "split": name,
-                **evaluate(state, ds, batch_size=eval_batch_size, place=place),
+                **evaluate(state, ds, batch_size=eval_batch_size, place=place, ensemble=ensemble),
             }
             for name, ds in evals.items()
         ]
@@ -221,8 +228,8 @@ def fit(
                 t_log, seen_log = now, seen
                 bar.set_postfix(
                     epoch=epoch,
-                    loss=f"{record['loss']:.4f}",
-                    acc=f"{record['accuracy']:.3f}",
+                    loss=f"{np.mean(record['loss']):.4f}",
+                    acc=f"{np.mean(record['accuracy']):.3f}",
                     ex_s=f"{rate:,.0f}",
                 )
             if evals and ((eval_every and done % eval_every == 0) or done == total):
@@ -252,18 +259,21 @@ class _Window:
         self.items.append(metrics)  # Device values; not synced until needed.
         self.step += 1
 
-    def host_values(self) -> list[list[float]]:
+    def host_values(self) -> list[list[Any]]:
+        """`[loss, accuracy]` per step: floats, or lists of one per ensemble member."""
         self.items = [
-            item if isinstance(item, tuple) else (float(item["loss"]), float(item["accuracy"]))
+            item
+            if isinstance(item, tuple)
+            else (np.asarray(item["loss"]).tolist(), np.asarray(item["accuracy"]).tolist())
             for item in self.items
         ]
         return [list(item) for item in self.items]
 
-    def first_nonfinite(self) -> tuple[int, float] | None:
+    def first_nonfinite(self) -> tuple[int, Any] | None:
         """`(step, loss)` of the first non-finite loss in the window, if any."""
         values = self.host_values()
         for offset, (loss, _) in enumerate(values):
-            if not math.isfinite(loss):
+            if not np.all(np.isfinite(loss)):
                 return self.step - len(values) + offset + 1, loss
         return None
 
@@ -274,8 +284,8 @@ class _Window:
             "step": self.step,
             "epoch": epoch,
             "split": "train",
-            "loss": float(values[:, 0].mean()),
-            "accuracy": float(values[:, 1].mean()),
+            "loss": values[:, 0].mean(axis=0).tolist(),
+            "accuracy": values[:, 1].mean(axis=0).tolist(),
         }
 
 
@@ -298,6 +308,11 @@ def _stream(batches, data, batch_size, seed, start, total, steps_per_epoch):
             if step == total:
                 return
         epoch, position = epoch + 1, 0
+
+
+def _step_of(state: TrainState) -> int:
+    """The step of a state (of an ensemble: its members all share it)."""
+    return int(np.max(np.asarray(state.step)))
 
 
 @jax.jit

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -20,7 +21,14 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-__all__ = ["TrainState", "create_train_state", "to_model", "apply_model"]
+__all__ = [
+    "TrainState",
+    "apply_model",
+    "create_train_state",
+    "member",
+    "stack_states",
+    "to_model",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,3 +167,42 @@ def apply_model(
     logits = model(x)
     _, _, model_state = nnx.split(model, nnx.Param, ...)
     return logits, nnx.as_pure(model_state)
+
+
+def stack_states(states: Sequence[TrainState]) -> TrainState:
+    """Stacks states into one ensemble state (leading axis = member) for `fit(ensemble=True)`.
+
+    Members train at once with `jax.vmap`: seeds, masks, baselines of a lottery
+    ticket. They must share the model graph and the very same `tx` object
+    (different masks live in the optimizer state, so one `jaxprune.masked` serves
+    all; replace the mask with `jaxprune.transforms.replace_mask`).
+
+    Example:
+      >>> tx = optax.sgd(0.1)
+      >>> states = [create_train_state(nnx.Linear(4, 2, rngs=nnx.Rngs(i)), tx, seed=i) for i in range(3)]
+      >>> stack_states(states).params["kernel"].shape
+      (3, 4, 2)
+    """
+    if not states:
+        raise ValueError("stack_states: give at least one state.")
+    first = states[0]
+    for i, s in enumerate(states[1:], 1):
+        if s.tx is not first.tx or s.graphdef != first.graphdef:
+            what = "optimizer object (tx)" if s.tx is not first.tx else "model graph"
+            raise ValueError(
+                f"stack_states: member {i} has another {what} than member 0; members must "
+                "share one model architecture and one tx object (build tx once)."
+            )
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+
+def member(state: TrainState, i: int) -> TrainState:
+    """Member `i` of an ensemble state made by `stack_states`.
+
+    Example:
+      >>> tx = optax.sgd(0.1)
+      >>> states = [create_train_state(nnx.Linear(4, 2, rngs=nnx.Rngs(i)), tx) for i in range(2)]
+      >>> member(stack_states(states), 1).params["kernel"].shape
+      (4, 2)
+    """
+    return jax.tree.map(lambda x: x[i], state)

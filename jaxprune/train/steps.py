@@ -69,6 +69,7 @@ def make_train_step(
     loss_fn: LossFn | None = None,
     donate: bool = False,
     state_sharding: Any = None,
+    ensemble: bool = False,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """Builds a jitted `step(state, batch, aux=None) -> (state, metrics)`.
 
@@ -86,6 +87,9 @@ def make_train_step(
         not use the old state afterwards).
       state_sharding: optional sharding pytree for the state; pins the output
         state to it (data parallel keeps parameters where they are).
+      ensemble: the state is a stack of members (`stack_states`), trained at
+        once on the same batch with `jax.vmap`; `aux`, if any, is stacked too.
+        The metrics then have one value per member.
 
     Returns:
       The jitted step; `metrics` holds scalar `loss` and `accuracy`.
@@ -124,15 +128,19 @@ def make_train_step(
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
         return new_state, {"loss": loss, "accuracy": accuracy}
 
+    if ensemble:
+        step = jax.vmap(step, in_axes=(0, None, 0))
     out_shardings = None if state_sharding is None else (state_sharding, None)
     return jax.jit(step, donate_argnums=(0,) if donate else (), out_shardings=out_shardings)
 
 
-def make_eval_step() -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
+def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
     """Builds a jitted `eval_step(state, batch) -> sums` in eval mode.
 
     `batch` may carry a float `"weight"` per example (0 for padding); the step
     returns sums (`loss_sum`, `correct`, `count`), so batches add up exactly.
+    With `ensemble=True` the state is a stack of members and every sum has one
+    value per member.
 
     Example:
       >>> from flax import nnx
@@ -154,7 +162,7 @@ def make_eval_step() -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
             "count": jnp.sum(weight),
         }
 
-    return jax.jit(step)
+    return jax.jit(jax.vmap(step, in_axes=(0, None)) if ensemble else step)
 
 
 train_step = make_train_step()
@@ -163,6 +171,9 @@ train_step = make_train_step()
 eval_step = make_eval_step()
 """The default jitted eval step."""
 
+ensemble_eval_step = make_eval_step(ensemble=True)
+"""The jitted eval step of a stack of members (`stack_states`)."""
+
 
 def evaluate(
     state: TrainState,
@@ -170,7 +181,8 @@ def evaluate(
     *,
     batch_size: int = 1000,
     place: Callable[[dict[str, np.ndarray]], Batch] | None = None,
-) -> dict[str, float]:
+    ensemble: bool = False,
+) -> dict[str, Any]:
     """Loss and accuracy of `state` over a whole split, every example counted once.
 
     The last partial batch is padded to `batch_size` with zero-weight examples,
@@ -182,6 +194,7 @@ def evaluate(
       batch_size: examples per eval step.
       place: optional function putting a numpy batch on devices (e.g.
         `functools.partial(shard_batch, mesh=mesh)`); default: `jnp.asarray`.
+      ensemble: `state` is a stack of members; loss and accuracy become lists.
 
     Returns:
       `{"loss": mean loss, "accuracy": fraction correct, "count": examples}`.
@@ -212,10 +225,11 @@ def evaluate(
             "y": np.concatenate([y[start:stop], np.zeros(pad, y.dtype)]),
             "weight": weight,
         }
-        totals.append(eval_step(state, place(batch)))
-    sums = jax.tree.map(lambda *v: float(np.sum(np.asarray(v, np.float64))), *totals)
+        totals.append((ensemble_eval_step if ensemble else eval_step)(state, place(batch)))
+    sums = jax.tree.map(lambda *v: np.sum(np.asarray(v, np.float64), axis=0), *totals)
+    count = int(np.max(sums["count"]))
     return {
-        "loss": sums["loss_sum"] / sums["count"],
-        "accuracy": sums["correct"] / sums["count"],
-        "count": int(sums["count"]),
+        "loss": (sums["loss_sum"] / count).tolist(),
+        "accuracy": (sums["correct"] / count).tolist(),
+        "count": count,
     }

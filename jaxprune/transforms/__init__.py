@@ -1,6 +1,12 @@
 """Optax gradient transformations: train under a mask, prune on a schedule, RigL, SET, STE."""
 
-from jaxprune.transforms.base import map_per_parameter, mask_of, register_mask_state, zero_where
+from jaxprune.transforms.base import (
+    map_per_parameter,
+    mask_of,
+    register_mask_state,
+    replace_mask,
+    zero_where,
+)
 from jaxprune.transforms.dst import DSTState, rewire, rigl, set_training
 from jaxprune.transforms.gradual import GradualState, gradual_magnitude
 from jaxprune.transforms.masked import MaskedState, masked, static_sparse
@@ -16,6 +22,7 @@ __all__ = [
     "mask_of",
     "masked",
     "register_mask_state",
+    "replace_mask",
     "rewire",
     "rigl",
     "set_training",

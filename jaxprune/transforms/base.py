@@ -159,6 +159,51 @@ def _find(tree: Any) -> Any:
     return None
 
 
+def replace_mask(opt_state: Any, mask: Any) -> Any:
+    """The optimizer state with the mask of its (outermost) jaxprune transform replaced.
+
+    For a new round of iterative pruning, or to give ensemble members (which
+    share one transform) their own masks. The new mask must have the old one's
+    structure, shapes and dtype.
+
+    Example:
+      >>> import jax.numpy as jnp, optax, jaxprune
+      >>> tx = jaxprune.masked(optax.sgd(0.1), jaxprune.dense_mask)
+      >>> state = tx.init({"w": jnp.ones((2, 2))})
+      >>> state = replace_mask(state, {"w": jnp.eye(2, dtype=bool)})
+      >>> int(jaxprune.mask_of(state)["w"].sum())
+      2
+    """
+    old = mask_of(opt_state)
+    _, old_leaves, treedef = mask_leaves_like(old, mask)
+    new_leaves = jax.tree_util.tree_leaves(mask)
+    for o, n in zip(old_leaves, new_leaves):
+        if jnp.shape(o) != jnp.shape(n) or jnp.result_type(o) != jnp.result_type(n):
+            raise ValueError(
+                f"replace_mask: a leaf of shape {jnp.shape(n)} ({jnp.result_type(n)}) would "
+                f"replace one of shape {jnp.shape(o)} ({jnp.result_type(o)}); build the new "
+                "mask from the same parameters."
+            )
+    new = treedef.unflatten(new_leaves)
+    done = [False]
+
+    def walk(node):
+        if done[0]:
+            return node
+        if isinstance(node, tuple(_MASK_STATES)):
+            done[0] = True
+            return node._replace(mask=new)
+        if isinstance(node, tuple) and hasattr(node, "_fields"):
+            return type(node)(*[walk(c) for c in node])
+        if isinstance(node, (tuple, list)):
+            return type(node)(walk(c) for c in node)
+        if isinstance(node, Mapping):
+            return type(node)({k: walk(v) for k, v in node.items()})
+        return node
+
+    return walk(opt_state)
+
+
 def mask_of(opt_state: Any) -> Any:
     """The mask held by a jaxprune transform inside an optimizer state.
 

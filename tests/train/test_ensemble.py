@@ -1,0 +1,104 @@
+"""Ensembles: many members (seeds, masks) trained at once with vmap, as if one by one."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+import jaxprune
+from jaxprune.data import batches
+from jaxprune.train import create_train_state, fit, make_mesh, member, read_metrics, stack_states
+from jaxprune.train.testing import TinyCNN, synthetic_dataset
+
+TRAIN = synthetic_dataset(200, (16, 1), 4, seed=0)
+TEST = synthetic_dataset(70, (16, 1), 4, seed=1)
+
+
+def run(workdir, state, ensemble, **overrides):
+    kwargs = dict(
+        workdir=str(workdir),
+        batch_size=16,
+        steps=20,
+        eval_data=TEST,
+        eval_every=10,
+        log_every=5,
+        checkpoint_every=7,
+        mesh=make_mesh(1),
+        progress=False,
+        ensemble=ensemble,
+    )
+    return fit(state, TRAIN, **(kwargs | overrides))
+
+
+def members(tx, masks):
+    out = []
+    for i, mask in enumerate(masks):
+        s = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(i)), tx, seed=i)
+        opt_state = jaxprune.transforms.replace_mask(s.opt_state, mask)
+        out.append(s.replace(params=jaxprune.apply_mask(s.params, mask), opt_state=opt_state))
+    return out
+
+
+def test_ensemble_members_train_as_if_alone(tmp_path):
+    dense = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(0)), optax.adam(1e-2)).params
+    scores = [jaxprune.scores.random(jax.random.key(i), dense) for i in range(3)]
+    masks = [jaxprune.topk_mask(s, 0.5) for s in scores]
+    # SGD: Adam would amplify the rounding differences of batched convolutions.
+    tx = jaxprune.masked(optax.sgd(0.1, momentum=0.9), jaxprune.dense_mask)
+    states = members(tx, masks)
+    together = run(tmp_path / "ensemble", stack_states(states), True)
+    records = read_metrics(tmp_path / "ensemble" / "metrics.jsonl")
+    for i, state in enumerate(states):
+        alone = run(tmp_path / f"alone{i}", state, False)
+        for a, b in zip(
+            jax.tree.leaves(member(together.state, i).params), jax.tree.leaves(alone.state.params)
+        ):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+        mask_i = jaxprune.mask_of(member(together.state, i).opt_state)
+        for a, b in zip(jax.tree.leaves(mask_i), jax.tree.leaves(masks[i])):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        alone_acc = alone.results["eval"]["test"]["accuracy"]
+        assert together.results["eval"]["test"]["accuracy"][i] == pytest.approx(alone_acc)
+    assert len(records[-1]["loss"]) == 3
+
+
+def test_ensemble_resumes_after_a_crash(tmp_path):
+    tx = jaxprune.masked(optax.sgd(0.1, momentum=0.9), jaxprune.dense_mask)
+    dense = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(0)), tx).params
+    masks = [
+        jaxprune.topk_mask(jaxprune.scores.random(jax.random.key(i), dense), 0.7) for i in (0, 1)
+    ]
+    full = run(tmp_path / "full", stack_states(members(tx, masks)), True)
+    with pytest.raises(Crash):
+        run(tmp_path / "cut", stack_states(members(tx, masks)), True, batches=crashing_at(12))
+    resumed = run(tmp_path / "cut", stack_states(members(tx, masks)), True)
+    assert read_metrics(tmp_path / "cut" / "metrics.jsonl") == read_metrics(
+        tmp_path / "full" / "metrics.jsonl"
+    )
+    for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+class Crash(Exception):
+    """Stands in for a crash at a chosen step."""
+
+
+def crashing_at(step):
+    seen = [0]
+
+    def crashing(*args, **kwargs):
+        for batch in batches(*args, **kwargs):
+            if seen[0] == step:
+                raise Crash(f"crash before step {step + 1}")
+            seen[0] += 1
+            yield batch
+
+    return crashing
+
+
+def test_stack_states_needs_one_tx_and_one_graph():
+    a = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+    b = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(1)), optax.sgd(0.1))
+    with pytest.raises(ValueError, match="tx"):
+        stack_states([a, b])
