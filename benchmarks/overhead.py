@@ -13,14 +13,20 @@ hits every variant alike:
   top-k, apply the mask);
 - ``step + mask update``: a training step that also recomputes the mask and
   puts it in the optimizer state (what a pruning schedule does on its update
-  steps).
+  steps);
+- ``gradual, update every 100`` / ``RigL, update every 100``: throughput of
+  ``jaxprune.gradual_magnitude`` / ``jaxprune.rigl`` over 100 consecutive steps,
+  one of which updates the mask;
+- ``RigL update step``: a step in which RigL drops and grows (ERK, 90%);
+- ``straight-through``: a ``jaxprune.straight_through`` step (top-k every step).
 
 Every number is the median over rounds of the mean time per call, divided by
 the dense step's. Prints a table; ``--json`` writes the numbers with the machine
 and the versions.
 
 Usage:
-  python benchmarks/overhead.py [--models mlp,cnn] [--rounds 15] [--json out.json]
+  python benchmarks/overhead.py [--models mlp,cnn] [--rounds 15] [--calls 10]
+      [--variants "masked,RigL update step"] [--json out.json]
 """
 
 from __future__ import annotations
@@ -77,17 +83,19 @@ def _train_step(graphdef, tx) -> Callable:
     return step
 
 
-def _variants(name: str) -> dict[str, tuple[Callable, tuple]]:
+Variant = tuple[Callable, tuple, int | None]  # function, arguments, calls per round (None: --calls)
+
+
+def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
     graphdef, params, rest, batch = _setup(name)
     sgd = optax.sgd(0.01, momentum=0.9)
     mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), SPARSITY)
     tx = jaxprune.masked(sgd, mask)
     sparse_params = jaxprune.apply_mask(params, mask)
-    dense_step = jax.jit(_train_step(graphdef, sgd), donate_argnums=(0, 1, 2))
     masked_step = _train_step(graphdef, tx)
 
     def update_mask(params):
-        new = jaxprune.topk_mask(jaxprune.scores.magnitude(params), SPARSITY)
+        new = jaxprune.topk_mask(jaxprune.scores.magnitude(params), SPARSITY, method=method)
         return jaxprune.apply_mask(params, new), new
 
     def step_and_update(params, rest, opt_state, batch):
@@ -95,19 +103,37 @@ def _variants(name: str) -> dict[str, tuple[Callable, tuple]]:
         params, new = update_mask(params)
         return params, rest, opt_state._replace(mask=new), loss
 
+    def train(tx, p=sparse_params, calls=None):
+        step = jax.jit(_train_step(graphdef, tx), donate_argnums=(0, 1, 2))
+        return step, (p, rest, tx.init(p), batch), calls
+
+    key, never = jax.random.key(0), 10**9
+    dense = train(sgd, params)
     return {
-        "dense": (dense_step, (params, rest, sgd.init(params), batch)),
+        "dense": dense,
         # The same dense step timed again: the noise floor of the ratios.
-        "dense (again)": (dense_step, (params, rest, sgd.init(params), batch)),
-        "masked": (
-            jax.jit(masked_step, donate_argnums=(0, 1, 2)),
-            (sparse_params, rest, tx.init(sparse_params), batch),
-        ),
-        "mask update": (jax.jit(update_mask), (sparse_params,)),
+        "dense (again)": (dense[0], (params, rest, sgd.init(params), batch), None),
+        "masked": train(tx),
+        "mask update": (jax.jit(update_mask), (sparse_params,), None),
         "step + mask update": (
             jax.jit(step_and_update, donate_argnums=(0, 1, 2)),
             (sparse_params, rest, tx.init(sparse_params), batch),
+            None,
         ),
+        # Throughput over 100 steps, one of which updates the mask.
+        "gradual, update every 100": train(
+            jaxprune.gradual_magnitude(
+                sgd, SPARSITY, begin_step=0, end_step=never, update_every=100
+            ),
+            calls=100,
+        ),
+        "RigL, update every 100": train(
+            jaxprune.rigl(sgd, SPARSITY, end_step=never, key=key, update_every=100), calls=100
+        ),
+        "RigL update step": train(
+            jaxprune.rigl(sgd, SPARSITY, end_step=never, key=key, update_every=1)
+        ),
+        "straight-through": train(jaxprune.straight_through(sgd, SPARSITY)),
     }
 
 
@@ -128,16 +154,23 @@ def _time_calls(fn: Callable, args: tuple, calls: int) -> tuple[float, tuple]:
     return (time.perf_counter() - start) / calls, args
 
 
-def run(model: str, rounds: int, calls: int) -> dict[str, Any]:
+def run(
+    model: str, rounds: int, calls: int, only: list[str] | None = None, method: str = "auto"
+) -> dict[str, Any]:
     """Times the variants of one model; returns ms per call and ratios to dense."""
-    variants = _variants(model)
-    state = {k: _copy(a) for k, (_, a) in variants.items()}
-    for k, (fn, _) in variants.items():  # compile and warm up
+    variants = _variants(model, method)
+    if only:
+        unknown = sorted(set(only) - set(variants))
+        if unknown:
+            raise SystemExit(f"unknown variants {unknown}; known: {sorted(variants)}")
+        variants = {k: v for k, v in variants.items() if k in only or k == "dense"}
+    state = {k: _copy(a) for k, (_, a, _) in variants.items()}
+    for k, (fn, _, _) in variants.items():  # compile and warm up
         _, state[k] = _time_calls(fn, state[k], 3)
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(rounds):
-        for k, (fn, _) in variants.items():
-            t, state[k] = _time_calls(fn, state[k], calls)
+        for k, (fn, _, n) in variants.items():
+            t, state[k] = _time_calls(fn, state[k], n or calls)
             times[k].append(t)
     med = {k: float(np.median(v)) for k, v in times.items()}
     return {
@@ -171,6 +204,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=10, help="calls per variant per round")
     parser.add_argument("--json", default=None, help="write the results here")
+    parser.add_argument(
+        "--variants", default="", help="comma list of variants to time (default: all)"
+    )
+    parser.add_argument(
+        "--method", default="auto", help="selection method of the mask updates: auto, radix, sort"
+    )
     args = parser.parse_args()
     info = machine()
     print(
@@ -179,12 +218,13 @@ def main() -> None:
     )
     results = {}
     for name in args.models.split(","):
-        results[name] = r = run(name, args.rounds, args.calls)
+        only = [v for v in args.variants.split(",") if v]
+        results[name] = r = run(name, args.rounds, args.calls, only, args.method)
         print(f"\n{name}: dense step {r['ms']['dense']:.3f} ms")
         for k in r["ms"]:
             lo, hi = r["spread"][k]
             print(
-                f"  {k:<20} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
+                f"  {k:<26} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
                 f"   (rounds {lo:.3f}-{hi:.3f} ms)"
             )
     if args.json:

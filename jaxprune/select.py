@@ -6,9 +6,9 @@ earlier flat index wins), NaN scores ranked below everything. Two algorithms
 give the identical mask:
 
 - ``"radix"`` (the CPU default): scores are mapped to order-preserving uint32
-  keys and the k-th largest key is found by radix select, three histogram
-  passes of 11/11/10 bits: no sort, linear memory traffic, fast where sorting
-  is slow.
+  keys and the k-th largest key is found by radix select, two histogram passes
+  of 16 bits (three of 11/11/10 bits when there are many small groups): no
+  sort, linear memory traffic, fast where sorting is slow.
 - ``"sort"`` (the GPU/TPU default): one stable sort of (group, key) over all
   candidates, where accelerators sort fast.
 
@@ -47,12 +47,22 @@ def order_keys(score: jax.Array) -> jax.Array:
     return jnp.where(jnp.isnan(s), jnp.uint32(1), key)
 
 
-def _count(x: jax.Array) -> jax.Array:
+def count(x: jax.Array) -> jax.Array:
+    """Number of True entries, int32. Summed in float32 when that is exact (fewer than
+    2**24 entries): XLA vectorises float reductions on CPU, not integer ones."""
+    if x.size < 1 << 24:
+        return jnp.sum(x, dtype=jnp.float32).astype(jnp.int32)
     return jnp.sum(x, dtype=jnp.int32)
 
 
+def _cumsum(x: jax.Array) -> jax.Array:
+    """Inclusive cumulative sum along the last axis (an associative scan: on CPU much
+    faster than ``jnp.cumsum``, which lowers to a reduce-window)."""
+    return lax.associative_scan(jnp.add, x, axis=x.ndim - 1)
+
+
 def _rev_cumsum(x: jax.Array) -> jax.Array:
-    return jnp.cumsum(x[..., ::-1], axis=-1)[..., ::-1]
+    return _cumsum(x[..., ::-1])[..., ::-1]
 
 
 def _top_bucket(hist: jax.Array, need: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -75,11 +85,14 @@ def _top_bucket(hist: jax.Array, need: jax.Array) -> tuple[jax.Array, jax.Array]
     return r * cols + c, above
 
 
-_RADIX_PASSES = (11, 11, 10)  # bits per histogram pass, most significant first
+def _radix_passes(n_groups: int, size: int) -> tuple[int, ...]:
+    """Bits per histogram pass, most significant first: two passes of 16 bits when the
+    histograms (65,536 bins a group) are no bigger than the data, else three."""
+    return (16, 16) if n_groups << 16 <= size else (11, 11, 10)
 
 
 def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
-    """Keeps the top k keys of each group: radix select with 3 histogram passes.
+    """Keeps the top k keys of each group: radix select with 2 or 3 histogram passes.
 
     Each pass histograms the next bits of the keys inside the bucket found so
     far (one scatter-add over the data) and picks the bucket holding the k-th
@@ -92,7 +105,8 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     prefix = jnp.zeros(n_groups, jnp.uint32)
     shift = 32
     hist = None
-    for p, width in enumerate(_RADIX_PASSES):
+    size = sum(keys[i].size for idx, _ in groups for i in idx)
+    for p, width in enumerate(_radix_passes(n_groups, size)):
         shift -= width
         bins = 1 << width
         hist = jnp.zeros(n_groups * bins + 1, jnp.int32)  # last slot: not in the bucket
@@ -111,23 +125,20 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
         prefix = (prefix << width) | b.astype(jnp.uint32)
     # prefix is the k-th largest key of each group; need = how many ties fit.
     n_ties = jnp.take_along_axis(hist, b[:, None], 1)[:, 0]
-    above = [None] * len(keys)
-    ties = [None] * len(keys)
-    for g, (idx, _) in enumerate(groups):
-        for i in idx:
-            above[i], ties[i] = keys[i] > prefix[g], keys[i] == prefix[g]
+    members = [(g, i) for g, (idx, _) in enumerate(groups) for i in idx]
 
-    def all_ties():
-        return [a | e for a, e in zip(above, ties)]
+    def all_ties():  # the usual case: one fused compare per leaf
+        return [keys[i] >= prefix[g] for g, i in sorted(members, key=lambda m: m[1])]
 
-    def first_ties():
+    def first_ties():  # some ties do not fit: the earliest positions win
         out = [None] * len(keys)
         for g, (idx, _) in enumerate(groups):
             offset = jnp.int32(0)
             for i in idx:
-                rank = jnp.cumsum(ties[i].ravel(), dtype=jnp.int32).reshape(ties[i].shape) + offset
-                out[i] = above[i] | (ties[i] & (rank <= need[g]))
-                offset = offset + _count(ties[i])
+                ties = keys[i] == prefix[g]
+                rank = _cumsum(ties.ravel().astype(jnp.int32)).reshape(ties.shape) + offset
+                out[i] = (keys[i] > prefix[g]) | (ties & (rank <= need[g]))
+                offset = offset + count(ties)
         return out
 
     # k == 0 ends with the all-ones prefix, which no key reaches: nothing kept.
@@ -269,7 +280,7 @@ def topk_mask(
     """
     paths, leaves, treedef, flags, w_leaves = _candidates(scores, within, prunable)
     cand = [i for i, f in enumerate(flags) if f]
-    counts = [leaves[i].size if w_leaves[i] is None else _count(w_leaves[i]) for i in cand]
+    counts = [leaves[i].size if w_leaves[i] is None else count(w_leaves[i]) for i in cand]
     groups = distributions.plan(
         [paths[i] for i in cand],
         [leaves[i].shape for i in cand],
@@ -302,7 +313,7 @@ def random_like(key: jax.Array, mask: Any) -> Any:
     masks.require_prunable(paths, flags)
     cand = [i for i, f in enumerate(flags) if f]
     scores = [jax.random.uniform(jax.random.fold_in(key, i), leaves[i].shape) for i in cand]
-    groups = [((j,), _count(leaves[i])) for j, i in enumerate(cand)]
+    groups = [((j,), count(leaves[i])) for j, i in enumerate(cand)]
     out = list(leaves)
     for i, m in zip(cand, select(scores, [None] * len(cand), groups)):
         out[i] = m

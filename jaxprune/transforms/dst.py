@@ -70,7 +70,7 @@ def rewire(
     p_leaves, m_leaves, treedef = base.mask_leaves_like(params, mask)
     g_leaves = jax.tree_util.tree_leaves(grads)
     idx = [i for i, m in enumerate(m_leaves) if not masks.is_stand_in(m)]
-    active = [jnp.sum(m_leaves[i], dtype=jnp.int32) for i in idx]
+    active = [select.count(m_leaves[i]) for i in idx]
     keep = [distributions.keep_count(a, drop_fraction) for a in active]
     remained = select.select(
         [jnp.abs(p_leaves[i]) for i in idx],
@@ -134,35 +134,30 @@ def _dst(
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "rigl/set_training")
         t = state.count
-
-        def train_step(_):
-            grads = base.where_mask(state.mask, updates)
-            u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
-            return base.masked_update(u, state.mask, params), inner_state, state.mask
-
-        def mask_step(_):
-            new = rewire(
-                params,
-                updates,
-                state.mask,
-                fraction(t),
-                grow=grow,
-                key=jax.random.fold_in(state.key, t),
-            )
-            new = base.place_mask(new, params)
-            kept = jax.tree_util.tree_map(jnp.logical_and, new, state.mask)
-            zeros = jax.tree_util.tree_map(jnp.zeros_like, updates)
-            return (
-                base.masked_update(zeros, new, params),
-                base.zero_where(state.inner_state, params, kept),
-                new,
-            )
-
         do = schedules.every(
             t, update_every, begin_step=begin_step + update_every, end_step=end_step - 1
         )
-        u, inner_state, mask_ = jax.lax.cond(do, mask_step, train_step, None)
-        return u, DSTState(inner_state, mask_, t + 1, state.key)
+
+        def new_mask():
+            key = jax.random.fold_in(state.key, t)
+            new = rewire(params, updates, state.mask, fraction(t), grow=grow, key=key)
+            return base.place_mask(new, params)
+
+        # Only the mask change sits under the cond; the rest is elementwise and fuses
+        # into the optimizer update, so steps without a mask change stay cheap.
+        mask = jax.lax.cond(do, new_mask, lambda: state.mask)
+        grads = base.where_mask(state.mask, updates)
+        u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
+        # On update steps the optimizer step is skipped: the old state, with the
+        # per-parameter statistics of dropped and grown entries zeroed, and no update
+        # but the zeroing of dropped weights.
+        kept = jax.tree_util.tree_map(jnp.logical_and, mask, state.mask)
+        skipped = base.zero_where(state.inner_state, params, kept)
+        inner_state = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(do, a, b), skipped, inner_state
+        )
+        u = jax.tree_util.tree_map(lambda x: jnp.where(do, jnp.zeros_like(x), x), u)
+        return base.masked_update(u, mask, params), DSTState(inner_state, mask, t + 1, state.key)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
