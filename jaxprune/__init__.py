@@ -13,8 +13,9 @@ Example:
   0.9
 """
 
-from jaxprune import distributions, filters, lottery, schedules, scores, transforms
+from jaxprune import distributions, filters, init_pruning, lottery, schedules, scores, transforms
 from jaxprune.distributions import keep_count, layer_sparsities
+from jaxprune.init_pruning import grasp_mask, magnitude_mask, random_mask, snip_mask, synflow_mask
 from jaxprune.masks import (
     LeafSparsity,
     SparsityReport,
@@ -56,22 +57,28 @@ __all__ = [
     "distributions",
     "filters",
     "gradual_magnitude",
+    "grasp_mask",
+    "init_pruning",
     "keep_count",
     "layer_sparsities",
     "lottery",
+    "magnitude_mask",
     "mask_of",
     "masked",
     "nm_mask",
     "pack_mask",
     "random_like",
+    "random_mask",
     "rigl",
     "schedules",
     "scores",
     "set_training",
+    "snip_mask",
     "sparsity",
     "sparsity_report",
     "static_sparse",
     "straight_through",
+    "synflow_mask",
     "transforms",
     "topk_mask",
     "unpack_mask",
