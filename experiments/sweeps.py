@@ -1,0 +1,505 @@
+"""What the sweep experiments share: methods x sparsities x seeds, trained as ensembles.
+
+`prune_at_init.py` and `dynamic_sparse.py` describe every run as a `Member`
+(method, sparsity, seed). Members that can share one optax object train
+together in one `fit(..., ensemble=True)` call (a "cell", vmapped); each cell is
+a run directory under `WORKDIR/cells/`, and a cell whose `results.json` lists
+its members is finished and skipped when the command is rerun (an unfinished
+one resumes from its last checkpoint). At the end the script writes
+`WORKDIR/results.json` (every member and the summary), `WORKDIR/results.md`
+(tables) and `WORKDIR/accuracy_vs_sparsity.png`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+from absl import flags, logging
+from flax import nnx
+from ml_collections import ConfigDict
+
+import jaxprune
+from jaxprune import data, models, train
+
+HERE = Path(__file__).resolve().parent
+PLOT = "accuracy_vs_sparsity.png"
+
+# Fields of a train.py config that a sweep does not read (it has its own seeds,
+# methods and sparsities).
+_UNUSED = ("seed", "mask", "sparsity", "rewind_step")
+# Fields of a sweep config that describe the grid, not how a cell trains.
+SWEEP_FIELDS = ("methods", "sparsities", "seeds", "ensemble")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """One training run of a sweep: a method at a sparsity, from a seed."""
+
+    method: str
+    sparsity: float
+    seed: int
+
+
+def members(config: ConfigDict, known: Sequence[str]) -> list[Member]:
+    """Every run of a sweep: dense per seed, then sparsity x method x seed.
+
+    Example:
+      >>> cfg = ConfigDict(dict(methods=("dense", "a"), sparsities=(0.9,), seeds=(0, 1)))
+      >>> [(m.method, m.sparsity, m.seed) for m in members(cfg, ("dense", "a"))][1:3]
+      [('dense', 0.0, 1), ('a', 0.9, 0)]
+    """
+    check_methods(config.methods, known)
+    check_sparsities(config.sparsities)
+    out = [Member("dense", 0.0, seed) for seed in config.seeds if "dense" in config.methods]
+    for s in config.sparsities:
+        out += [
+            Member(m, float(s), seed)
+            for m in config.methods
+            if m != "dense"
+            for seed in config.seeds
+        ]
+    return out
+
+
+def train_config(name: str) -> ConfigDict:
+    """The training settings of `experiments/configs/train.py:NAME`, for a sweep config.
+
+    Example:
+      >>> train_config("lenet_fashion").optim.learning_rate  # doctest: +SKIP
+      0.0012
+    """
+    spec = importlib.util.spec_from_file_location("train_configs", HERE / "configs" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(name)
+    for field in _UNUSED:
+        del config[field]
+    config.keep_last = 1  # one checkpoint per cell: enough to resume
+    return config
+
+
+def total_steps(config: ConfigDict, n_train: int) -> int:
+    """Training steps of every member (`steps`, or `epochs` of `n_train` examples)."""
+    if config.epochs:
+        return config.epochs * (n_train // config.batch_size)
+    return config.steps
+
+
+def load_data(config: ConfigDict) -> tuple[Any, Any]:
+    """The training and test splits a config names."""
+    train_ds = data.load(
+        config.dataset,
+        "train",
+        subset=config.subset,
+        label_noise=config.label_noise,
+        seed=config.data_seed,
+        data_dir=config.data_dir,
+    )
+    return train_ds, data.load(config.dataset, "test", data_dir=config.data_dir)
+
+
+def new_model(config: ConfigDict, seed: int, num_classes: int) -> nnx.Module:
+    """The config's zoo model, initialised from `seed`."""
+    overrides = {"num_classes": num_classes, **config.model_overrides.to_dict()}
+    return models.create(config.model, rngs=nnx.Rngs(seed), **overrides)
+
+
+def with_mask(state: train.TrainState, mask: Any) -> train.TrainState:
+    """`state` with its optimizer's mask replaced by `mask` and the weights pruned to it."""
+    return state.replace(
+        params=jaxprune.apply_mask(state.params, mask),
+        opt_state=jaxprune.transforms.replace_mask(state.opt_state, mask),
+    )
+
+
+def _json(x: Any) -> Any:
+    return json.loads(json.dumps(x, sort_keys=True, default=str))
+
+
+def _cell_name(members: Sequence[Member], tx_key: str, ensemble: bool) -> str:
+    s = f"s{members[0].sparsity:g}-{tx_key}"
+    return s if ensemble else f"{s}-seed{members[0].seed}"
+
+
+def plan_cells(
+    members: Sequence[Member], tx_key: Callable[[Member], str], ensemble: bool
+) -> list[tuple[str, list[Member]]]:
+    """Groups members into cells: by (sparsity, optimizer) for ensembles, else one per member.
+
+    Example:
+      >>> ms = [Member("a", 0.9, 0), Member("b", 0.9, 0), Member("a", 0.9, 1)]
+      >>> [(n, len(g)) for n, g in plan_cells(ms, lambda m: "masked", True)]
+      [('s0.9-masked', 3)]
+    """
+    cells: dict[str, list[Member]] = {}
+    for m in members:
+        key = _cell_name([m], tx_key(m), ensemble)
+        cells.setdefault(key, []).append(m)
+    return list(cells.items())
+
+
+def run_cells(
+    config: ConfigDict,
+    workdir: str,
+    members: Sequence[Member],
+    *,
+    tx_key: Callable[[Member], str],
+    make_tx: Callable[[Member], optax.GradientTransformation],
+    init_state: Callable[[Member, optax.GradientTransformation], train.TrainState],
+    data_splits: tuple[Any, Any],
+    cell_config: dict[str, Any],
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Trains every member (cell by cell, skipping finished cells); one record per member.
+
+    Args:
+      config: the sweep config (training settings as in experiments/train.py).
+      workdir: the sweep directory; cells go to `workdir/cells/NAME`.
+      members: all runs of the sweep.
+      tx_key: name of the optimizer a member needs; members of one sparsity with
+        the same name share one optimizer object and train as one ensemble.
+      make_tx: builds the optimizer of a cell from one of its members.
+      init_state: the member's initial `TrainState` under that optimizer.
+      data_splits: `(train, test)` datasets.
+      cell_config: what else defines a cell's training (stored in its config.json,
+        so a rerun with other settings is refused instead of mixing results).
+      progress: show progress bars.
+
+    Returns:
+      Per member: method, sparsity, seed, test and train accuracy and loss, the
+      final sparsity of its mask, its cell and the cell's wall time.
+    """
+    train_ds, test_ds = data_splits
+    cells = plan_cells(members, tx_key, config.ensemble)
+    steps = total_steps(config, len(train_ds))
+    schedule = train.lr_schedule(config.optim)
+    records = []
+    for number, (name, group) in enumerate(cells, 1):
+        run = train.RunDir(os.path.join(workdir, "cells", name))
+        ids = [dataclasses.asdict(m) for m in group]
+        cfg = _json({"training": config.to_dict(), "cell": cell_config, "members": ids})
+        for field in SWEEP_FIELDS:  # the grid is not part of a cell's training
+            cfg["training"].pop(field, None)
+        done = _finished(run, cfg)
+        print(
+            f"[{number}/{len(cells)}] {name}: {len(group)} member(s)"
+            + (" (finished, skipped)" if done else ""),
+            flush=True,
+        )
+        if done is None:
+            done = _train_cell(
+                config,
+                run,
+                group,
+                cfg,
+                make_tx,
+                init_state,
+                train_ds,
+                test_ds,
+                steps,
+                schedule,
+                progress,
+            )
+        records += done["members"]
+    return records
+
+
+def _finished(run: train.RunDir, cfg: dict[str, Any]) -> dict[str, Any] | None:
+    """The results of a finished cell, or None; refuses a cell trained with another config."""
+    if not os.path.exists(run.config):
+        return None
+    with open(run.config) as f:
+        stored = json.load(f).get("config")
+    if stored != cfg:
+        raise ValueError(
+            f"{run.path} holds a cell trained with other settings than this config asks for; "
+            "use a new --workdir (or delete that cell directory to retrain it)."
+        )
+    if not os.path.exists(run.results):
+        return None
+    with open(run.results) as f:
+        results = json.load(f)
+    return results if "members" in results else None
+
+
+def _train_cell(
+    config, run, group, cfg, make_tx, init_state, train_ds, test_ds, steps, schedule, progress
+):
+    tx = make_tx(group[0])
+    states = [init_state(m, tx) for m in group]
+    ensemble = len(states) > 1
+    state = train.stack_states(states) if ensemble else states[0]
+    t0 = time.perf_counter()
+    out = train.fit(
+        state,
+        train_ds,
+        workdir=run.path,
+        batch_size=config.batch_size,
+        steps=steps,
+        seed=config.data_seed,
+        eval_data={"test": test_ds},
+        eval_every=config.eval_every,
+        eval_batch_size=config.eval_batch_size,
+        log_every=config.log_every,
+        checkpoint_every=config.checkpoint_every,
+        keep_last=config.keep_last,
+        augment=data.augmentation_for(config.dataset) if config.augment else None,
+        lr_schedule=schedule,
+        config=cfg,
+        progress=progress,
+        ensemble=ensemble,
+    )
+    wall = time.perf_counter() - t0
+    as_list = lambda v: list(v) if ensemble else [v]
+    test, last = out.results["eval"]["test"], out.results["train"]
+    records = []
+    for i, m in enumerate(group):
+        final = train.member(out.state, i) if ensemble else out.state
+        records.append(
+            dict(
+                dataclasses.asdict(m),
+                test_accuracy=as_list(test["accuracy"])[i],
+                test_loss=as_list(test["loss"])[i],
+                train_accuracy=as_list(last["accuracy"])[i],
+                train_loss=as_list(last["loss"])[i],
+                final_sparsity=float(jaxprune.sparsity(jaxprune.mask_of(final.opt_state))),
+                cell=os.path.basename(run.path),
+                cell_wall_s=wall,
+            )
+        )
+    results = dict(out.results, members=records)
+    run.write_results(results)
+    return results
+
+
+def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    """Test accuracy per method and sparsity: mean, sample std, min, max and n over seeds.
+
+    Example:
+      >>> rs = [dict(method="a", sparsity=0.9, test_accuracy=v) for v in (0.5, 0.7)]
+      >>> summarise(rs)["a"]["0.9"]["mean"]
+      0.6
+    """
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for r in records:
+        out.setdefault(r["method"], {}).setdefault(f"{r['sparsity']:g}", []).append(
+            r["test_accuracy"]
+        )
+    for by_s in out.values():
+        for s, values in by_s.items():
+            v = np.asarray(values, np.float64)
+            by_s[s] = {
+                "mean": round(float(v.mean()), 6),
+                "std": round(float(v.std(ddof=1)), 6) if len(v) > 1 else 0.0,
+                "min": float(v.min()),
+                "max": float(v.max()),
+                "n": len(v),
+            }
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers came from: CPU model, cores, backend, versions."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    import flax
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "devices": [d.device_kind for d in jax.devices()][:1] + [f"x{jax.device_count()}"],
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+    }
+
+
+def _cell_text(stat: dict[str, float] | None) -> str:
+    if stat is None:
+        return ""
+    return f"{100 * stat['mean']:.2f} ± {100 * stat['std']:.2f}"
+
+
+def write_outputs(
+    workdir: str,
+    records: Sequence[dict[str, Any]],
+    config: ConfigDict,
+    *,
+    title: str,
+    methods: Sequence[str],
+    labels: dict[str, str],
+    baseline: str = "dense",
+) -> dict[str, Any]:
+    """Writes results.json, results.md and the plot into `workdir`; returns the summary.
+
+    The plot shows test accuracy against the percentage of weights remaining
+    (log scale), the mean over seeds with error bars of one sample standard
+    deviation, and the `baseline` method as a horizontal line and band.
+    """
+    summary = summarise(records)
+    sparsities = sorted({r["sparsity"] for r in records if r["method"] != baseline})
+    seeds = sorted({r["seed"] for r in records})
+    results = {
+        "title": title,
+        "summary": summary,
+        "members": list(records),
+        "config": config.to_dict(),
+        "machine": machine(),
+        "seeds": seeds,
+    }
+    train.RunDir(workdir).write_results(_json(results))
+    head = ["method"] + [f"{100 * (1 - s):.3g}% left (s={s:g})" for s in sparsities]
+    lines = [
+        f"# {title}",
+        "",
+        f"Test accuracy (%), mean ± sample std over seeds {seeds}; model `{config.model}` on "
+        f"`{config.dataset}`, "
+        + (f"{config.epochs} epochs" if config.epochs else f"{config.steps} steps")
+        + f" of batch {config.batch_size}; machine: {machine()['cpu']}.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for method in [m for m in methods if m in summary]:
+        by_s = summary[method]
+        if method == baseline:
+            row = [_cell_text(next(iter(by_s.values())))] * len(sparsities)
+        else:
+            row = [_cell_text(by_s.get(f"{s:g}")) for s in sparsities]
+        lines.append(f"| {labels.get(method, method)} | " + " | ".join(row) + " |")
+    lines += ["", "Every member (test accuracy %, final mask sparsity):", ""]
+    lines += [
+        "| method | sparsity | seed | test acc | final sparsity | cell |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(records, key=lambda r: (methods.index(r["method"]), r["sparsity"], r["seed"])):
+        lines.append(
+            f"| {labels.get(r['method'], r['method'])} | {r['sparsity']:g} | {r['seed']} | "
+            f"{100 * r['test_accuracy']:.2f} | {r['final_sparsity']:.4f} | {r['cell']} |"
+        )
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    plot(
+        os.path.join(workdir, PLOT),
+        summary,
+        title=title,
+        methods=methods,
+        labels=labels,
+        baseline=baseline,
+    )
+    return summary
+
+
+def plot(
+    path: str,
+    summary: dict[str, dict[str, dict[str, float]]],
+    *,
+    title: str,
+    methods: Sequence[str],
+    labels: dict[str, str],
+    baseline: str = "dense",
+) -> None:
+    """Test accuracy (%) against % of weights remaining (log x), mean ± std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
+    xs_all = []
+    for method in methods:
+        if method == baseline or method not in summary:
+            continue
+        by_s = sorted(summary[method].items(), key=lambda kv: -float(kv[0]))
+        x = [100 * (1 - float(s)) for s, _ in by_s]
+        y = [100 * v["mean"] for _, v in by_s]
+        e = [100 * v["std"] for _, v in by_s]
+        xs_all += x
+        ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=3, label=labels.get(method, method))
+    if baseline in summary:
+        stat = next(iter(summary[baseline].values()))
+        mean, std = 100 * stat["mean"], 100 * stat["std"]
+        ax.axhline(mean, color="k", ls="--", lw=1, label=f"{labels.get(baseline, baseline)}")
+        ax.axhspan(mean - std, mean + std, color="k", alpha=0.1, lw=0)
+    ax.set_xscale("log")
+    if xs_all:
+        ticks = sorted(set(xs_all))
+        ax.set_xticks(ticks)
+        ax.set_xticklabels([f"{t:.3g}" for t in ticks])
+        ax.minorticks_off()
+        ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    n = max((v["n"] for by_s in summary.values() for v in by_s.values()), default=0)
+    ax.set_title(f"{title}\n(mean ± std over {n} seeds)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def define_flags(example: str) -> None:
+    """The command-line flags of a sweep script: --config, --workdir, --progress."""
+    from ml_collections import config_flags
+
+    config_flags.DEFINE_config_file("config", None, f"config file and name, e.g. {example}")
+    flags.DEFINE_string("workdir", None, "the sweep directory (created or resumed)")
+    flags.DEFINE_bool("progress", True, "show progress bars")
+    flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(run: Callable[..., dict[str, Any]]) -> Callable[[list[str]], None]:
+    """The `app.run` entry point of a sweep script whose `run(config, workdir, progress=)`
+    returns its summary."""
+
+    def entry(argv: list[str]) -> None:
+        from absl import app
+
+        if len(argv) > 1:
+            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+        FLAGS = flags.FLAGS
+        if not FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
+        run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
+        print(f"wrote {os.path.join(FLAGS.workdir, 'results.md')} and {PLOT}")
+        with open(os.path.join(FLAGS.workdir, "results.md")) as f:
+            print(f.read().split("\n\nEvery member")[0])
+
+    return entry
+
+
+def check_methods(methods: Sequence[str], known: Sequence[str]) -> None:
+    """Raises a ValueError naming unknown methods and the known ones."""
+    bad = [m for m in methods if m not in known]
+    if bad or not methods:
+        raise ValueError(
+            f"config.methods={list(methods)}: unknown {bad or 'empty list'}; choose from "
+            f"{list(known)}."
+        )
+
+
+def check_sparsities(sparsities: Sequence[float]) -> None:
+    """Raises a ValueError unless every sparsity is in (0, 1)."""
+    if not sparsities or not all(isinstance(s, float | int) and 0 < s < 1 for s in sparsities):
+        raise ValueError(
+            f"config.sparsities={list(sparsities)}: give fractions of weights to remove in "
+            "(0, 1), e.g. (0.9, 0.95)."
+        )

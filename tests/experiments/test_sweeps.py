@@ -1,0 +1,128 @@
+"""experiments/prune_at_init.py and dynamic_sparse.py: smoke configs end to end, and their parts."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from ml_collections import ConfigDict
+
+import jaxprune
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+pai = load_module("prune_at_init", REPO / "experiments" / "prune_at_init.py")
+dst = load_module("dynamic_sparse", REPO / "experiments" / "dynamic_sparse.py")
+pai_configs = load_module("pai_configs", REPO / "experiments" / "configs" / "prune_at_init.py")
+dst_configs = load_module("dst_configs", REPO / "experiments" / "configs" / "dynamic_sparse.py")
+sweeps = sys.modules["sweeps"]
+
+
+def check_outputs(workdir, summary, methods, sparsity):
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["summary"] == summary
+    assert set(summary) == set(methods)
+    assert results["machine"]["backend"] == "cpu"
+    for member in results["members"]:
+        assert 0.0 <= member["test_accuracy"] <= 1.0
+        expected = 0.0 if member["method"] == "dense" else sparsity
+        assert member["final_sparsity"] == pytest.approx(expected, abs=1e-4), member
+    for method in methods:
+        stat = next(iter(summary[method].values()))
+        assert stat["n"] == 2 and stat["min"] <= stat["mean"] <= stat["max"]
+    table = (workdir / "results.md").read_text()
+    assert "10% left (s=0.9)" in table and all(f"| {m}" in table for m in ("dense", "GraSP")[:1])
+    png = (workdir / sweeps.PLOT).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    return results
+
+
+def test_prune_at_init_smoke_runs_resumes_and_refuses_other_settings(tmp_path):
+    config = pai_configs.get_config("smoke")
+    summary = pai.run(config, str(tmp_path), progress=False)
+    results = check_outputs(tmp_path, summary, pai.METHODS, 0.9)
+    assert "SNIP (same init)" in (tmp_path / "results.md").read_text()
+    # Two cells: dense, and every method of the one sparsity as one ensemble.
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == ["s0-dense", "s0.9-masked"]
+    # The same command again: nothing is retrained, the same numbers come out.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "cells").rglob("metrics.jsonl")}
+    assert pai.run(config, str(tmp_path), progress=False) == summary
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    assert json.loads((tmp_path / "results.json").read_text())["members"] == results["members"]
+    config.optim.learning_rate = 0.5
+    with pytest.raises(ValueError, match="other settings"):
+        pai.run(config, str(tmp_path), progress=False)
+
+
+def test_dynamic_sparse_smoke(tmp_path):
+    summary = dst.run(dst_configs.get_config("smoke"), str(tmp_path), progress=False)
+    check_outputs(tmp_path, summary, dst.METHODS, 0.9)
+    cells = sorted(p.name for p in (tmp_path / "cells").iterdir())
+    assert cells == ["s0-dense", "s0.9-gmp", "s0.9-rigl", "s0.9-set", "s0.9-static"]
+
+
+@pytest.mark.parametrize("module", [pai_configs, dst_configs])
+def test_every_named_config_builds(module):
+    for name in module.CONFIGS:
+        config = module.get_config(name)
+        members = sweeps.members(config, pai.METHODS if module is pai_configs else dst.METHODS)
+        assert len(members) == len(config.seeds) * (
+            1 + len(config.sparsities) * (len(config.methods) - 1)
+        )
+    with pytest.raises(ValueError, match="smoke"):
+        module.get_config("nope")
+
+
+def test_the_grid_is_checked():
+    config = ConfigDict(dict(methods=("dense", "snipp"), sparsities=(0.9,), seeds=(0,)))
+    with pytest.raises(ValueError, match="snipp"):
+        sweeps.members(config, pai.METHODS)
+    for bad in ((), (0.0,), (1.0,), (0.9, 1.2)):
+        config = ConfigDict(dict(methods=("snip",), sparsities=bad, seeds=(0,)))
+        with pytest.raises(ValueError, match="sparsities"):
+            sweeps.members(config, pai.METHODS)
+
+
+def test_members_of_a_sparsity_share_a_cell_only_with_one_optimizer():
+    members = sweeps.members(
+        ConfigDict(dict(methods=("dense", "rigl", "set"), sparsities=(0.8, 0.9), seeds=(0, 1))),
+        dst.METHODS,
+    )
+    cells = sweeps.plan_cells(members, lambda m: m.method, ensemble=True)
+    assert [name for name, _ in cells] == [
+        "s0-dense",
+        "s0.8-rigl",
+        "s0.8-set",
+        "s0.9-rigl",
+        "s0.9-set",
+    ]
+    assert all(len(group) == 2 for _, group in cells)
+    alone = sweeps.plan_cells(members, lambda m: m.method, ensemble=False)
+    assert len(alone) == len(members) and alone[1][0] == "s0-dense-seed1"
+
+
+@pytest.mark.parametrize("steps", [40, 1000, 10_000, 12_345])
+def test_gradual_pruning_ends_on_its_update_grid(steps):
+    config = dst_configs.get_config("lenet5_fashion")
+    config.gmp.update_every = 7
+    begin, end = dst.gmp_window(config, steps)
+    assert (end - begin) % 7 == 0 and begin < end <= max(begin + 7, round(0.75 * steps))
+    s = jaxprune.schedules.polynomial(final=0.9, begin_step=begin, end_step=end)
+    assert float(s(end)) == pytest.approx(0.9)
+
+
+def test_summary_statistics():
+    records = [dict(method="a", sparsity=0.9, test_accuracy=v) for v in (0.5, 0.7, 0.6)]
+    records.append(dict(method="dense", sparsity=0.0, test_accuracy=0.8))
+    stat = sweeps.summarise(records)
+    assert stat["a"]["0.9"] == pytest.approx(dict(mean=0.6, std=0.1, min=0.5, max=0.7, n=3))
+    assert stat["dense"]["0"]["std"] == 0.0
