@@ -112,27 +112,20 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
       >>> from experiments.configs.dynamic_sparse import get_config  # doctest: +SKIP
       >>> run(get_config("smoke"), "/tmp/dst")["rigl"]["0.9"]["mean"]  # doctest: +SKIP
     """
-    os.makedirs(workdir, exist_ok=True)
     train_ds, test_ds = sweeps.load_data(config)
     steps = sweeps.total_steps(config, len(train_ds))
-    records = sweeps.run_cells(
+    return sweeps.run_sweep(
         config,
         workdir,
-        sweeps.members(config, METHODS),
+        methods=METHODS,
+        labels=LABELS,
+        title=f"Sparse training: {config.model} on {config.dataset}",
         tx_key=lambda m: m.method,
         make_tx=lambda m: make_tx(config, m.method, m.sparsity, steps),
         init_state=lambda m, tx: init_state(config, m, tx, train_ds.num_classes),
         data_splits=(train_ds, test_ds),
         cell_config={"experiment": "dynamic_sparse", "gmp_window": gmp_window(config, steps)},
         progress=progress,
-    )
-    return sweeps.write_outputs(
-        workdir,
-        records,
-        config,
-        title=f"Sparse training: {config.model} on {config.dataset}",
-        methods=METHODS,
-        labels=LABELS,
     )
 
 

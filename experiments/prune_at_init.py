@@ -95,7 +95,6 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
       >>> from experiments.configs.prune_at_init import get_config  # doctest: +SKIP
       >>> run(get_config("smoke"), "/tmp/pai")["snip"]["0.9"]["mean"]  # doctest: +SKIP
     """
-    os.makedirs(workdir, exist_ok=True)
     train_ds, test_ds = sweeps.load_data(config)
     inner = train.optimizer(config.optim, train.lr_schedule(config.optim))
     tx = jaxprune.masked(inner, jaxprune.dense_mask)  # one object: members differ in masks
@@ -111,24 +110,18 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
             state = train.create_train_state(fresh, tx, seed=member.seed)
         return sweeps.with_mask(state, mask)
 
-    records = sweeps.run_cells(
+    return sweeps.run_sweep(
         config,
         workdir,
-        sweeps.members(config, METHODS),
+        methods=METHODS,
+        labels=LABELS,
+        title=f"Pruning at initialisation: {config.model} on {config.dataset}",
         tx_key=lambda m: "dense" if m.method == "dense" else "masked",
         make_tx=lambda m: tx,
         init_state=init_state,
         data_splits=(train_ds, test_ds),
         cell_config={"experiment": "prune_at_init", "fresh_seed_offset": FRESH},
         progress=progress,
-    )
-    return sweeps.write_outputs(
-        workdir,
-        records,
-        config,
-        title=f"Pruning at initialisation: {config.model} on {config.dataset}",
-        methods=METHODS,
-        labels=LABELS,
     )
 
 

@@ -149,24 +149,30 @@ def plan_cells(
     return list(cells.items())
 
 
-def run_cells(
+def run_sweep(
     config: ConfigDict,
     workdir: str,
-    members: Sequence[Member],
     *,
+    methods: Sequence[str],
+    labels: dict[str, str],
+    title: str,
     tx_key: Callable[[Member], str],
     make_tx: Callable[[Member], optax.GradientTransformation],
     init_state: Callable[[Member, optax.GradientTransformation], train.TrainState],
     data_splits: tuple[Any, Any],
     cell_config: dict[str, Any],
     progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Trains every member (cell by cell, skipping finished cells); one record per member.
+) -> dict[str, Any]:
+    """Trains every member of the grid (cell by cell, skipping finished cells), then writes
+    results.json, results.md and the plot.
 
     Args:
-      config: the sweep config (training settings as in experiments/train.py).
+      config: the sweep config (training settings as in experiments/train.py, plus
+        `methods`, `sparsities`, `seeds` and `ensemble`).
       workdir: the sweep directory; cells go to `workdir/cells/NAME`.
-      members: all runs of the sweep.
+      methods: the methods the script knows, in table order ("dense" first).
+      labels: their names in tables and plots.
+      title: of the tables and the plot.
       tx_key: name of the optimizer a member needs; members of one sparsity with
         the same name share one optimizer object and train as one ensemble.
       make_tx: builds the optimizer of a cell from one of its members.
@@ -177,11 +183,14 @@ def run_cells(
       progress: show progress bars.
 
     Returns:
-      Per member: method, sparsity, seed, test and train accuracy and loss, the
-      final sparsity of its mask, its cell and the cell's wall time.
+      The summary: test accuracy per method and sparsity over seeds (`summarise`).
+      results.json also holds, per member: method, sparsity, seed, test and train
+      accuracy and loss, the final sparsity of its mask, its cell and the cell's
+      wall time.
     """
+    os.makedirs(workdir, exist_ok=True)
     train_ds, test_ds = data_splits
-    cells = plan_cells(members, tx_key, config.ensemble)
+    cells = plan_cells(members(config, methods), tx_key, config.ensemble)
     steps = total_steps(config, len(train_ds))
     schedule = train.lr_schedule(config.optim)
     records = []
@@ -212,7 +221,7 @@ def run_cells(
                 progress,
             )
         records += done["members"]
-    return records
+    return write_outputs(workdir, records, config, title=title, methods=methods, labels=labels)
 
 
 def _finished(run: train.RunDir, cfg: dict[str, Any]) -> dict[str, Any] | None:
@@ -454,6 +463,26 @@ def plot(
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def smoke(config: ConfigDict, steps: int) -> ConfigDict:
+    """A config shrunk to a smoke test: one sparsity, two seeds, `steps` steps on 500 examples,
+    evaluated and checkpointed at the start and the end only."""
+    config.sparsities = (0.9,)
+    config.seeds = (0, 1)
+    config.subset = 500
+    config.steps = steps
+    config.eval_every = None
+    config.log_every = 10
+    config.checkpoint_every = steps
+    return config
+
+
+def named_config(configs: dict[str, Callable[[], ConfigDict]], name: str) -> ConfigDict:
+    """The config `configs[name]()`, or a ValueError listing the names."""
+    if name not in configs:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(configs)}.")
+    return configs[name]()
 
 
 def define_flags(example: str) -> None:

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -243,19 +242,12 @@ def synflow_mask(
       >>> int(m["w1"].sum() + m["w2"].sum())
       19
     """
-    shape = scores._check_input_shape(input_shape)
+    shape = scores.check_input_shape(input_shape)
     flags = masks.prunable_flags(params, prunable)
-    paths, leaves, treedef = masks.leaves_with_paths(params)
-    cand = [i for i, f in enumerate(flags) if f]
-    sizes = [math.prod(leaves[i].shape) for i in cand]
-    groups = distributions.plan(
-        [paths[i] for i in cand],
-        [leaves[i].shape for i in cand],
-        sizes,
-        sparsity,
-        distribution,
-        overrides,
-    )
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    like = scores.score_tree(lambda w: w, params, prunable=prunable)  # stand-ins as in scores
+    cand, groups = select.plan_groups(like, sparsity, distribution, overrides=overrides)
+    sizes = [leaves[i].size for i in cand]
     plans = [
         kept_schedule(sum(sizes[j] for j in idx), int(k), rounds, schedule) for idx, k in groups
     ]

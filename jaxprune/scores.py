@@ -210,7 +210,13 @@ def grasp(
     return score_tree(lambda w, h: w * h, params, hg, prunable=prunable)
 
 
-def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
+def check_input_shape(input_shape: Any) -> tuple[int, ...]:
+    """The shape of SynFlow's all-ones input as a tuple; raises a ValueError if it is not one.
+
+    Example:
+      >>> check_input_shape([1, 40])
+      (1, 40)
+    """
     shape = tuple(input_shape) if isinstance(input_shape, Sequence) else None
     if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
         raise ValueError(
@@ -304,7 +310,7 @@ def synflow(
         raise TypeError(
             f"synflow: apply_fn must be callable (params, x) -> outputs, got {apply_fn!r}."
         )
-    shape = _check_input_shape(input_shape)
+    shape = check_input_shape(input_shape)
     flags = masks.prunable_flags(params, prunable)
     if float64:
         with jax.enable_x64(True):

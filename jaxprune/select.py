@@ -239,6 +239,49 @@ def _candidates(scores, within, prunable):
     return paths, leaves, treedef, flags, w_leaves
 
 
+def plan_groups(
+    scores: Any,
+    sparsity: Any = None,
+    distribution: distributions.Distribution = "uniform",
+    *,
+    within: Any = None,
+    overrides: Mapping[str, distributions.Override] | None = None,
+    prunable: filters.FilterLike = None,
+) -> tuple[list[int], Groups]:
+    """What :func:`topk_mask` keeps, before it looks at the values: candidates and counts.
+
+    Args:
+      scores, sparsity, distribution, within, overrides, prunable: as in
+        :func:`topk_mask`.
+
+    Returns:
+      ``(candidates, groups)``: the flat indices of the candidate leaves, and
+      ``(indices into candidates, k)`` per group, as :func:`select` takes them.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> s = {"a": jnp.ones((10, 10)), "b": jnp.ones(10), "c": jnp.ones((5, 4))}
+      >>> plan_groups(s, 0.9, "global")
+      ([0, 2], [((0, 1), 12)])
+    """
+    paths, leaves, _, flags, w_leaves = _candidates(scores, within, prunable)
+    return _plan(paths, leaves, flags, w_leaves, sparsity, distribution, overrides)
+
+
+def _plan(paths, leaves, flags, w_leaves, sparsity, distribution, overrides):
+    cand = [i for i, f in enumerate(flags) if f]
+    counts = [leaves[i].size if w_leaves[i] is None else count(w_leaves[i]) for i in cand]
+    groups = distributions.plan(
+        [paths[i] for i in cand],
+        [leaves[i].shape for i in cand],
+        counts,
+        sparsity,
+        distribution,
+        overrides,
+    )
+    return cand, groups
+
+
 def topk_mask(
     scores: Any,
     sparsity: Any = None,
@@ -279,16 +322,7 @@ def topk_mask(
       8
     """
     paths, leaves, treedef, flags, w_leaves = _candidates(scores, within, prunable)
-    cand = [i for i, f in enumerate(flags) if f]
-    counts = [leaves[i].size if w_leaves[i] is None else count(w_leaves[i]) for i in cand]
-    groups = distributions.plan(
-        [paths[i] for i in cand],
-        [leaves[i].shape for i in cand],
-        counts,
-        sparsity,
-        distribution,
-        overrides,
-    )
+    cand, groups = _plan(paths, leaves, flags, w_leaves, sparsity, distribution, overrides)
     kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
     out = [masks.stand_in()] * len(leaves)
     for i, m in zip(cand, kept):

@@ -66,14 +66,7 @@ def wrn22_2_cifar10() -> ConfigDict:
 
 def smoke() -> ConfigDict:
     """Every method at one sparsity, two seeds, a few steps on 500 MNIST-1D examples."""
-    c = mnist1d()
-    c.sparsities = (0.9,)
-    c.seeds = (0, 1)
-    c.subset = 500
-    c.steps = 30
-    c.eval_every = None
-    c.log_every = 10
-    c.checkpoint_every = c.steps  # checkpoints at the start and the end only
+    c = sweeps.smoke(mnist1d(), steps=30)
     c.synflow_rounds = 5
     return c
 
@@ -83,6 +76,4 @@ CONFIGS = {f.__name__: f for f in (mnist1d, lenet_fashion, conv2_fashion, wrn22_
 
 def get_config(name: str = "mnist1d") -> ConfigDict:
     """The named config (`--config=experiments/configs/prune_at_init.py:NAME`)."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}.")
-    return CONFIGS[name]()
+    return sweeps.named_config(CONFIGS, name)
