@@ -33,8 +33,15 @@ Mask = Any
 SCHEDULES = ("exponential", "linear")
 
 
+def _scored(path: str, leaf: Any) -> bool:
+    """Every leaf a score function scored: ``prunable`` was applied there, and its 0-d
+    stand-ins mark the rest (topk_mask's own default would drop 1-D leaves again)."""
+    del path, leaf
+    return True
+
+
 def _topk(s: PyTree, sparsity: float, distribution, overrides) -> Mask:
-    return select.topk_mask(s, sparsity, distribution, overrides=overrides)
+    return select.topk_mask(s, sparsity, distribution, overrides=overrides, prunable=_scored)
 
 
 def snip_mask(
@@ -246,7 +253,9 @@ def synflow_mask(
     flags = masks.prunable_flags(params, prunable)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     like = scores.score_tree(lambda w: w, params, prunable=prunable)  # stand-ins as in scores
-    cand, groups = select.plan_groups(like, sparsity, distribution, overrides=overrides)
+    cand, groups = select.plan_groups(
+        like, sparsity, distribution, overrides=overrides, prunable=_scored
+    )
     sizes = [leaves[i].size for i in cand]
     plans = [
         kept_schedule(sum(sizes[j] for j in idx), int(k), rounds, schedule) for idx, k in groups

@@ -159,6 +159,9 @@ def test_synflow_in_float64_ranks_like_float32_and_survives_overflow():
     assert np.log2(ratio.flat[0]) == pytest.approx(round(np.log2(ratio.flat[0])), abs=1e-5)
     m32, m64 = jaxprune.topk_mask(s32, 0.9, "global"), jaxprune.topk_mask(s64, 0.9, "global")
     assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(m32), jax.tree.leaves(m64)))
+    i32 = jaxprune.synflow_mask(relu_mlp, params, (1, 20), 0.9, rounds=10)
+    i64 = jaxprune.synflow_mask(relu_mlp, params, (1, 20), 0.9, rounds=10, float64=True)
+    assert all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(i32), jax.tree.leaves(i64)))
     # Weights scaled by 2^43 in three layers: a flow 2^129 times larger, beyond float32.
     huge = jax.tree.map(lambda x: 2.0**43 * x, params)
     with pytest.raises(FloatingPointError, match="float64=True"):
@@ -249,6 +252,10 @@ def test_every_mask_prunes_kernels_only_and_honours_options():
         jaxprune.check_mask(mask, params)
         assert all(mask[p]["bias"].shape == () for p in mask), name
         assert float(jaxprune.sparsity(mask)) == pytest.approx(0.8, abs=1e-3), name
+    biases = all_masks(params, 0.5, prunable="bias$")  # 1-D leaves, when asked for
+    for name, mask in biases.items():
+        assert mask["layers_0"]["kernel"].shape == () and mask["layers_0"]["bias"].shape == (16,)
+        assert kept(mask) == 16, name  # half of the 32 biases
     only_first = all_masks(params, 0.5, prunable="layers_0/kernel")
     for name, mask in only_first.items():
         assert mask["layers_1"]["kernel"].shape == (), name
