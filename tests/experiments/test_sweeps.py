@@ -5,10 +5,15 @@ import json
 import sys
 from pathlib import Path
 
+import jax
+import numpy as np
+import optax
 import pytest
+from flax import nnx
 from ml_collections import ConfigDict
 
 import jaxprune
+from jaxprune import train
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,6 +79,8 @@ def test_dynamic_sparse_smoke(tmp_path):
 def test_every_named_config_builds(module):
     for name in module.CONFIGS:
         config = module.get_config(name)
+        # The model overrides are valid (built abstractly: no weights are drawn).
+        assert nnx.eval_shape(lambda: sweeps.new_model(config, 0, 10)) is not None
         members = sweeps.members(config, pai.METHODS if module is pai_configs else dst.METHODS)
         assert len(members) == len(config.seeds) * (
             1 + len(config.sparsities) * (len(config.methods) - 1)
@@ -126,3 +133,43 @@ def test_summary_statistics():
     stat = sweeps.summarise(records)
     assert stat["a"]["0.9"] == pytest.approx(dict(mean=0.6, std=0.1, min=0.5, max=0.7, n=3))
     assert stat["dense"]["0"]["std"] == 0.0
+
+
+def leaves_equal(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_snip_fresh_trains_the_snip_mask_on_other_weights():
+    config = pai_configs.get_config("smoke")
+    train_ds, _ = sweeps.load_data(config)
+    tx = jaxprune.masked(optax.sgd(0.1), jaxprune.dense_mask)
+    model = sweeps.new_model(config, 0, 10)
+    state = train.create_train_state(model, tx, seed=0)
+    same = pai.init_mask(config, sweeps.Member("snip", 0.9, 0), state, train_ds)
+    fresh = pai.init_mask(config, sweeps.Member("snip_fresh", 0.9, 0), state, train_ds)
+    assert leaves_equal(same, fresh)
+    grasp = pai.init_mask(config, sweeps.Member("grasp", 0.9, 0), state, train_ds)
+    assert not leaves_equal(same, grasp)
+    other_seed = pai.init_mask(config, sweeps.Member("snip", 0.9, 1), state, train_ds)
+    assert not leaves_equal(same, other_seed)  # another scoring batch
+
+
+def test_static_set_and_rigl_start_from_the_seeds_mask_and_rewire_with_its_key():
+    config = dst_configs.get_config("smoke")
+    states = {
+        (method, seed): dst.init_state(
+            config, sweeps.Member(method, 0.9, seed), dst.make_tx(config, method, 0.9, 40), 10
+        )
+        for method in ("static", "set", "rigl")
+        for seed in (0, 1)
+    }
+    mask = lambda k: jaxprune.mask_of(states[k].opt_state)
+    for seed in (0, 1):
+        assert leaves_equal(mask(("static", seed)), mask(("rigl", seed)))
+        assert leaves_equal(mask(("static", seed)), mask(("set", seed)))
+        assert float(jaxprune.sparsity(mask(("rigl", seed)))) == pytest.approx(0.9, abs=1e-4)
+    assert not leaves_equal(mask(("rigl", 0)), mask(("rigl", 1)))
+    keys = [jax.random.key_data(states[("set", s)].opt_state.key) for s in (0, 1)]
+    assert not np.array_equal(keys[0], keys[1])
+    kernel = states[("rigl", 0)].params["hidden"][0]["kernel"]
+    assert int((kernel != 0).sum()) == int(mask(("rigl", 0))["hidden"][0]["kernel"].sum())
