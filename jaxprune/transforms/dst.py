@@ -153,9 +153,7 @@ def _dst(
         # but the zeroing of dropped weights.
         kept = jax.tree_util.tree_map(jnp.logical_and, mask, state.mask)
         skipped = base.zero_where(state.inner_state, params, kept)
-        inner_state = jax.tree_util.tree_map(
-            lambda a, b: jnp.where(do, a, b), skipped, inner_state
-        )
+        inner_state = jax.tree_util.tree_map(lambda a, b: jnp.where(do, a, b), skipped, inner_state)
         u = jax.tree_util.tree_map(lambda x: jnp.where(do, jnp.zeros_like(x), x), u)
         return base.masked_update(u, mask, params), DSTState(inner_state, mask, t + 1, state.key)
 
