@@ -1,6 +1,5 @@
 """The IMP driver: rounds, rewinding, baselines, KD tickets, resume, and the main job's smoke run."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import load_module
 
 import jaxprune
 from jaxprune import data, lottery, models
@@ -153,14 +153,8 @@ def test_weight_rewinding_kd_tickets_and_lr_rewinding_run(tmp_path):
 
 
 def test_the_main_job_smoke_configuration(tmp_path):
-    def load(name, path):
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    configs = load("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
-    script = load("lottery_script", REPO / "experiments" / "lottery_ticket.py")
+    configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
+    script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
     results = script.run(configs.get_config("smoke"), str(tmp_path), progress=False)
     remaining = [r["remaining"] for r in results["rounds"]]
     assert len(remaining) == 3 and remaining == sorted(remaining, reverse=True)
