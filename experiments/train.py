@@ -16,6 +16,7 @@ devices when the batch size divides among them.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -63,13 +64,8 @@ def build_mask(config: ConfigDict, params: Any) -> Any:
     )
 
 
-def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
-    """Trains as `config` says into `workdir` (resuming it if it exists); returns results.
-
-    Example:
-      >>> from experiments.configs.train import get_config  # doctest: +SKIP
-      >>> run(get_config("mnist1d_mlp"), "runs/mlp")["eval"]["test"]["accuracy"]  # doctest: +SKIP
-    """
+def datasets(config: ConfigDict) -> tuple[data.Dataset, data.Dataset]:
+    """The train split (subset, label noise and data seed from `config`) and the test split."""
     load = dict(data_dir=config.data_dir)
     train_ds = data.load(
         config.dataset,
@@ -79,9 +75,24 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         seed=config.data_seed,
         **load,
     )
-    test_ds = data.load(config.dataset, "test", **load)
-    overrides = {"num_classes": train_ds.num_classes, **config.model_overrides.to_dict()}
-    model = models.create(config.model, rngs=nnx.Rngs(config.seed), **overrides)
+    return train_ds, data.load(config.dataset, "test", **load)
+
+
+def model_maker(config: ConfigDict, num_classes: int) -> Callable[[int], nnx.Module]:
+    """`seed -> model`: the zoo model `config` names, with its overrides."""
+    overrides = {"num_classes": num_classes, **config.model_overrides.to_dict()}
+    return lambda seed: models.create(config.model, rngs=nnx.Rngs(seed), **overrides)
+
+
+def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
+    """Trains as `config` says into `workdir` (resuming it if it exists); returns results.
+
+    Example:
+      >>> from experiments.configs.train import get_config  # doctest: +SKIP
+      >>> run(get_config("mnist1d_mlp"), "runs/mlp")["eval"]["test"]["accuracy"]  # doctest: +SKIP
+    """
+    train_ds, test_ds = datasets(config)
+    model = model_maker(config, train_ds.num_classes)(config.seed)
     mask = build_mask(config, nnx.as_pure(nnx.state(model, nnx.Param)))
     schedule = train.lr_schedule(config.optim)
     tx = train.optimizer(config.optim, schedule)

@@ -168,6 +168,36 @@ def one_shot(
     )
 
 
+def one_shot_like(params: PyTree, mask: PyTree, *, distribution: str = "uniform") -> PyTree:
+    """Baseline: magnitude-prune ``params`` at once to exactly the kept counts of ``mask``.
+
+    Per layer (``"uniform"``) or in total (``"global"``), so a one-shot mask from the
+    trained dense network matches an IMP round's sparsity exactly.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> params = {"w": jnp.arange(8.0).reshape(2, 4)}
+      >>> one_shot_like(params, {"w": jnp.eye(2, 4, dtype=bool)})["w"].tolist()
+      [[False, False, False, False], [False, False, True, True]]
+    """
+    if distribution not in ("uniform", "global"):
+        raise ValueError(f"distribution must be 'uniform' or 'global', got {distribution!r}.")
+    paths, m_leaves, treedef = masks.leaves_with_paths(mask)
+    _, p_leaves, _ = masks.matched_leaves(params, mask, "params", "mask")
+    idx = [i for i, m in enumerate(m_leaves) if not masks.is_stand_in(m)]
+    masks.require_prunable(paths, [i in idx for i in range(len(paths))])
+    counts = [select.count(m_leaves[i]) for i in idx]
+    if distribution == "uniform":
+        groups = [((j,), c) for j, c in enumerate(counts)]
+    else:
+        groups = [(tuple(range(len(idx))), sum(counts))]
+    kept = select.select([jnp.abs(p_leaves[i]) for i in idx], [None] * len(idx), groups)
+    out = list(m_leaves)
+    for i, m in zip(idx, kept):
+        out[i] = m
+    return treedef.unflatten(out)
+
+
 def distillation_loss(
     logits: jax.Array,
     teacher_logits: jax.Array,

@@ -324,7 +324,7 @@ def topk_mask(
     paths, leaves, treedef, flags, w_leaves = _candidates(scores, within, prunable)
     cand, groups = _plan(paths, leaves, flags, w_leaves, sparsity, distribution, overrides)
     kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
-    out = [masks.stand_in()] * len(leaves)
+    out = [masks.stand_in() for _ in leaves]  # distinct buffers: donating a mask works
     for i, m in zip(cand, kept):
         out[i] = m
     return treedef.unflatten(out)

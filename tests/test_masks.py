@@ -160,3 +160,12 @@ def test_unpack_into_nnx_state_and_wrong_size_error():
     packed["layers_0"]["kernel"] = packed["layers_0"]["kernel"][:3]
     with pytest.raises(ValueError, match="'layers_0/kernel'"):
         jaxprune.unpack_mask(packed, params)
+
+
+def test_masks_can_be_donated():
+    # Every stand-in is its own buffer, so a mask can be donated to a jitted function.
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(mlp_dict()), 0.5)
+    buffers = [m.unsafe_buffer_pointer() for m in jax.tree.leaves(mask)]
+    assert len(set(buffers)) == len(buffers)
+    out = jax.jit(lambda m: jax.tree.map(jnp.logical_not, m), donate_argnums=0)(mask)
+    assert jax.tree.structure(out) == jax.tree.structure(mask)

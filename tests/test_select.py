@@ -255,3 +255,18 @@ def test_order_keys_are_monotone():
     x = jnp.sort(jax.random.normal(jax.random.key(0), (1000,)) * 1e3)
     keys = np.asarray(select.order_keys(x)).astype(np.int64)
     assert (np.diff(keys) >= 0).all() and keys.min() >= 2
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_the_two_pass_radix_path_matches_sort(ties):
+    rng = np.random.default_rng(7)
+    shape = (300, 250)  # 75,000 entries: one group takes the 2 x 16-bit path
+    assert select._radix_passes(1, 75_000) == (16, 16)
+    assert select._radix_passes(2, 75_000) == (11, 11, 10)
+    vals = rng.integers(0, 1000, shape) if ties else rng.normal(size=shape)
+    tree = {"w": jnp.asarray(vals, jnp.float32)}
+    for s in (0.1, 0.5, 0.9, 0.999):
+        a = jaxprune.topk_mask(tree, s, method="radix")
+        b = jaxprune.topk_mask(tree, s, method="sort")
+        chex.assert_trees_all_equal(a, b)
+        assert int(a["w"].sum()) == keep_count_reference(75_000, s)

@@ -102,24 +102,33 @@ def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.
     target = jax.tree_util.tree_structure(like)
     shapes = [tuple(getattr(x, "shape", ())) for x in jax.tree_util.tree_leaves(like)]
 
-    def walk(node):
-        if jax.tree_util.tree_structure(node) == target:
-            leaves, treedef = jax.tree_util.tree_flatten(node)
-            return treedef.unflatten(
-                [
-                    fn(x, i) if tuple(getattr(x, "shape", ())) == shapes[i] else x
-                    for i, x in enumerate(leaves)
-                ]
-            )
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            return type(node)(*[walk(c) for c in node])
-        if isinstance(node, (tuple, list)):
-            return type(node)(walk(c) for c in node)
-        if isinstance(node, Mapping):
-            return type(node)({k: walk(v) for k, v in node.items()})
-        return node
+    def visit(node):
+        if jax.tree_util.tree_structure(node) != target:
+            return None
+        leaves, treedef = jax.tree_util.tree_flatten(node)
+        return treedef.unflatten(
+            [
+                fn(x, i) if tuple(getattr(x, "shape", ())) == shapes[i] else x
+                for i, x in enumerate(leaves)
+            ]
+        )
 
-    return walk(state)
+    return _rebuild(state, visit)
+
+
+def _rebuild(node: Any, visit: Callable[[Any], Any]) -> Any:
+    """Rebuilds an optimizer state (NamedTuples, tuples, lists, mappings), replacing each
+    node for which ``visit`` returns something other than None, outermost first."""
+    out = visit(node)
+    if out is not None:
+        return out
+    if isinstance(node, tuple) and hasattr(node, "_fields"):
+        return type(node)(*[_rebuild(c, visit) for c in node])
+    if isinstance(node, (tuple, list)):
+        return type(node)(_rebuild(c, visit) for c in node)
+    if isinstance(node, Mapping):
+        return type(node)({k: _rebuild(v, visit) for k, v in node.items()})
+    return node
 
 
 def zero_where(state: Any, like: Any, keep: Any) -> Any:
@@ -185,23 +194,17 @@ def replace_mask(opt_state: Any, mask: Any) -> Any:
                 "mask from the same parameters."
             )
     new = treedef.unflatten(new_leaves)
-    done = [False]
+    done = []
 
-    def walk(node):
-        if done[0]:
+    def visit(node):
+        if done:  # only the outermost jaxprune state, the one mask_of reads
             return node
         if isinstance(node, tuple(_MASK_STATES)):
-            done[0] = True
+            done.append(True)
             return node._replace(mask=new)
-        if isinstance(node, tuple) and hasattr(node, "_fields"):
-            return type(node)(*[walk(c) for c in node])
-        if isinstance(node, (tuple, list)):
-            return type(node)(walk(c) for c in node)
-        if isinstance(node, Mapping):
-            return type(node)({k: walk(v) for k, v in node.items()})
-        return node
+        return None
 
-    return walk(opt_state)
+    return _rebuild(opt_state, visit)
 
 
 def mask_of(opt_state: Any) -> Any:

@@ -5,9 +5,9 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import Crash, crashing_at
 
 import jaxprune
-from jaxprune.data import batches
 from jaxprune.train import create_train_state, fit, make_mesh, member, read_metrics, stack_states
 from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
@@ -78,23 +78,6 @@ def test_ensemble_resumes_after_a_crash(tmp_path):
     )
     for a, b in zip(jax.tree.leaves(full.state.params), jax.tree.leaves(resumed.state.params)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-class Crash(Exception):
-    """Stands in for a crash at a chosen step."""
-
-
-def crashing_at(step):
-    seen = [0]
-
-    def crashing(*args, **kwargs):
-        for batch in batches(*args, **kwargs):
-            if seen[0] == step:
-                raise Crash(f"crash before step {step + 1}")
-            seen[0] += 1
-            yield batch
-
-    return crashing
 
 
 def test_stack_states_needs_one_tx_and_one_graph():

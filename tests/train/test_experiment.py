@@ -1,6 +1,5 @@
 """experiments/train.py and its configs, on MNIST-1D (generated locally)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -9,17 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_module
 
 REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("jaxprune.models", reason="the model zoo is not on this branch yet")
 pytest.importorskip("jaxprune.data", reason="the data package is not on this branch yet")
-
-
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 configs = load_module("train_configs", REPO / "experiments" / "configs" / "train.py")

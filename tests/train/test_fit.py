@@ -9,6 +9,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import Crash, crashing_at
 
 from jaxprune.data import batches
 from jaxprune.train import (
@@ -64,23 +65,6 @@ def assert_bitwise_equal(a, b):
 def metrics_text(workdir):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         return f.read()
-
-
-class Crash(Exception):
-    """Stands in for a crash at a chosen step."""
-
-
-def crashing_at(step):
-    seen = [0]
-
-    def crashing(*args, **kwargs):
-        for batch in batches(*args, **kwargs):
-            if seen[0] == step:
-                raise Crash(f"crash before step {step + 1}")
-            seen[0] += 1
-            yield batch
-
-    return crashing
 
 
 def poisoned_at(step):

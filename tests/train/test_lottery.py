@@ -1,0 +1,164 @@
+"""The IMP driver: rounds, rewinding, baselines, KD tickets, resume, and the main job's smoke run."""
+
+import json
+from pathlib import Path
+
+import jax
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+from helpers import load_module
+
+import jaxprune
+from jaxprune import data, lottery, models
+from jaxprune.train import create_train_state, member, stack_states
+from jaxprune.train import lottery as driver
+from jaxprune.train.lottery import IMPSettings, run_imp
+
+REPO = Path(__file__).resolve().parents[2]
+TRAIN = data.load("mnist1d", "train", subset=400, seed=0)
+TEST = data.load("mnist1d", "test")
+TX = optax.adam(3e-3)
+
+
+def make(seed):
+    return models.create("mnist1d_mlp", rngs=nnx.Rngs(seed))
+
+
+def imp(workdir, settings, steps=40, **kwargs):
+    return run_imp(
+        make,
+        TX,
+        TRAIN,
+        {"test": TEST},
+        workdir=str(workdir),
+        seeds=(0, 1),
+        settings=settings,
+        batch_size=50,
+        steps=steps,
+        checkpoint_every=20,
+        progress=False,
+        **kwargs,
+    )
+
+
+def masks_of(workdir, rounds, seeds=(0, 1)):
+    return {
+        (r, s): dict(np.load(Path(workdir) / f"round_{r:02d}" / f"mask_seed{s}.npz"))
+        for r in range(1, rounds + 1)
+        for s in seeds
+    }
+
+
+def test_rounds_prune_the_remaining_weights_at_the_layer_rates(tmp_path):
+    settings = IMPSettings(rate=0.3, rate_scale={"head/": 0.5}, rounds=3)
+    results = imp(tmp_path, settings)
+    assert [r["round"] for r in results["rounds"]] == [1, 2, 3]
+    sizes = {"hidden/0/kernel": 4000, "hidden/1/kernel": 10000, "head/kernel": 1000}
+    expect = dict(sizes)
+    saved = masks_of(tmp_path, 3)
+    for r, record in enumerate(results["rounds"], 1):
+        for path in sizes:
+            expect[path] = jaxprune.keep_count(expect[path], 0.15 if path == "head/kernel" else 0.3)
+            assert record["remaining_per_layer"][path] == expect[path] / sizes[path]
+            for s in (0, 1):
+                assert int(saved[(r, s)][path].sum()) == expect[path]
+                if r > 1:  # every round's mask is a subset of the previous one
+                    assert not (saved[(r, s)][path] & ~saved[(r - 1, s)][path]).any()
+        assert set(record["accuracy"]) == {"ticket", "random_reinit", "random_pruning"}
+        assert all(len(v) == 2 for v in record["accuracy"].values())
+    assert (tmp_path / "lottery.png").stat().st_size > 0
+    assert json.loads((tmp_path / "results.json").read_text())["rounds"] == results["rounds"]
+
+
+def test_an_interrupted_run_resumes_to_the_same_masks_and_numbers(tmp_path, monkeypatch):
+    settings = IMPSettings(rate=0.5, rounds=3)
+    full = imp(tmp_path / "full", settings)
+
+    real = data.batches
+    seen = [0]
+
+    def crashing(*args, **kwargs):  # dies mid-way through round 2
+        for batch in real(*args, **kwargs):
+            seen[0] += 1
+            if seen[0] == 40 + 40 + 25:
+                raise KeyboardInterrupt("killed in round 2")
+            yield batch
+
+    monkeypatch.setattr(data, "batches", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        imp(tmp_path / "cut", settings)
+    monkeypatch.setattr(data, "batches", real)
+    assert not (tmp_path / "cut" / "round_02" / "results.json").exists()
+    resumed = imp(tmp_path / "cut", settings)
+    assert resumed == full
+    a, b = masks_of(tmp_path / "full", 3), masks_of(tmp_path / "cut", 3)
+    for key in a:
+        for path in a[key]:
+            np.testing.assert_array_equal(a[key][path], b[key][path])
+
+
+def test_members_rewind_reinit_and_random_pruning():
+    tx = jaxprune.masked(TX, jaxprune.dense_mask)
+    seeds = (0, 1)
+    rewind_point = stack_states([create_train_state(make(s), tx, seed=s) for s in seeds])
+    trained = jax.tree.map(lambda x: x + 1.0 if x.dtype == np.float32 else x, rewind_point)
+    reinit = stack_states([create_train_state(make(s + 7), tx, seed=s) for s in seeds])
+    mask = jax.vmap(lambda p, m: lottery.prune_round(p, m, 0.6))(
+        trained.params, jaxprune.mask_of(rewind_point.opt_state)
+    )
+    settings = IMPSettings(variants=("ticket", "random_reinit", "random_pruning", "one_shot"))
+    members, names = driver._members(
+        settings, tx, 1, mask, rewind_point, trained, trained, reinit, seeds
+    )
+    assert names[:2] == ["ticket/seed0", "ticket/seed1"] and len(members) == 8
+    for i in range(2):
+        m = jax.tree.map(lambda x: np.asarray(x[i]), mask)
+        saved = jax.tree.map(np.asarray, member(rewind_point, i).params)
+        ticket, fresh, rnd, shot = (
+            jax.tree.map(np.asarray, members[2 * v + i].params) for v in range(4)
+        )
+        for leaf_m, t, s, f, r in zip(
+            *(jax.tree.leaves(x) for x in (m, ticket, saved, fresh, rnd))
+        ):
+            if leaf_m.ndim == 0:
+                continue
+            np.testing.assert_array_equal(t[leaf_m], s[leaf_m])  # rewound exactly
+            assert (t[~leaf_m] == 0).all()
+            assert ((f != 0) == leaf_m).all() and not np.allclose(f[leaf_m], s[leaf_m])
+            assert (r != 0).sum() == leaf_m.sum() and ((r != 0) != leaf_m).any()
+        for v in range(4):  # every member holds its own mask, with the ticket's counts
+            held = jaxprune.mask_of(members[2 * v + i].opt_state)
+            assert lottery.kept_counts(held) == lottery.kept_counts(
+                jax.tree.map(lambda x: x[i], mask)
+            )
+
+
+def test_weight_rewinding_kd_tickets_and_lr_rewinding_run(tmp_path):
+    kd = IMPSettings(
+        rate=0.5, rounds=1, rewind_step=10, variants=("ticket", "kd_ticket", "one_shot")
+    )
+    results = imp(tmp_path / "kd", kd)
+    assert set(results["rounds"][0]["accuracy"]) == {"ticket", "kd_ticket", "one_shot"}
+    assert (tmp_path / "kd" / "round_00" / "checkpoints").exists()
+    lr = IMPSettings(rate=0.5, rounds=1, rewind="lr", rewind_step=10, variants=("ticket",))
+    assert len(imp(tmp_path / "lr", lr)["rounds"]) == 1
+    ft = IMPSettings(rate=0.5, rounds=1, rewind="finetune", variants=("ticket",))
+    assert len(imp(tmp_path / "ft", ft)["rounds"]) == 1
+    with pytest.raises(ValueError, match="finetune"):
+        IMPSettings(rewind="finetune")
+    with pytest.raises(ValueError, match="variants"):
+        IMPSettings(variants=("random_reinit",))
+
+
+def test_the_main_job_smoke_configuration(tmp_path):
+    configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
+    script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
+    results = script.run(configs.get_config("smoke"), str(tmp_path), progress=False)
+    remaining = [r["remaining"] for r in results["rounds"]]
+    assert len(remaining) == 3 and remaining == sorted(remaining, reverse=True)
+    assert remaining[-1] < 0.2
+    assert "ticket" in script.table(results) and (tmp_path / "lottery.png").exists()
+    for name in configs.CONFIGS:  # every config builds valid settings
+        script.settings(configs.get_config(name))
