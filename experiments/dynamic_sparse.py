@@ -91,7 +91,7 @@ def make_tx(config: ConfigDict, method: str, sparsity: float, steps: int):
 def init_state(config: ConfigDict, member: sweeps.Member, tx, num_classes: int):
     """The member's initial state: its seed's init; static, SET and RigL start from the same
     random mask (per seed), SET and RigL rewire with the seed's own key."""
-    model = sweeps.new_model(config, member.seed, num_classes)
+    model = sweeps.model_maker(config, num_classes)(member.seed)
     state = train.create_train_state(model, tx, seed=member.seed)
     if member.method not in ("static", "set", "rigl"):
         return state
@@ -112,7 +112,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
       >>> from experiments.configs.dynamic_sparse import get_config  # doctest: +SKIP
       >>> run(get_config("smoke"), "/tmp/dst")["rigl"]["0.9"]["mean"]  # doctest: +SKIP
     """
-    train_ds, test_ds = sweeps.load_data(config)
+    train_ds, test_ds = sweeps.datasets(config)
     steps = sweeps.total_steps(config, len(train_ds))
     return sweeps.run_sweep(
         config,

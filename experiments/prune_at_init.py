@@ -95,18 +95,18 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
       >>> from experiments.configs.prune_at_init import get_config  # doctest: +SKIP
       >>> run(get_config("smoke"), "/tmp/pai")["snip"]["0.9"]["mean"]  # doctest: +SKIP
     """
-    train_ds, test_ds = sweeps.load_data(config)
+    train_ds, test_ds = sweeps.datasets(config)
     inner = train.optimizer(config.optim, train.lr_schedule(config.optim))
     tx = jaxprune.masked(inner, jaxprune.dense_mask)  # one object: members differ in masks
 
     def init_state(member: sweeps.Member, tx: optax.GradientTransformation) -> train.TrainState:
-        model = sweeps.new_model(config, member.seed, train_ds.num_classes)
+        model = sweeps.model_maker(config, train_ds.num_classes)(member.seed)
         state = train.create_train_state(model, tx, seed=member.seed)
         if member.method == "dense":
             return state
         mask = init_mask(config, member, state, train_ds)
         if member.method == "snip_fresh":
-            fresh = sweeps.new_model(config, member.seed + FRESH, train_ds.num_classes)
+            fresh = sweeps.model_maker(config, train_ds.num_classes)(member.seed + FRESH)
             state = train.create_train_state(fresh, tx, seed=member.seed)
         return sweeps.with_mask(state, mask)
 

@@ -26,11 +26,11 @@ import jax
 import numpy as np
 import optax
 from absl import flags, logging
-from flax import nnx
 from ml_collections import ConfigDict
 
 import jaxprune
-from jaxprune import data, models, train
+from jaxprune import data, train
+from jaxprune.train.plots import plot_accuracy_vs_remaining
 
 HERE = Path(__file__).resolve().parent
 PLOT = "accuracy_vs_sparsity.png"
@@ -79,10 +79,7 @@ def train_config(name: str) -> ConfigDict:
       >>> train_config("lenet_fashion").optim.learning_rate  # doctest: +SKIP
       0.0012
     """
-    spec = importlib.util.spec_from_file_location("train_configs", HERE / "configs" / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(name)
+    config = _load("train_configs", HERE / "configs" / "train.py").get_config(name)
     for field in _UNUSED:
         del config[field]
     config.keep_last = 1  # one checkpoint per cell: enough to resume
@@ -96,23 +93,17 @@ def total_steps(config: ConfigDict, n_train: int) -> int:
     return config.steps
 
 
-def load_data(config: ConfigDict) -> tuple[Any, Any]:
-    """The training and test splits a config names."""
-    train_ds = data.load(
-        config.dataset,
-        "train",
-        subset=config.subset,
-        label_noise=config.label_noise,
-        seed=config.data_seed,
-        data_dir=config.data_dir,
-    )
-    return train_ds, data.load(config.dataset, "test", data_dir=config.data_dir)
+def _load(name: str, path: Path) -> Any:
+    """Imports a sibling script or config file by path (experiments/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def new_model(config: ConfigDict, seed: int, num_classes: int) -> nnx.Module:
-    """The config's zoo model, initialised from `seed`."""
-    overrides = {"num_classes": num_classes, **config.model_overrides.to_dict()}
-    return models.create(config.model, rngs=nnx.Rngs(seed), **overrides)
+_setup = _load("train_script", HERE / "train.py")
+datasets = _setup.datasets  # (train, test) splits of `config.dataset`, as train.py loads them
+model_maker = _setup.model_maker  # `seed -> model` of `config.model`, as train.py builds it
 
 
 def with_mask(state: train.TrainState, mask: Any) -> train.TrainState:
@@ -405,64 +396,37 @@ def write_outputs(
         )
     with open(os.path.join(workdir, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
-    plot(
-        os.path.join(workdir, PLOT),
-        summary,
-        title=title,
-        methods=methods,
-        labels=labels,
-        baseline=baseline,
-    )
+    plot(os.path.join(workdir, PLOT), records, title=title, methods=methods, labels=labels)
     return summary
 
 
 def plot(
     path: str,
-    summary: dict[str, dict[str, dict[str, float]]],
+    records: Sequence[dict[str, Any]],
     *,
     title: str,
     methods: Sequence[str],
     labels: dict[str, str],
-    baseline: str = "dense",
-) -> None:
-    """Test accuracy (%) against % of weights remaining (log x), mean ± std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=120)
-    xs_all = []
+) -> str:
+    """Test accuracy against % of weights remaining (log x): mean and min-max band over
+    seeds per method, dense as a horizontal line (`jaxprune.train.plots`)."""
+    values: dict[str, dict[float, list[float]]] = {}
+    for r in records:
+        values.setdefault(r["method"], {}).setdefault(r["sparsity"], []).append(r["test_accuracy"])
+    curves = {}
     for method in methods:
-        if method == baseline or method not in summary:
+        if method == "dense" or method not in values:
             continue
-        by_s = sorted(summary[method].items(), key=lambda kv: -float(kv[0]))
-        x = [100 * (1 - float(s)) for s, _ in by_s]
-        y = [100 * v["mean"] for _, v in by_s]
-        e = [100 * v["std"] for _, v in by_s]
-        xs_all += x
-        ax.errorbar(x, y, yerr=e, marker="o", ms=4, capsize=3, label=labels.get(method, method))
-    if baseline in summary:
-        stat = next(iter(summary[baseline].values()))
-        mean, std = 100 * stat["mean"], 100 * stat["std"]
-        ax.axhline(mean, color="k", ls="--", lw=1, label=f"{labels.get(baseline, baseline)}")
-        ax.axhspan(mean - std, mean + std, color="k", alpha=0.1, lw=0)
-    ax.set_xscale("log")
-    if xs_all:
-        ticks = sorted(set(xs_all))
-        ax.set_xticks(ticks)
-        ax.set_xticklabels([f"{t:.3g}" for t in ticks])
-        ax.minorticks_off()
-        ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%, log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    n = max((v["n"] for by_s in summary.values() for v in by_s.values()), default=0)
-    ax.set_title(f"{title}\n(mean ± std over {n} seeds)", fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+        points = sorted(values[method].items())
+        curves[labels.get(method, method)] = (
+            [1.0 - s for s, _ in points],
+            [v for _, v in points],
+        )
+    dense = next(iter(values.get("dense", {}).values()), None)
+    n = max(len(v) for by_s in values.values() for v in by_s.values())
+    return plot_accuracy_vs_remaining(
+        curves, path, dense=dense, title=f"{title}\n(mean and min-max over {n} seeds)"
+    )
 
 
 def smoke(config: ConfigDict, steps: int) -> ConfigDict:

@@ -1,6 +1,5 @@
 """experiments/prune_at_init.py and dynamic_sparse.py: smoke configs end to end, and their parts."""
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -10,19 +9,13 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from helpers import load_module
 from ml_collections import ConfigDict
 
 import jaxprune
 from jaxprune import train
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 pai = load_module("prune_at_init", REPO / "experiments" / "prune_at_init.py")
@@ -80,7 +73,7 @@ def test_every_named_config_builds(module):
     for name in module.CONFIGS:
         config = module.get_config(name)
         # The model overrides are valid (built abstractly: no weights are drawn).
-        assert nnx.eval_shape(lambda: sweeps.new_model(config, 0, 10)) is not None
+        assert nnx.eval_shape(lambda: sweeps.model_maker(config, 10)(0)) is not None
         members = sweeps.members(config, pai.METHODS if module is pai_configs else dst.METHODS)
         assert len(members) == len(config.seeds) * (
             1 + len(config.sparsities) * (len(config.methods) - 1)
@@ -141,9 +134,9 @@ def leaves_equal(a, b):
 
 def test_snip_fresh_trains_the_snip_mask_on_other_weights():
     config = pai_configs.get_config("smoke")
-    train_ds, _ = sweeps.load_data(config)
+    train_ds, _ = sweeps.datasets(config)
     tx = jaxprune.masked(optax.sgd(0.1), jaxprune.dense_mask)
-    model = sweeps.new_model(config, 0, 10)
+    model = sweeps.model_maker(config, 10)(0)
     state = train.create_train_state(model, tx, seed=0)
     same = pai.init_mask(config, sweeps.Member("snip", 0.9, 0), state, train_ds)
     fresh = pai.init_mask(config, sweeps.Member("snip_fresh", 0.9, 0), state, train_ds)
