@@ -101,7 +101,7 @@ def grasp_mask(
       loss_fn: ``loss_fn(params, batch, temperature=T) -> loss``, dividing its
         logits by ``T`` (see :func:`jaxprune.scores.grasp`).
       params: the initial parameters.
-      batch: one minibatch (the paper: 10 examples per class on CIFAR-10).
+      batch: one minibatch (GraSP's code samples a few examples of every class).
       sparsity: fraction of the prunable weights to remove, in [0, 1).
       distribution: ``"global"`` (the paper) or any of :func:`jaxprune.topk_mask`.
       overrides: per-layer sparsities, as in :func:`jaxprune.topk_mask`.

@@ -161,7 +161,7 @@ def grasp(
         before the softmax: the temperature is part of GraSP's loss. Giving the
         argument a default of 1 lets the same function serve :func:`snip`.
       params: the (initial) parameters to score.
-      batch: one minibatch (the paper: 10 examples per class on CIFAR-10).
+      batch: one minibatch (GraSP's code samples a few examples of every class).
       prunable: which leaves are scored (default: Dense/Conv kernels).
       temperature: the softmax temperature (200 in the paper's code); ``None``
         calls ``loss_fn(params, batch)`` as it is.
