@@ -251,3 +251,30 @@ def test_dst_needs_params_and_a_key():
     params = {"w": jnp.ones((4, 4))}
     with pytest.raises(ValueError, match="current parameters"):
         tx.update(params, tx.init(params))
+
+
+def test_transforms_honour_a_prunable_filter_that_chooses_biases():
+    params = mlp_dict()
+    with_biases = jaxprune.filters.any_of(None, "bias$")
+    key = jax.random.key(0)
+    for tx in (
+        jaxprune.static_sparse(optax.sgd(0.1), 0.5, key=key, prunable=with_biases),
+        jaxprune.rigl(optax.sgd(0.1), 0.5, end_step=10, key=key, prunable=with_biases),
+        jaxprune.gradual_magnitude(
+            optax.sgd(0.1), 0.5, begin_step=0, end_step=4, update_every=2, prunable=with_biases
+        ),
+        jaxprune.straight_through(optax.sgd(0.1), 0.5, prunable=with_biases),
+    ):
+        state = tx.init(params)
+        assert jaxprune.mask_of(state)["layers_0"]["bias"].shape == (16,)
+
+
+def test_gradual_magnitude_reaches_the_final_sparsity_off_the_update_grid():
+    params = mlp_dict()
+    tx = jaxprune.gradual_magnitude(optax.sgd(0.0), 0.8, begin_step=0, end_step=7, update_every=3)
+    state = tx.init(params)
+    for _ in range(9):
+        updates, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+        params = optax.apply_updates(params, updates)
+    for k, leaf in params.items():  # exactly the final counts, not those of step 6
+        assert int(state.mask[k]["kernel"].sum()) == keep_count_reference(leaf["kernel"].size, 0.8)

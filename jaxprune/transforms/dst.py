@@ -121,6 +121,7 @@ def _dst(
                 sparsity,
                 distribution,
                 overrides=overrides,
+                prunable=prunable,
             )
 
     def init_fn(params):

@@ -44,7 +44,8 @@ def gradual_magnitude(
 ) -> optax.GradientTransformationExtraArgs:
     """Prunes by magnitude every ``update_every`` steps along the polynomial schedule.
 
-    At steps ``begin_step, begin_step + update_every, ... <= end_step`` the mask is
+    At steps ``begin_step, begin_step + update_every, ... <= end_step`` and at ``end_step``
+    itself, the mask is
     recomputed from the current weight magnitudes at sparsity
     ``s(t) = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^power``; between them the
     step is a plain masked step. The mask update runs inside ``lax.cond``, so the
@@ -95,10 +96,14 @@ def gradual_magnitude(
                 schedule(t),
                 distribution,
                 overrides=overrides,
+                prunable=prunable,
             )
             return base.place_mask(new, p)
 
+        # The end step is always an update, so the final sparsity is reached even when the
+        # window is not a multiple of update_every.
         do = schedules.every(t, update_every, begin_step=begin_step, end_step=end_step)
+        do = do | (t == end_step)
         mask = jax.lax.cond(do, prune, lambda p: state.mask, params)
         grads = base.where_mask(mask, updates)
         updates, inner_state = inner.update(grads, state.inner_state, params, **extra_args)

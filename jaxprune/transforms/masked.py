@@ -100,7 +100,11 @@ def static_sparse(
 
     def random_mask(params):
         return select.topk_mask(
-            scores.random(key, params, prunable=prunable), sparsity, distribution, **mask_kwargs
+            scores.random(key, params, prunable=prunable),
+            sparsity,
+            distribution,
+            prunable=prunable,
+            **mask_kwargs,
         )
 
     return masked(inner, random_mask)

@@ -62,6 +62,7 @@ def straight_through(
             sparsity,
             distribution,
             overrides=overrides,
+            prunable=prunable,
             method=method,
         )
 
