@@ -42,7 +42,14 @@ from jaxprune.train.fit import fit
 from jaxprune.train.maskio import save_mask
 from jaxprune.train.plots import plot_accuracy_vs_remaining
 from jaxprune.train.rundir import RunDir, write_json
-from jaxprune.train.state import TrainState, apply_model, create_train_state, member, stack_states
+from jaxprune.train.state import (
+    TrainState,
+    apply_model,
+    create_train_state,
+    ensemble_axes,
+    member,
+    stack_states,
+)
 
 __all__ = ["IMPSettings", "run_imp", "VARIANTS", "REWINDS"]
 
@@ -220,9 +227,10 @@ def run_imp(
                 settings.rate,
                 distribution=settings.distribution,
                 overrides=settings.overrides() or None,
-            )
+            ),
+            in_axes=(ensemble_axes(trained.params), ensemble_axes(mask)),
         )(trained.params, mask)
-        report = masks.sparsity_report(jax.tree.map(lambda m: m[0], mask))
+        report = masks.sparsity_report(member(mask, 0))
         members, names = _members(
             settings, tx, r, mask, rewind_point, trained, dense.state, reinit, seeds
         )
@@ -240,9 +248,7 @@ def run_imp(
             **fit_args,
         )
         for i, s in enumerate(seeds):
-            save_mask(
-                os.path.join(round_dir, f"mask_seed{s}.npz"), jax.tree.map(lambda m: m[i], mask)
-            )
+            save_mask(os.path.join(round_dir, f"mask_seed{s}.npz"), member(mask, i))
         accuracy = np.asarray(_accuracy(out.results)).reshape(len(settings.variants), len(seeds))
         results["rounds"].append(
             {
@@ -257,7 +263,7 @@ def run_imp(
             mean = {v: float(np.mean(a)) for v, a in results["rounds"][-1]["accuracy"].items()}
             print(f"round {r}: {100 * (1 - report.sparsity):.1f}% remaining, test accuracy {mean}")
         j = settings.variants.index("ticket") * len(seeds)
-        trained = jax.tree.map(lambda x: x[j : j + len(seeds)], out.state)  # the tickets
+        trained = member(out.state, slice(j, j + len(seeds)))  # the tickets
         done = settings.rounds is not None and r >= settings.rounds
         if done or (settings.rounds is None and 1.0 - report.sparsity <= settings.target):
             break
@@ -269,7 +275,7 @@ def _members(settings, tx, r, mask, rewind_point, trained, dense, reinit, seeds)
     members, names = [], []
     for v in settings.variants:
         for i, s in enumerate(seeds):
-            m = jax.tree.map(lambda x: x[i], mask)
+            m = member(mask, i)
             base = member(rewind_point, i)
             if v in ("ticket", "kd_ticket") and settings.rewind in ("lr", "finetune"):
                 base = member(trained, i).replace(step=base.step, rng=base.rng)
@@ -310,7 +316,8 @@ def _distillation(settings, names, dense, n_seeds):
     if "kd_ticket" not in settings.variants:
         return None, None
     t, alpha = settings.kd_temperature, settings.kd_alpha
-    teachers = jax.tree.map(lambda x: jnp.concatenate([x] * (len(names) // n_seeds)), dense)
+    copies = len(names) // n_seeds
+    teachers = jax.tree.map(lambda x: x if x.ndim == 0 else jnp.concatenate([x] * copies), dense)
     weights = jnp.asarray([alpha if n.startswith("kd_ticket/") else 0.0 for n in names])
 
     def loss_fn(logits, batch, aux):

@@ -25,6 +25,7 @@ __all__ = [
     "TrainState",
     "apply_model",
     "create_train_state",
+    "ensemble_axes",
     "member",
     "stack_states",
     "to_model",
@@ -177,11 +178,17 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
     (different masks live in the optimizer state, so one `jaxprune.masked` serves
     all; replace the mask with `jaxprune.transforms.replace_mask`).
 
+    Integer and boolean scalars that every member holds alike (the step, optimizer
+    step counters, the 0-d mask stand-ins) stay shared, unstacked: inside the vmapped
+    step they are not batched, so a transform's `lax.cond` on its step counter (RigL,
+    gradual pruning) stays a real branch instead of computing both sides.
+
     Example:
       >>> tx = optax.sgd(0.1)
       >>> states = [create_train_state(nnx.Linear(4, 2, rngs=nnx.Rngs(i)), tx, seed=i) for i in range(3)]
-      >>> stack_states(states).params["kernel"].shape
-      (3, 4, 2)
+      >>> ensemble = stack_states(states)
+      >>> ensemble.params["kernel"].shape, ensemble.step.shape
+      ((3, 4, 2), ())
     """
     if not states:
         raise ValueError("stack_states: give at least one state.")
@@ -193,11 +200,34 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
                 f"stack_states: member {i} has another {what} than member 0; members must "
                 "share one model architecture and one tx object (build tx once)."
             )
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    return jax.tree.map(_stack_leaf, *states)
 
 
-def member(state: TrainState, i: int) -> TrainState:
-    """Member `i` of an ensemble state made by `stack_states`.
+def _stack_leaf(*xs: jax.Array) -> jax.Array:
+    x = xs[0]
+    shared = jnp.ndim(x) == 0 and (
+        jnp.issubdtype(jnp.result_type(x), jnp.integer) or jnp.result_type(x) == jnp.bool_
+    )
+    if shared and all(bool(y == x) for y in xs[1:]):
+        return x
+    return jnp.stack(xs)
+
+
+def ensemble_axes(tree: Any) -> Any:
+    """The `vmap` axes of an ensemble tree: None for shared (0-d) leaves, else 0.
+
+    Example:
+      >>> ensemble_axes({"w": jnp.ones((3, 2)), "count": jnp.int32(5)})
+      {'count': None, 'w': 0}
+    """
+    return jax.tree.map(lambda x: None if jnp.ndim(x) == 0 else 0, tree)
+
+
+def member(tree: Any, i: Any) -> Any:
+    """Member `i` (an index or a slice) of an ensemble made by `stack_states`.
+
+    Works on the state and on any tree taken from it (params, masks); shared leaves
+    are returned as they are.
 
     Example:
       >>> tx = optax.sgd(0.1)
@@ -205,4 +235,4 @@ def member(state: TrainState, i: int) -> TrainState:
       >>> member(stack_states(states), 1).params["kernel"].shape
       (4, 2)
     """
-    return jax.tree.map(lambda x: x[i], state)
+    return jax.tree.map(lambda x: x if jnp.ndim(x) == 0 else x[i], tree)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprune.train.state import TrainState, apply_model
+from jaxprune.train.state import TrainState, apply_model, ensemble_axes
 
 __all__ = [
     "Augment",
@@ -129,7 +129,7 @@ def make_train_step(
         return new_state, {"loss": loss, "accuracy": accuracy}
 
     if ensemble:
-        step = jax.vmap(step, in_axes=(0, None, 0))
+        step = _vmapped_train_step(step)
     out_shardings = None if state_sharding is None else (state_sharding, None)
     return jax.jit(step, donate_argnums=(0,) if donate else (), out_shardings=out_shardings)
 
@@ -162,7 +162,25 @@ def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict
             "count": jnp.sum(weight),
         }
 
-    return jax.jit(jax.vmap(step, in_axes=(0, None)) if ensemble else step)
+    if ensemble:
+        single = step
+
+        def step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
+            return jax.vmap(single, in_axes=(ensemble_axes(state), None))(state, batch)
+
+    return jax.jit(step)
+
+
+def _vmapped_train_step(single: Callable) -> Callable:
+    """The train step of an ensemble: members batched, shared scalars not, aux per member."""
+
+    def step(state: TrainState, batch: Batch, aux: Any = None):
+        axes = ensemble_axes(state)
+        aux_axes = None if aux is None else ensemble_axes(aux)
+        vmapped = jax.vmap(single, in_axes=(axes, None, aux_axes), out_axes=(axes, 0))
+        return vmapped(state, batch, aux)
+
+    return step
 
 
 train_step = make_train_step()

@@ -8,7 +8,15 @@ from flax import nnx
 from helpers import Crash, crashing_at
 
 import jaxprune
-from jaxprune.train import create_train_state, fit, make_mesh, member, read_metrics, stack_states
+from jaxprune.train import (
+    create_train_state,
+    fit,
+    make_mesh,
+    make_train_step,
+    member,
+    read_metrics,
+    stack_states,
+)
 from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 TRAIN = synthetic_dataset(200, (16, 1), 4, seed=0)
@@ -85,3 +93,22 @@ def test_stack_states_needs_one_tx_and_one_graph():
     b = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(1)), optax.sgd(0.1))
     with pytest.raises(ValueError, match="tx"):
         stack_states([a, b])
+
+
+def test_shared_counters_keep_mask_updates_under_a_real_cond():
+    # The step counters of all members are one shared scalar, so RigL's lax.cond is not
+    # turned into a select by vmap: steps without a mask update do not pay for one.
+    tx = jaxprune.rigl(optax.sgd(0.1), 0.5, end_step=100, key=jax.random.key(0), update_every=10)
+    states = [create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(i)), tx, seed=i) for i in (0, 1)]
+    ensemble = stack_states(states)
+    assert ensemble.step.shape == () and ensemble.opt_state.count.shape == ()
+    assert ensemble.params["conv"]["kernel"].shape[0] == 2
+    batch = {"x": TRAIN.x[:16], "y": TRAIN.y[:16]}
+    step = make_train_step(ensemble=True)
+    assert "cond[" in str(jax.make_jaxpr(step)(ensemble, batch))
+    out, metrics = step(ensemble, batch)  # no aux: fine
+    assert metrics["loss"].shape == (2,) and out.step.shape == ()
+    for i in (0, 1):
+        alone, _ = make_train_step()(states[i], batch)
+        for a, b in zip(jax.tree.leaves(member(out, i).params), jax.tree.leaves(alone.params)):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)

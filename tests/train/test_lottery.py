@@ -12,7 +12,7 @@ from helpers import load_module
 
 import jaxprune
 from jaxprune import data, lottery, models
-from jaxprune.train import create_train_state, member, stack_states
+from jaxprune.train import create_train_state, ensemble_axes, member, stack_states
 from jaxprune.train import lottery as driver
 from jaxprune.train.lottery import IMPSettings, run_imp
 
@@ -105,16 +105,18 @@ def test_members_rewind_reinit_and_random_pruning():
     rewind_point = stack_states([create_train_state(make(s), tx, seed=s) for s in seeds])
     trained = jax.tree.map(lambda x: x + 1.0 if x.dtype == np.float32 else x, rewind_point)
     reinit = stack_states([create_train_state(make(s + 7), tx, seed=s) for s in seeds])
-    mask = jax.vmap(lambda p, m: lottery.prune_round(p, m, 0.6))(
-        trained.params, jaxprune.mask_of(rewind_point.opt_state)
-    )
+    dense_mask = jaxprune.mask_of(rewind_point.opt_state)
+    mask = jax.vmap(
+        lambda p, m: lottery.prune_round(p, m, 0.6),
+        in_axes=(ensemble_axes(trained.params), ensemble_axes(dense_mask)),
+    )(trained.params, dense_mask)
     settings = IMPSettings(variants=("ticket", "random_reinit", "random_pruning", "one_shot"))
     members, names = driver._members(
         settings, tx, 1, mask, rewind_point, trained, trained, reinit, seeds
     )
     assert names[:2] == ["ticket/seed0", "ticket/seed1"] and len(members) == 8
     for i in range(2):
-        m = jax.tree.map(lambda x: np.asarray(x[i]), mask)
+        m = jax.tree.map(np.asarray, member(mask, i))
         saved = jax.tree.map(np.asarray, member(rewind_point, i).params)
         ticket, fresh, rnd, shot = (
             jax.tree.map(np.asarray, members[2 * v + i].params) for v in range(4)
@@ -130,9 +132,7 @@ def test_members_rewind_reinit_and_random_pruning():
             assert (r != 0).sum() == leaf_m.sum() and ((r != 0) != leaf_m).any()
         for v in range(4):  # every member holds its own mask, with the ticket's counts
             held = jaxprune.mask_of(members[2 * v + i].opt_state)
-            assert lottery.kept_counts(held) == lottery.kept_counts(
-                jax.tree.map(lambda x: x[i], mask)
-            )
+            assert lottery.kept_counts(held) == lottery.kept_counts(member(mask, i))
 
 
 def test_weight_rewinding_kd_tickets_and_lr_rewinding_run(tmp_path):
