@@ -5,9 +5,9 @@ batch 60, Fashion-MNIST-shaped inputs) and of an ensemble of `--members` stacked
 (`make_train_step(ensemble=True)`, as `fit(..., ensemble=True)` runs it) are timed,
 interleaved round by round; every number is the median over rounds of the mean time
 per call. The ratio > 1 means the ensemble is slower per member than one model alone.
-`--transform rigl` times RigL (90%, ERK) instead, on steps without a mask update: one
-model skips the update under `lax.cond`; under `vmap` the cond becomes a select, so an
-ensemble computes the update at every step.
+`--transform rigl` times RigL (90%, ERK) instead, on steps without a mask update: the
+members share their step counter (`stack_states` keeps equal integer scalars unstacked),
+so under `vmap` RigL's `lax.cond` stays a branch and the ensemble skips the update too.
 
 Usage:
   python benchmarks/ensemble.py [--models lenet300_100:18,lenet5:3] [--rounds 5] [--calls 40]
