@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
 from jaxprune import data, train
@@ -99,11 +99,7 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    FLAGS = flags.FLAGS
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
+    FLAGS = _load("train_script", os.path.join(HERE, "train.py")).parsed_flags(argv)
     start = time.time()
     results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
     print(f"\ntest accuracy (mean ± std over seeds {results['seeds']}):")

@@ -25,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 import optax
-from absl import flags, logging
+from absl import flags
 from ml_collections import ConfigDict
 
 import jaxprune
@@ -464,13 +464,7 @@ def main(run: Callable[..., dict[str, Any]]) -> Callable[[list[str]], None]:
     returns its summary."""
 
     def entry(argv: list[str]) -> None:
-        from absl import app
-
-        if len(argv) > 1:
-            raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-        FLAGS = flags.FLAGS
-        if not FLAGS["verbosity"].present:
-            logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
+        FLAGS = _setup.parsed_flags(argv)
         run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
         print(f"wrote {os.path.join(FLAGS.workdir, 'results.md')} and {PLOT}")
         with open(os.path.join(FLAGS.workdir, "results.md")) as f:

@@ -138,12 +138,18 @@ def define_flags() -> None:
     flags.mark_flags_as_required(["config", "workdir"])
 
 
-def main(argv: list[str]) -> None:
+def parsed_flags(argv: list[str]) -> flags.FlagValues:
+    """The parsed flags of an experiment script's `main`: no stray arguments, and Orbax
+    quiet (it logs every checkpoint at INFO) unless `--verbosity` is given."""
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    FLAGS = flags.FLAGS
-    if not FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint at INFO.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    return flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    FLAGS = parsed_flags(argv)
     results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
     test = results["eval"].get("test", {})
     print(
