@@ -257,16 +257,25 @@ def test_order_keys_are_monotone():
     assert (np.diff(keys) >= 0).all() and keys.min() >= 2
 
 
-@pytest.mark.parametrize("ties", [False, True])
-def test_the_two_pass_radix_path_matches_sort(ties):
+@pytest.mark.parametrize("values", ["normal", "integers", "mostly_zero"])
+def test_radix_matches_sort_on_large_leaves(values):
+    # Large leaves (sizes not multiples of the histogram copies), heavy ties and
+    # exact zeros, per-layer and global, with and without a mask to select within.
     rng = np.random.default_rng(7)
-    shape = (300, 250)  # 75,000 entries: one group takes the 2 x 16-bit path
-    assert select._radix_passes(1, 75_000) == (16, 16)
-    assert select._radix_passes(2, 75_000) == (11, 11, 10)
-    vals = rng.integers(0, 1000, shape) if ties else rng.normal(size=shape)
-    tree = {"w": jnp.asarray(vals, jnp.float32)}
+    shapes = {"a": (301, 250), "b": (77, 13)}
+    tree = {}
+    for name, shape in shapes.items():
+        if values == "normal":
+            v = rng.normal(size=shape)
+        elif values == "integers":
+            v = rng.integers(0, 1000, shape)
+        else:
+            v = rng.normal(size=shape) * (rng.random(shape) < 0.1)
+        tree[name] = jnp.asarray(v, jnp.float32)
+    within = {k: jnp.asarray(rng.random(v.shape) < 0.3) for k, v in tree.items()}
     for s in (0.1, 0.5, 0.9, 0.999):
-        a = jaxprune.topk_mask(tree, s, method="radix")
-        b = jaxprune.topk_mask(tree, s, method="sort")
-        chex.assert_trees_all_equal(a, b)
-        assert int(a["w"].sum()) == keep_count_reference(75_000, s)
+        for distribution in ("uniform", "global"):
+            for w in (None, within):
+                a = jaxprune.topk_mask(tree, s, distribution, within=w, method="radix")
+                b = jaxprune.topk_mask(tree, s, distribution, within=w, method="sort")
+                chex.assert_trees_all_equal(a, b)
