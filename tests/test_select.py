@@ -279,3 +279,6 @@ def test_radix_matches_sort_on_large_leaves(values):
                 a = jaxprune.topk_mask(tree, s, distribution, within=w, method="radix")
                 b = jaxprune.topk_mask(tree, s, distribution, within=w, method="sort")
                 chex.assert_trees_all_equal(a, b)
+            if distribution == "uniform":  # the exact count of every layer
+                for name in tree:  # (the last `a` selected within `within`)
+                    assert int(a[name].sum()) == keep_count_reference(int(w[name].sum()), s)
