@@ -79,7 +79,7 @@ def train_config(name: str) -> ConfigDict:
       >>> train_config("lenet_fashion").optim.learning_rate  # doctest: +SKIP
       0.0012
     """
-    config = _load("train_configs", HERE / "configs" / "train.py").get_config(name)
+    config = _train_configs.get_config(name)
     for field in _UNUSED:
         del config[field]
     config.keep_last = 1  # one checkpoint per cell: enough to resume
@@ -102,6 +102,8 @@ def _load(name: str, path: Path) -> Any:
 
 
 _setup = _load("train_script", HERE / "train.py")
+_train_configs = _load("train_configs", HERE / "configs" / "train.py")
+named_config = _train_configs.named_config  # `configs[name]()`, or an error listing the names
 datasets = _setup.datasets  # (train, test) splits of `config.dataset`, as train.py loads them
 model_maker = _setup.model_maker  # `seed -> model` of `config.model`, as train.py builds it
 
@@ -440,13 +442,6 @@ def smoke(config: ConfigDict, steps: int) -> ConfigDict:
     config.log_every = 10
     config.checkpoint_every = steps
     return config
-
-
-def named_config(configs: dict[str, Callable[[], ConfigDict]], name: str) -> ConfigDict:
-    """The config `configs[name]()`, or a ValueError listing the names."""
-    if name not in configs:
-        raise ValueError(f"unknown config {name!r}; choose one of {sorted(configs)}.")
-    return configs[name]()
 
 
 def define_flags(example: str) -> None:

@@ -152,6 +152,4 @@ CONFIGS = {
 
 def get_config(name: str = "mnist1d_mlp") -> ConfigDict:
     """The named config (`--config=experiments/configs/lottery.py:NAME`)."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}.")
-    return CONFIGS[name]()
+    return train_configs.named_config(CONFIGS, name)

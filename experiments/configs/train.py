@@ -8,6 +8,8 @@ Any field can be overridden on the command line (`--config.optim.learning_rate=3
 /work/shared/REFERENCE.md; those marked (unverified) are defaults, not facts.
 """
 
+from collections.abc import Callable
+
 from ml_collections import ConfigDict, config_dict
 
 
@@ -162,8 +164,14 @@ CONFIGS = {
 }
 
 
+def named_config(configs: dict[str, Callable[[], ConfigDict]], name: str) -> ConfigDict:
+    """The config `configs[name]()`, or a ValueError listing the names (for every config
+    file of the experiments)."""
+    if name not in configs:
+        raise ValueError(f"unknown config {name!r}; choose one of {sorted(configs)}.")
+    return configs[name]()
+
+
 def get_config(name: str = "mnist1d_mlp") -> ConfigDict:
     """The named config (`--config=experiments/configs/train.py:NAME`)."""
-    if name not in CONFIGS:
-        raise ValueError(f"unknown config {name!r}; choose one of {sorted(CONFIGS)}.")
-    return CONFIGS[name]()
+    return named_config(CONFIGS, name)
