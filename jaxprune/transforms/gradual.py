@@ -44,11 +44,10 @@ def gradual_magnitude(
 ) -> optax.GradientTransformationExtraArgs:
     """Prunes by magnitude every ``update_every`` steps along the polynomial schedule.
 
-    At steps ``begin_step, begin_step + update_every, ... <= end_step`` and at ``end_step``
-    itself, the mask is
-    recomputed from the current weight magnitudes at sparsity
-    ``s(t) = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^power``; between them the
-    step is a plain masked step. The mask update runs inside ``lax.cond``, so the
+    At steps ``begin_step, begin_step + update_every, ... <= end_step`` and at
+    ``end_step`` itself, the mask is recomputed from the current weight magnitudes at
+    sparsity ``s(t) = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^power``; between
+    them the step is a plain masked step. The mask update runs inside ``lax.cond``, so the
     other steps pay nothing for it.
 
     Args:
