@@ -17,8 +17,8 @@ resumes when rerun with the same command.
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import sys
 import time
 from typing import Any
 
@@ -26,17 +26,12 @@ import numpy as np
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
-from jaxprune import data, train
-from jaxprune.train.lottery import IMPSettings, run_imp
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import sweeps  # noqa: E402
 
-
-def _load(name: str, path: str) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from jaxprune import data, train  # noqa: E402
+from jaxprune.train.lottery import IMPSettings, run_imp  # noqa: E402
 
 
 def settings(config: ConfigDict) -> IMPSettings:
@@ -49,11 +44,10 @@ def settings(config: ConfigDict) -> IMPSettings:
 
 def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     """Runs (or resumes) the experiment `config` describes in `workdir`; returns the results."""
-    setup = _load("train_script", os.path.join(HERE, "train.py"))
-    train_ds, test_ds = setup.datasets(config)
+    train_ds, test_ds = sweeps.datasets(config)
     schedule = train.lr_schedule(config.optim)
     return run_imp(
-        setup.model_maker(config, train_ds.num_classes),
+        sweeps.model_maker(config, train_ds.num_classes),
         train.optimizer(config.optim, schedule),
         train_ds,
         {"test": test_ds},
@@ -99,7 +93,7 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> None:
-    FLAGS = _load("train_script", os.path.join(HERE, "train.py")).parsed_flags(argv)
+    FLAGS = sweeps.parsed_flags(argv)
     start = time.time()
     results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
     print(f"\ntest accuracy (mean ± std over seeds {results['seeds']}):")

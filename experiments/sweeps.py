@@ -106,6 +106,7 @@ _train_configs = _load("train_configs", HERE / "configs" / "train.py")
 named_config = _train_configs.named_config  # `configs[name]()`, or an error listing the names
 datasets = _setup.datasets  # (train, test) splits of `config.dataset`, as train.py loads them
 model_maker = _setup.model_maker  # `seed -> model` of `config.model`, as train.py builds it
+parsed_flags = _setup.parsed_flags  # absl flags (--config, --workdir, ...) of every script
 
 
 def with_mask(state: train.TrainState, mask: Any) -> train.TrainState:
@@ -459,7 +460,7 @@ def main(run: Callable[..., dict[str, Any]]) -> Callable[[list[str]], None]:
     returns its summary."""
 
     def entry(argv: list[str]) -> None:
-        FLAGS = _setup.parsed_flags(argv)
+        FLAGS = parsed_flags(argv)
         run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
         print(f"wrote {os.path.join(FLAGS.workdir, 'results.md')} and {PLOT}")
         with open(os.path.join(FLAGS.workdir, "results.md")) as f:
