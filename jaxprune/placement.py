@@ -17,8 +17,14 @@ import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
 
-def _explicit_sharding(x: Any) -> NamedSharding | None:
-    """The sharding of ``x`` if it is explicitly sharded over some mesh axis."""
+def explicit_sharding(x: Any) -> NamedSharding | None:
+    """The sharding of ``x`` if it is explicitly sharded over some mesh axis, else None.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> explicit_sharding(jnp.ones(3)) is None
+      True
+    """
     try:
         sharding = jax.typeof(x).sharding
     except (TypeError, AttributeError):
@@ -38,7 +44,7 @@ def replicated(x: jax.Array) -> tuple[jax.Array, Callable[[jax.Array], jax.Array
       >>> back(y * 2).tolist()
       [2.0, 2.0, 2.0]
     """
-    sharding = _explicit_sharding(x)
+    sharding = explicit_sharding(x)
     if sharding is None:
         return x, lambda y: y
     whole = NamedSharding(sharding.mesh, PartitionSpec())
@@ -62,7 +68,7 @@ def match_sharding(x: jax.Array, like: Any) -> jax.Array:
                 return x
             return jax.device_put(x, like.sharding)
         return x
-    sharding = _explicit_sharding(like)
-    if sharding is None or _explicit_sharding(x) == sharding:
+    sharding = explicit_sharding(like)
+    if sharding is None or explicit_sharding(x) == sharding:
         return x
     return jax.sharding.reshard(x, sharding)

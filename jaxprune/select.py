@@ -51,11 +51,28 @@ def order_keys(score: jax.Array) -> jax.Array:
 
 
 def count(x: jax.Array) -> jax.Array:
-    """Number of True entries, int32. Summed in float32 when that is exact (fewer than
-    2**24 entries): XLA vectorises float reductions on CPU, not integer ones."""
-    if x.size < 1 << 24:
-        return jnp.sum(x, dtype=jnp.float32).astype(jnp.int32)
-    return jnp.sum(x, dtype=jnp.int32)
+    """Number of True entries, int32.
+
+    On XLA:CPU a product with ones rather than a ``sum``: there every reduce brings
+    its own reducer computation, whose scalars are buffers set up at every run of
+    the enclosing program, even inside a ``lax.cond`` branch that does not run (a
+    mask update's worth of reduces cost a few percent of every MLP training step).
+    Float32 when exact (fewer than 2**24 entries): XLA vectorises float products.
+    """
+    if jax.default_backend() != "cpu" or placement.explicit_sharding(x) is not None:
+        return jnp.sum(x, dtype=jnp.int32)  # (a sum also reduces over shards)
+    x = x.astype(jnp.float32 if x.size < 1 << 24 else jnp.int32)
+    axes = tuple(range(x.ndim))  # every axis contracted: no reshape
+    return lax.dot_general(x, jnp.ones_like(x), ((axes, axes), ((), ()))).astype(jnp.int32)
+
+
+def _sum_last(x: jax.Array) -> jax.Array:
+    """Integer sum over the last axis; on XLA:CPU a product with ones (see :func:`count`)."""
+    x = x.astype(jnp.int32)
+    if jax.default_backend() != "cpu":
+        return jnp.sum(x, axis=-1)
+    ones = jnp.ones(x.shape[-1], jnp.int32)
+    return lax.dot_general(x, ones, (((x.ndim - 1,), (0,)), ((), ())))
 
 
 def _cumsum(x: jax.Array) -> jax.Array:
@@ -77,13 +94,13 @@ def _top_bucket(hist: jax.Array, need: jax.Array) -> tuple[jax.Array, jax.Array]
     g, bins = hist.shape
     cols = min(bins, 64)
     rows = hist.reshape(g, bins // cols, cols)
-    row_tot = rows.sum(-1)
+    row_tot = _sum_last(rows)
     row_suffix = _rev_cumsum(row_tot)
-    r = jnp.sum(row_suffix >= need[:, None], axis=-1) - 1
+    r = _sum_last(row_suffix >= need[:, None]) - 1
     above_rows = jnp.take_along_axis(row_suffix - row_tot, r[:, None], 1)[:, 0]
     fine = jnp.take_along_axis(rows, r[:, None, None], 1)[:, 0]
     fine_suffix = _rev_cumsum(fine) + above_rows[:, None]
-    c = jnp.sum(fine_suffix >= need[:, None], axis=-1) - 1
+    c = _sum_last(fine_suffix >= need[:, None]) - 1
     above = jnp.take_along_axis(fine_suffix - fine, c[:, None], 1)[:, 0]
     return r * cols + c, above
 
@@ -128,9 +145,9 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
                     valid, b * COPIES + (pos & (COPIES - 1)), slots + (pos & (SPARE - 1))
                 )
                 hist = hist.at[at].add(1)
-        hist = hist[:slots].reshape(n_groups, bins, COPIES).sum(-1)
+        hist = _sum_last(hist[:slots].reshape(n_groups, bins, COPIES))
         if p == 0:  # at most as many as there are candidates
-            need = jnp.minimum(need, hist.sum(-1))
+            need = jnp.minimum(need, _sum_last(hist))
         b, above = _top_bucket(hist, need)
         need = need - above
         prefix = (prefix << width) | b.astype(jnp.uint32)
@@ -153,7 +170,7 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
         return out
 
     # k == 0 ends with the all-ones prefix, which no key reaches: nothing kept.
-    return lax.cond(jnp.all(n_ties <= need), all_ties, first_ties)
+    return lax.cond(_sum_last(n_ties > need) == 0, all_ties, first_ties)
 
 
 def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:

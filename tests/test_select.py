@@ -282,3 +282,29 @@ def test_radix_matches_sort_on_large_leaves(values):
             if distribution == "uniform":  # the exact count of every layer
                 for name in tree:  # (the last `a` selected within `within`)
                     assert int(a[name].sum()) == keep_count_reference(int(w[name].sum()), s)
+
+
+def test_off_the_cpu_the_plain_sums_give_the_same_masks(monkeypatch):
+    # On the CPU, counts and histogram sums are products with ones (fewer reducer
+    # computations); other backends use plain sums. Both must keep the same entries.
+    rng = np.random.default_rng(3)
+    tree = {"a": jnp.asarray(rng.integers(0, 50, (97, 31)), jnp.float32)}
+    tree["b"] = jnp.asarray(rng.normal(size=(41, 7)) * (rng.random((41, 7)) < 0.2), jnp.float32)
+    within = {k: jnp.asarray(rng.random(v.shape) < 0.4) for k, v in tree.items()}
+
+    def masks():
+        return [
+            jaxprune.topk_mask(tree, s, d, within=w, method="radix")
+            for s in (0.3, 0.9)
+            for d in ("uniform", "global")
+            for w in (None, within)
+        ]
+
+    on_cpu = masks()
+    assert int(select.count(within["a"])) == int(np.asarray(within["a"]).sum())
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    jax.clear_caches()  # trace the selection again, now with the sums
+    chex.assert_trees_all_equal(masks(), on_cpu)
+    assert int(select.count(within["a"])) == int(np.asarray(within["a"]).sum())
+    monkeypatch.undo()
+    jax.clear_caches()
