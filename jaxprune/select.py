@@ -58,6 +58,11 @@ def count(x: jax.Array) -> jax.Array:
     the enclosing program, even inside a ``lax.cond`` branch that does not run (a
     mask update's worth of reduces cost a few percent of every MLP training step).
     Float32 when exact (fewer than 2**24 entries): XLA vectorises float products.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> int(count(jnp.array([[True, False], [True, True]])))
+      3
     """
     if jax.default_backend() != "cpu" or placement.explicit_sharding(x) is not None:
         return jnp.sum(x, dtype=jnp.int32)  # (a sum also reduces over shards)
