@@ -51,33 +51,36 @@ def order_keys(score: jax.Array) -> jax.Array:
 
 
 def count(x: jax.Array) -> jax.Array:
-    """Number of True entries, int32.
-
-    On XLA:CPU a product with ones rather than a ``sum``: there every reduce brings
-    its own reducer computation, whose scalars are buffers set up at every run of
-    the enclosing program, even inside a ``lax.cond`` branch that does not run (a
-    mask update's worth of reduces cost a few percent of every MLP training step).
-    Float32 when exact (fewer than 2**24 entries): XLA vectorises float products.
+    """Number of True entries, int32 (see :func:`_sum`).
 
     Example:
       >>> import jax.numpy as jnp
       >>> int(count(jnp.array([[True, False], [True, True]])))
       3
     """
-    if jax.default_backend() != "cpu" or placement.explicit_sharding(x) is not None:
-        return jnp.sum(x, dtype=jnp.int32)  # (a sum also reduces over shards)
-    x = x.astype(jnp.float32 if x.size < 1 << 24 else jnp.int32)
-    axes = tuple(range(x.ndim))  # every axis contracted: no reshape
-    return lax.dot_general(x, jnp.ones_like(x), ((axes, axes), ((), ()))).astype(jnp.int32)
+    dtype = jnp.float32 if x.size < 1 << 24 else jnp.int32  # float32 while exact
+    return _sum(x.astype(dtype), tuple(range(x.ndim))).astype(jnp.int32)
 
 
 def _sum_last(x: jax.Array) -> jax.Array:
-    """Integer sum over the last axis; on XLA:CPU a product with ones (see :func:`count`)."""
-    x = x.astype(jnp.int32)
-    if jax.default_backend() != "cpu":
-        return jnp.sum(x, axis=-1)
-    ones = jnp.ones(x.shape[-1], jnp.int32)
-    return lax.dot_general(x, ones, (((x.ndim - 1,), (0,)), ((), ())))
+    """Integer sum over the last axis (see :func:`_sum`)."""
+    return _sum(x.astype(jnp.int32), (x.ndim - 1,))
+
+
+def _sum(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    """Sum of ``x`` over ``axes``; on XLA:CPU a product with ones rather than a reduce.
+
+    There every reduce brings its own reducer computation, whose scalars are
+    buffers set up at every run of the enclosing program, even inside a
+    ``lax.cond`` branch that does not run (a mask update's worth of reduces cost a
+    few percent of every MLP training step). XLA vectorises float products on the
+    CPU, so counts go through float32 where that is exact. Other backends, and
+    explicitly sharded arrays (a sum reduces over the shards), use ``jnp.sum``.
+    """
+    if jax.default_backend() != "cpu" or placement.explicit_sharding(x) is not None:
+        return jnp.sum(x, axis=axes)
+    ones = jnp.ones([x.shape[a] for a in axes], x.dtype)
+    return lax.dot_general(x, ones, ((axes, tuple(range(len(axes)))), ((), ())))
 
 
 def _cumsum(x: jax.Array) -> jax.Array:

@@ -104,16 +104,11 @@ def test_missing_names_and_steps_are_explained(tmp_path):
 # file), tensorstore reads still in flight finish after that loop is closed and
 # report "Event loop is closed" as unraisable exceptions, and metadata reads that were
 # never started are collected as never-awaited coroutines: noise, nothing lost.
-_STRAGGLER = r"(Event loop is closed|coroutine object Store\._get_array_metadatas)"
-
-
-def ORBAX_STRAGGLERS(test):
-    test = pytest.mark.filterwarnings(
-        f"ignore:(?s).*{_STRAGGLER}:pytest.PytestUnraisableExceptionWarning"
-    )(test)
-    return pytest.mark.filterwarnings(
-        "ignore:coroutine 'Store._get_array_metadatas' was never awaited:RuntimeWarning"
-    )(test)
+ORBAX_STRAGGLERS = pytest.mark.filterwarnings(
+    "ignore:(?s).*(Event loop is closed|coroutine object Store\\._get_array_metadatas)"
+    ":pytest.PytestUnraisableExceptionWarning",
+    "ignore:coroutine 'Store._get_array_metadatas' was never awaited:RuntimeWarning",
+)
 
 
 def settle():
