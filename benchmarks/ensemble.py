@@ -7,7 +7,8 @@ interleaved round by round; every number is the median over rounds of the mean t
 per call. The ratio > 1 means the ensemble is slower per member than one model alone.
 `--transform rigl` times RigL (90%, ERK) instead, on steps without a mask update: the
 members share their step counter (`stack_states` keeps equal integer scalars unstacked),
-so under `vmap` RigL's `lax.cond` stays a branch and the ensemble skips the update too.
+so under `vmap` RigL's mask update (a loop of at most one iteration) stays a branch and
+the ensemble skips the update too.
 
 Usage:
   python benchmarks/ensemble.py [--models lenet300_100:18,lenet5:3] [--rounds 5] [--calls 40]

@@ -6,23 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from trees import mlp_apply, mlp_dict, nnx_model
+from trees import OPTIMIZERS, mlp_apply, mlp_dict, nnx_model
 
 import jaxprune
-
-OPTIMIZERS = {
-    "sgd": lambda: optax.sgd(0.05),
-    "momentum": lambda: optax.sgd(0.05, momentum=0.9),
-    "nesterov": lambda: optax.sgd(0.05, momentum=0.9, nesterov=True),
-    "adam": lambda: optax.adam(1e-2),
-    "adamw": lambda: optax.adamw(1e-2, weight_decay=0.1),
-    "lion": lambda: optax.lion(1e-3, weight_decay=0.1),
-    "adafactor": lambda: optax.adafactor(1e-2, min_dim_size_to_factor=4),
-    "inject_hyperparams": lambda: optax.inject_hyperparams(optax.adamw)(
-        learning_rate=1e-2, weight_decay=0.1
-    ),
-    "chain_with_clipping": lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-2)),
-}
 
 
 def data(n=64):

@@ -1,8 +1,10 @@
-"""Parameter trees of every kind the core must accept: Linen, NNX (wrapped, pure), dicts, lists."""
+"""Parameter trees of every kind the core must accept (Linen, NNX wrapped and pure, dicts,
+lists), and the optimizers the transforms must work with."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 
 def mlp_dict(sizes=(20, 16, 12, 4), seed=0):
@@ -67,3 +69,20 @@ def nnx_model(seed=0):
             return self.layers[1](jax.nn.relu(self.norm(self.layers[0](x))))
 
     return Net(nnx.Rngs(seed))
+
+
+# The optimizers every transform must work with (no list of them in the library).
+OPTIMIZERS = {
+    "sgd": lambda: optax.sgd(0.05),
+    "momentum": lambda: optax.sgd(0.05, momentum=0.9),
+    "nesterov": lambda: optax.sgd(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: optax.adam(1e-2),
+    "adamw": lambda: optax.adamw(1e-2, weight_decay=0.1),
+    "lion": lambda: optax.lion(1e-3, weight_decay=0.1),
+    "adafactor": lambda: optax.adafactor(1e-2, min_dim_size_to_factor=4),
+    "inject_hyperparams": lambda: optax.inject_hyperparams(optax.adamw)(
+        learning_rate=1e-2, weight_decay=0.1
+    ),
+    "chain_with_clipping": lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adam(1e-2)),
+    "schedule": lambda: optax.sgd(optax.cosine_decay_schedule(0.05, 10), momentum=0.9),
+}

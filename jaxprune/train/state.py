@@ -180,8 +180,9 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
 
     Integer and boolean scalars that every member holds alike (the step, optimizer
     step counters, the 0-d mask stand-ins) stay shared, unstacked: inside the vmapped
-    step they are not batched, so a transform's `lax.cond` on its step counter (RigL,
-    gradual pruning) stays a real branch instead of computing both sides.
+    step they are not batched, so a transform's mask update on its step counter (RigL's
+    at-most-once loop, gradual pruning's `lax.cond`) stays a real branch instead of
+    running for every step.
 
     Example:
       >>> tx = optax.sgd(0.1)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxprune import distributions, filters, masks, schedules, scores, select
-from jaxprune.transforms import base
+from jaxprune.transforms import base, inplace
 from jaxprune.transforms.gradual import need_params
 
 GROW = ("gradient", "random")
@@ -139,22 +139,25 @@ def _dst(
             t, update_every, begin_step=begin_step + update_every, end_step=end_step - 1
         )
 
-        def new_mask():
+        def rewire_and_zero(carry):
+            old, inner_state = carry
             key = jax.random.fold_in(state.key, t)
-            new = rewire(params, updates, state.mask, fraction(t), grow=grow, key=key)
-            return base.place_mask(new, params)
+            new = base.place_mask(
+                rewire(params, updates, old, fraction(t), grow=grow, key=key), params
+            )
+            # Dropped and grown entries start from zeroed optimizer statistics (kept
+            # entries, a weight dropped and regrown included, keep theirs).
+            kept = jax.tree_util.tree_map(jnp.logical_and, new, old)
+            return new, base.zero_where(inner_state, params, kept)
 
-        # Only the mask change sits under the cond; the rest is elementwise and fuses
-        # into the optimizer update, so steps without a mask change stay cheap.
-        mask = jax.lax.cond(do, new_mask, lambda: state.mask)
-        grads = base.where_mask(state.mask, updates)
-        u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
-        # On update steps the optimizer step is skipped: the old state, with the
-        # per-parameter statistics of dropped and grown entries zeroed, and no update
-        # but the zeroing of dropped weights.
-        kept = jax.tree_util.tree_map(jnp.logical_and, mask, state.mask)
-        skipped = base.zero_where(state.inner_state, params, kept)
-        inner_state = jax.tree_util.tree_map(lambda a, b: jnp.where(do, a, b), skipped, inner_state)
+        # In place, so that the steps without a mask change copy nothing.
+        mask, inner_state = inplace.run_if(do, rewire_and_zero, (state.mask, state.inner_state))
+        # On update steps the optimizer step is skipped: no update but the zeroing of
+        # dropped weights, and the inner state as the rewiring left it.
+        grads = base.where_mask(mask, updates)
+        u, inner_state = inplace.skippable_update(
+            inner, do, grads, inner_state, params, **extra_args
+        )
         u = jax.tree_util.tree_map(lambda x: jnp.where(do, jnp.zeros_like(x), x), u)
         return base.masked_update(u, mask, params), DSTState(inner_state, mask, t + 1, state.key)
 

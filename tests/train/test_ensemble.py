@@ -95,9 +95,21 @@ def test_stack_states_needs_one_tx_and_one_graph():
         stack_states([a, b])
 
 
-def test_shared_counters_keep_mask_updates_under_a_real_cond():
-    # The step counters of all members are one shared scalar, so RigL's lax.cond is not
-    # turned into a select by vmap: steps without a mask update do not pay for one.
+def _mask_update_loops(jaxpr):
+    """The condition jaxprs of the while loops in ``jaxpr`` and its sub-jaxprs."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "while":
+            found.append(eqn.params["cond_jaxpr"])
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _mask_update_loops(sub)
+    return found
+
+
+def test_shared_counters_keep_mask_updates_under_a_real_branch():
+    # The step counters of all members are one shared scalar, so vmap leaves the
+    # predicate of RigL's at-most-once mask-update loop unbatched: steps without a mask
+    # update do not run it (a batched predicate means "while any member", with a select).
     tx = jaxprune.rigl(optax.sgd(0.1), 0.5, end_step=100, key=jax.random.key(0), update_every=10)
     states = [create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(i)), tx, seed=i) for i in (0, 1)]
     ensemble = stack_states(states)
@@ -105,7 +117,14 @@ def test_shared_counters_keep_mask_updates_under_a_real_cond():
     assert ensemble.params["conv"]["kernel"].shape[0] == 2
     batch = {"x": TRAIN.x[:16], "y": TRAIN.y[:16]}
     step = make_train_step(ensemble=True)
-    assert "cond[" in str(jax.make_jaxpr(step)(ensemble, batch))
+    loops = _mask_update_loops(jax.make_jaxpr(step)(ensemble, batch).jaxpr)
+    assert loops and all(c.out_avals[0].shape == () for c in loops)
+    # What the check catches: members with counters of their own.
+    batched = ensemble.replace(
+        opt_state=ensemble.opt_state._replace(count=jax.numpy.zeros(2, jax.numpy.int32))
+    )
+    loops = _mask_update_loops(jax.make_jaxpr(step)(batched, batch).jaxpr)
+    assert any(c.out_avals[0].shape == (2,) for c in loops)
     out, metrics = step(ensemble, batch)  # no aux: fine
     assert metrics["loss"].shape == (2,) and out.step.shape == ()
     for i in (0, 1):
