@@ -19,7 +19,7 @@ hits every variant alike:
   one of which updates the mask;
 - ``RigL update step``: the step in which RigL drops and grows (ERK, 90%,
   update every 100), on the state after 100 training steps, repeated on the
-  same inputs;
+  same inputs (donated, as in training: a copy made before timing per call);
 - ``RigL updating every step``: RigL with an update at every step (chained):
   grown weights stay 0 until dropped, a worst case of ties for the drop;
 - ``straight-through``: a ``jaxprune.straight_through`` step (top-k every step).
@@ -41,7 +41,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +87,8 @@ def _train_step(graphdef, tx) -> Callable:
     return step
 
 
-Variant = tuple[Callable, tuple, int | None]  # function, arguments, calls per round (None: --calls)
+# function, arguments, calls per round (None: --calls)
+Variant = tuple[Callable, tuple, int | None]
 
 
 def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
@@ -150,8 +151,9 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
 
 def _at_update(graphdef, tx, start: tuple, steps: int = 100) -> Variant:
     """The training step at which ``tx`` updates its mask, after ``steps`` steps that
-    trained the weights under the mask; every call repeats that one step on the same
-    inputs (nothing donated or chained)."""
+    trained the weights under the mask. Every call repeats that one step on the same
+    inputs, donated as in training: each call gets its own copy, made before the
+    timing starts (see :func:`_time_calls`)."""
     step = jax.jit(_train_step(graphdef, tx))
     params, rest, batch = start
     args = (params, rest, tx.init(params), batch)
@@ -160,15 +162,28 @@ def _at_update(graphdef, tx, start: tuple, steps: int = 100) -> Variant:
     before, after = jaxprune.mask_of(args[2]), jaxprune.mask_of(step(*args)[2])
     if jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), before, after)):
         raise RuntimeError(f"the step after {steps} steps does not update the mask")
-    return (lambda a: step(*a)), (args,), None
+    return Repeat(jax.jit(_train_step(graphdef, tx), donate_argnums=(0, 1, 2))), args, None
+
+
+class Repeat(NamedTuple):
+    """A donating function called on the same arguments at every call."""
+
+    fn: Callable
 
 
 def _copy(args: tuple) -> tuple:
     return jax.tree.map(lambda x: jnp.array(x, copy=True) if isinstance(x, jax.Array) else x, args)
 
 
-def _time_calls(fn: Callable, args: tuple, calls: int) -> tuple[float, tuple]:
-    """Mean seconds per call over ``calls`` chained calls (train steps feed their outputs)."""
+def _time_calls(fn: Callable | Repeat, args: tuple, calls: int) -> tuple[float, tuple]:
+    """Mean seconds per call over ``calls`` calls: train steps feed their outputs to the
+    next call; a :class:`Repeat` gets a fresh copy of its arguments at every call."""
+    if isinstance(fn, Repeat):
+        copies = [_copy(args) for _ in range(calls)]
+        jax.block_until_ready(copies)
+        start = time.perf_counter()
+        jax.block_until_ready([fn.fn(*a) for a in copies])
+        return (time.perf_counter() - start) / calls, args
     chain = len(args) == 4
     start = time.perf_counter()
     out = None
