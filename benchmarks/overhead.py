@@ -25,8 +25,11 @@ hits every variant alike:
 - ``straight-through``: a ``jaxprune.straight_through`` step (top-k every step).
 
 Every number is the median over rounds of the mean time per call, divided by
-the dense step's. Prints a table; ``--json`` writes the numbers with the machine
-and the versions.
+the dense step's; the paired ratio is the median over rounds of each round's
+time over the dense step's in the same round (with its quartiles), which slow
+changes in the machine's load move less. Rounds run the variants forwards and
+backwards in turn. Prints a table; ``--json`` writes the numbers with the
+machine and the versions.
 
 Usage:
   python benchmarks/overhead.py [--models mlp,cnn] [--rounds 15] [--calls 10]
@@ -209,16 +212,38 @@ def run(
     for k, (fn, _, _) in variants.items():  # compile and warm up
         _, state[k] = _time_calls(fn, state[k], 3)
     times: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(rounds):
-        for k, (fn, _, n) in variants.items():
+    order = list(variants)
+    for r in range(rounds):
+        # Every other round backwards, so that no variant always follows the same one.
+        for k in order if r % 2 == 0 else order[::-1]:
+            fn, _, n = variants[k]
             t, state[k] = _time_calls(fn, state[k], n or calls)
             times[k].append(t)
     med = {k: float(np.median(v)) for k, v in times.items()}
+    # Each round's time over the dense step's in that round: robust to slow drifts in
+    # the machine's load, which move a whole round.
+    paired = {k: np.asarray(v) / np.asarray(times["dense"]) for k, v in times.items()}
     return {
         "ms": {k: 1e3 * v for k, v in med.items()},
         "ratio_to_dense": {k: v / med["dense"] for k, v in med.items()},
+        "paired_ratio": {k: float(np.median(v)) for k, v in paired.items()},
+        "paired_quartiles": {
+            k: [float(np.percentile(v, 25)), float(np.percentile(v, 75))] for k, v in paired.items()
+        },
         "spread": {k: [1e3 * float(np.min(v)), 1e3 * float(np.max(v))] for k, v in times.items()},
     }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name, where /proc/cpuinfo tells it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def machine() -> dict[str, Any]:
@@ -229,7 +254,7 @@ def machine() -> dict[str, Any]:
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
         "device_kind": jax.devices()[0].device_kind,
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": _cpu_model() or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
         "jax": jax.__version__,
@@ -262,10 +287,13 @@ def main() -> None:
         only = [v for v in args.variants.split(",") if v]
         results[name] = r = run(name, args.rounds, args.calls, only, args.method)
         print(f"\n{name}: dense step {r['ms']['dense']:.3f} ms")
+        print(f"  {'':<26} {'median':>11}  {'ratio':>6}        paired ratio (quartiles)")
         for k in r["ms"]:
             lo, hi = r["spread"][k]
+            q1, q3 = r["paired_quartiles"][k]
             print(
                 f"  {k:<26} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
+                f"  {r['paired_ratio'][k]:5.2f}x ({q1:.2f}-{q3:.2f})"
                 f"   (rounds {lo:.3f}-{hi:.3f} ms)"
             )
     if args.json:
