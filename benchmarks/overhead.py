@@ -29,8 +29,8 @@ the dense step's timed with as many calls per round (``dense (100 calls)`` is
 the reference of the throughput rows); the paired ratio is the median over
 rounds of each round's time over that dense time in the same round (with its
 quartiles), which slow changes in the machine's load move less. Rounds run the
-variants forwards and backwards in turn. Prints a table; ``--json`` writes the numbers with the
-machine and the versions.
+variants forwards and backwards in turn. Prints a table; ``--json`` writes the
+numbers with the machine and the versions.
 
 Usage:
   python benchmarks/overhead.py [--models mlp,cnn] [--rounds 15] [--calls 10]
@@ -209,9 +209,9 @@ def run(
         if unknown:
             raise SystemExit(f"unknown variants {unknown}; known: {sorted(variants)}")
         variants = {k: v for k, v in variants.items() if k in only or k == "dense"}
-    # A chain of more calls per round is slower per call on a busy 2-core machine (the
-    # dispatching thread runs further ahead), so every variant is compared with the dense
-    # step timed with its own number of calls per round.
+    # The time per call depends on how many calls a round chains (on a busy 2-core VM
+    # a 100-call chain ran 5-10% slower per call than a 20-call one), so every variant
+    # is compared with the dense step timed with its own number of calls per round.
     reference = {}
     for k, (_, _, n) in list(variants.items()):
         n = n or calls

@@ -5,9 +5,9 @@ step (RigL rewires its mask and skips the step) must not slow the ordinary steps
 Two patterns cost a copy of every per-parameter state leaf on every step when the
 state is donated, as it is in a jitted training step:
 
-- ``lax.cond(do, rare, lambda: state)``: the untaken branch passes the state
-  through, and the conditional's outputs are new buffers, copied into the donated
-  ones;
+- ``lax.cond(do, rare, lambda: state)`` when the old state is read again after
+  it (RigL needs the old mask to zero the statistics of changed entries): the
+  conditional's outputs are new buffers, so the donated state is copied;
 - ``where(skip, old_state, inner.update(...).state)``: the update ``u`` and the
   selection both read the old state, while the selection overwrites it in place,
   so XLA first copies it.
