@@ -210,8 +210,8 @@ def run(
             raise SystemExit(f"unknown variants {unknown}; known: {sorted(variants)}")
         variants = {k: v for k, v in variants.items() if k in only or k == "dense"}
     # The time per call depends on how many calls a round chains (on a busy 2-core VM
-    # a 100-call chain ran 5-10% slower per call than a 20-call one), so every variant
-    # is compared with the dense step timed with its own number of calls per round.
+    # the dense step ran 3-8% slower per call chained 100 times than 20 times), so every
+    # variant is compared with the dense step timed with its own number of calls per round.
     reference = {}
     for k, (_, _, n) in list(variants.items()):
         n = n or calls
