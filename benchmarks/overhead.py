@@ -118,6 +118,12 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
 
     key, never = jax.random.key(0), 10**9
     dense = train(sgd, params)
+
+    def rigl(update_every):
+        return jaxprune.rigl(
+            sgd, SPARSITY, end_step=never, key=key, update_every=update_every, method=method
+        )
+
     return {
         "dense": dense,
         # The same dense step timed again: the noise floor of the ratios.
@@ -132,24 +138,16 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
         # Throughput over 100 steps, one of which updates the mask.
         "gradual every 100": train(
             jaxprune.gradual_magnitude(
-                sgd, SPARSITY, begin_step=0, end_step=never, update_every=100
+                sgd, SPARSITY, begin_step=0, end_step=never, update_every=100, method=method
             ),
             calls=100,
         ),
-        "RigL every 100": train(
-            jaxprune.rigl(sgd, SPARSITY, end_step=never, key=key, update_every=100), calls=100
-        ),
-        "RigL update step": _at_update(
-            graphdef,
-            jaxprune.rigl(sgd, SPARSITY, end_step=never, key=key, update_every=100),
-            (sparse_params, rest, batch),
-        ),
+        "RigL every 100": train(rigl(100), calls=100),
+        "RigL update step": _at_update(graphdef, rigl(100), (sparse_params, rest, batch)),
         # Every step an update: grown weights stay 0 until dropped again, so the drop
         # meets ties at 0 (the slower tie-breaking path of the selection).
-        "RigL updating every step": train(
-            jaxprune.rigl(sgd, SPARSITY, end_step=never, key=key, update_every=1)
-        ),
-        "straight-through": train(jaxprune.straight_through(sgd, SPARSITY)),
+        "RigL updating every step": train(rigl(1)),
+        "straight-through": train(jaxprune.straight_through(sgd, SPARSITY, method=method)),
     }
 
 
@@ -286,7 +284,10 @@ def main() -> None:
         "--variants", default="", help="comma list of variants to time (default: all)"
     )
     parser.add_argument(
-        "--method", default="auto", help="selection method of the mask updates: auto, radix, sort"
+        "--method",
+        default="auto",
+        help="selection method of every mask update (topk_mask, gradual, RigL, "
+        "straight-through): auto, radix, sort",
     )
     args = parser.parse_args()
     info = machine()

@@ -207,6 +207,16 @@ def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     return keep
 
 
+def check_method(method: str) -> None:
+    """Raises a ValueError unless ``method`` names a selection method.
+
+    Example:
+      >>> check_method("radix")
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+
+
 @functools.partial(jax.jit, static_argnames=("index", "method"))
 def _select_jit(scores, within, ks, index, method):
     keys, restore = [], []
@@ -239,8 +249,7 @@ def select(
     Returns:
       One boolean array per leaf.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    check_method(method)
     if method == "auto":
         method = "radix" if jax.default_backend() == "cpu" else "sort"
     index = tuple(tuple(idx) for idx, _ in groups)

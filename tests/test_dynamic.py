@@ -278,3 +278,24 @@ def test_gradual_magnitude_reaches_the_final_sparsity_off_the_update_grid():
         params = optax.apply_updates(params, updates)
     for k, leaf in params.items():  # exactly the final counts, not those of step 6
         assert int(state.mask[k]["kernel"].sum()) == keep_count_reference(leaf["kernel"].size, 0.8)
+
+
+@pytest.mark.parametrize("kind", ["rigl", "set", "gradual", "ste"])
+def test_selection_method_gives_the_same_training_and_is_checked(kind):
+    def make(method):
+        key, sgd = jax.random.key(0), optax.sgd(0.1, momentum=0.9)
+        if kind == "gradual":
+            return jaxprune.gradual_magnitude(
+                sgd, 0.8, begin_step=0, end_step=20, update_every=4, method=method
+            )
+        if kind == "ste":
+            return jaxprune.straight_through(sgd, 0.8, method=method)
+        make = jaxprune.rigl if kind == "rigl" else jaxprune.set_training
+        return make(sgd, 0.8, end_step=20, key=key, update_every=4, method=method)
+
+    _, (ps_radix, masks_radix, _) = run(make("radix"), mlp_dict(), 24)
+    _, (ps_sort, masks_sort, _) = run(make("sort"), mlp_dict(), 24)
+    chex.assert_trees_all_equal(masks_radix, masks_sort)
+    chex.assert_trees_all_close(ps_radix, ps_sort, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="method must be one of"):
+        make("bitonic")

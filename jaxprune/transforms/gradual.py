@@ -41,6 +41,7 @@ def gradual_magnitude(
     distribution: distributions.Distribution = "uniform",
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
+    method: str = "auto",
 ) -> optax.GradientTransformationExtraArgs:
     """Prunes by magnitude every ``update_every`` steps along the polynomial schedule.
 
@@ -58,7 +59,7 @@ def gradual_magnitude(
       initial_sparsity: ``s_i``.
       power: the exponent (3 in the paper).
       distribution: ``"uniform"`` or ``"global"`` (or an explicit mapping).
-      overrides, prunable: as in :func:`jaxprune.topk_mask`.
+      overrides, prunable, method: as in :func:`jaxprune.topk_mask`.
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxprune
@@ -79,6 +80,7 @@ def gradual_magnitude(
         initial=initial_sparsity,
         power=power,
     )
+    select.check_method(method)
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
@@ -96,6 +98,7 @@ def gradual_magnitude(
                 distribution,
                 overrides=overrides,
                 prunable=prunable,
+                method=method,
             )
             return base.place_mask(new, p)
 

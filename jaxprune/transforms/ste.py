@@ -54,6 +54,7 @@ def straight_through(
       >>> optax.apply_updates(params, updates)["w"].tolist()
       [[10.0, 0.0], [0.0, 4.0]]
     """
+    select.check_method(method)
     inner = optax.with_extra_args_support(inner)
 
     def top(dense):
