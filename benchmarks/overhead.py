@@ -198,10 +198,16 @@ def _time_calls(fn: Callable | Repeat, args: tuple, calls: int) -> tuple[float, 
 
 
 def run(
-    model: str, rounds: int, calls: int, only: list[str] | None = None, method: str = "auto"
+    model: str,
+    rounds: int,
+    calls: int,
+    only: list[str] | None = None,
+    method: str = "auto",
+    variants: dict[str, Variant] | None = None,
 ) -> dict[str, Any]:
-    """Times the variants of one model; returns ms per call and ratios to dense."""
-    variants = _variants(model, method)
+    """Times the variants of one model (or ``variants``, which must hold ``"dense"``);
+    returns ms per call and ratios to dense."""
+    variants = _variants(model, method) if variants is None else dict(variants)
     if only:
         unknown = sorted(set(only) - set(variants))
         if unknown:
@@ -274,6 +280,21 @@ def machine() -> dict[str, Any]:
     }
 
 
+def report(name: str, r: dict[str, Any]) -> None:
+    """Prints the table of one model's results (as returned by :func:`run`)."""
+    print(f"\n{name}: dense step {r['ms']['dense']:.3f} ms")
+    print(f"  {'':<26} {'median':>11}  {'ratio':>6}        paired ratio (quartiles)")
+    for k in r["ms"]:
+        lo, hi = r["spread"][k]
+        q1, q3 = r["paired_quartiles"][k]
+        print(
+            f"  {k:<26} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
+            f"  {r['paired_ratio'][k]:5.2f}x ({q1:.2f}-{q3:.2f})"
+            f"   (rounds {lo:.3f}-{hi:.3f} ms)"
+            + (f"  vs {r['reference'][k]}" if r["reference"][k] not in ("dense", k) else "")
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="mlp,cnn", help="comma list of mlp, cnn")
@@ -299,17 +320,7 @@ def main() -> None:
     for name in args.models.split(","):
         only = [v for v in args.variants.split(",") if v]
         results[name] = r = run(name, args.rounds, args.calls, only, args.method)
-        print(f"\n{name}: dense step {r['ms']['dense']:.3f} ms")
-        print(f"  {'':<26} {'median':>11}  {'ratio':>6}        paired ratio (quartiles)")
-        for k in r["ms"]:
-            lo, hi = r["spread"][k]
-            q1, q3 = r["paired_quartiles"][k]
-            print(
-                f"  {k:<26} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
-                f"  {r['paired_ratio'][k]:5.2f}x ({q1:.2f}-{q3:.2f})"
-                f"   (rounds {lo:.3f}-{hi:.3f} ms)"
-                + (f"  vs {r['reference'][k]}" if r["reference"][k] not in ("dense", k) else "")
-            )
+        report(name, r)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
