@@ -14,6 +14,7 @@ so it shows what RigL costs on the steps that do not update the mask.
 
 Usage:
   python benchmarks/anatomy.py --models cnn --out DIR [--calls 10] [--variants ...]
+  python benchmarks/anatomy.py --count-hlo DIR/hlo.tar.gz   # counts of a saved run
 
 Writes ``DIR/anatomy.json`` (the summary), ``DIR/hlo.tar.gz`` (one optimized HLO
 text per model and variant) and ``DIR/trace_<model>.json.gz`` (the Perfetto trace,
@@ -52,16 +53,27 @@ HLO_OPS = ("fusion", "custom-call", "while", "conditional", "copy", "sort", "sca
 
 
 def hlo_counts(text: str) -> dict[str, int]:
-    """How many instructions of each kind in ``HLO_OPS`` an optimized HLO text holds
+    r"""How many instructions of each kind in ``HLO_OPS`` an optimized HLO text holds
     outside fused computations (a fusion's body is one kernel, counted as its ``fusion``).
 
     Example:
-      >>> hlo_counts("ENTRY %main {\n  %a = f32[2] fusion(%x), kind=kLoop\n}")["fusion"]
+      >>> hlo_counts("ENTRY %main {\n  %a = f32[2]{0} fusion(%x), kind=kLoop\n}")["fusion"]
       1
     """
-    blocks = re.split(r"\n\s*\n", text)
+    blocks = re.split(r"\n\s*\n", re.sub(r"/\*.*?\*/", "", text))
     outer = "\n".join(b for b in blocks if not re.match(r"\s*%?(fused|wrapped)", b))
-    return {op: len(re.findall(rf"= [^=\n]*? {re.escape(op)}\(", outer)) for op in HLO_OPS}
+    ops = re.findall(r"^\s*(?:ROOT )?%?[\w.\-]+ = (?:\(.*?\)|\S+) ([\w-]+)\(", outer, re.M)
+    return {op: ops.count(op) for op in HLO_OPS}
+
+
+def count_saved(path: str) -> dict[str, dict[str, int]]:
+    """:func:`hlo_counts` of every HLO text in a ``hlo.tar.gz`` written by this script."""
+    with tarfile.open(path) as tar:
+        return {
+            m.name: hlo_counts(tar.extractfile(m).read().decode())
+            for m in tar.getmembers()
+            if m.isfile()
+        }
 
 
 def trace_summary(trace: Any, windows: dict[str, str], calls: int) -> dict[str, Any]:
@@ -151,8 +163,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10, help="traced calls per variant")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list")
     parser.add_argument("--method", default="auto", help="selection method: auto, radix, sort")
-    parser.add_argument("--out", required=True, help="folder for the summary, HLO and traces")
+    parser.add_argument("--out", help="folder for the summary, HLO and traces")
+    parser.add_argument("--count-hlo", help="only print the HLO counts of a saved hlo.tar.gz")
     args = parser.parse_args()
+    if args.count_hlo:
+        print(f"{'':<40} " + " ".join(HLO_OPS))
+        for name, counts in count_saved(args.count_hlo).items():
+            print(f"{name:<40} " + " ".join(f"{counts[op]:>{len(op)}}" for op in HLO_OPS))
+        return
+    if not args.out:
+        parser.error("--out is required (or --count-hlo)")
     os.makedirs(args.out, exist_ok=True)
     info = overhead.machine()
     print(f"backend {info['backend']} ({info['device_kind']}), jax {info['jax']}")
@@ -164,7 +184,8 @@ def main() -> None:
         texts[model] = r.pop("hlo_text")
         results[model] = r
         print(
-            f"\n{model}:  {'kernels':>8} {'busy us':>9} {'wall us':>9}   HLO: " + " ".join(HLO_OPS)
+            f"\n{model}:  {'kernels':>8} {'memcpy':>6} {'busy us':>9} {'wall us':>9}   HLO: "
+            + " ".join(HLO_OPS)
         )
         for k, counts in r["hlo"].items():
             t = r.get("trace", {}).get(k, {})

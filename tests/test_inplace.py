@@ -20,9 +20,18 @@ def _grads(params, seed):
     return tree.unflatten([jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
 
 
-def test_run_if_applies_fn_only_when_asked():
-    f = jax.jit(lambda pred, x: inplace.run_if(pred, lambda c: (c[0] * 2, c[1] + 1), x))
+@pytest.mark.parametrize("backend", ["cpu", "gpu"])
+def test_run_if_applies_fn_only_when_asked(backend, monkeypatch):
+    """A loop where it runs in place (CPU), a cond on a GPU: same results either way."""
+    monkeypatch.setattr(jax, "default_backend", lambda: backend)
+
+    def f(pred, x):
+        return inplace.run_if(pred, lambda c: (c[0] * 2, c[1] + 1), x)
+
     x = (jnp.arange(3.0), jnp.int32(5))
+    control = {e.primitive.name for e in jax.make_jaxpr(f)(True, x).eqns} & {"cond", "while"}
+    assert control == ({"cond"} if backend == "gpu" else {"while"}), control
+    f = jax.jit(f)
     chex.assert_trees_all_equal(f(True, x), (jnp.arange(3.0) * 2, jnp.int32(6)))
     chex.assert_trees_all_equal(f(False, x), x)
 

@@ -106,6 +106,9 @@ def _mask_update_loops(jaxpr):
     return found
 
 
+@pytest.mark.skipif(
+    jax.default_backend() == "gpu", reason="on a GPU RigL's update is a lax.cond, not a loop"
+)
 def test_shared_counters_keep_mask_updates_under_a_real_branch():
     # The step counters of all members are one shared scalar, so vmap leaves the
     # predicate of RigL's at-most-once mask-update loop unbatched: steps without a mask
