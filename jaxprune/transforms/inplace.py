@@ -42,9 +42,8 @@ def run_if(pred: Any, fn: Callable[[Carry], Carry], carry: Carry) -> Carry:
 
     On a GPU it is a ``lax.cond``: XLA:GPU copies a loop's predicate to the host
     before every iteration and waits for it, which stalls the launch of the rest of
-    the step; a copy of the carry on the device costs less there (RigL every 100 on
-    an H200: 1.46x a dense step with the loop, 1.22x with the cond, ResNet-20;
-    ``benchmarks/probe.py``). The backend is ``jax.default_backend()``, read when
+    the step; the cond measured faster there (RigL every 100 on an H200: 1.46x a
+    dense step with the loop, 1.22x with the cond, ResNet-20; ``benchmarks/probe.py``). The backend is ``jax.default_backend()``, read when
     the step is traced.
 
     Example:
