@@ -299,3 +299,20 @@ def test_selection_method_gives_the_same_training_and_is_checked(kind):
     chex.assert_trees_all_close(ps_radix, ps_sort, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="method must be one of"):
         make("bitonic")
+
+
+@pytest.mark.parametrize("name", ["momentum", "lion"])
+def test_rigl_takes_the_same_steps_on_the_gpu_code_path(name, monkeypatch):
+    """On a GPU RigL's update runs under lax.cond (and the selection sorts): traced here
+    with the backend reported as "gpu", it trains exactly as the CPU's loop does."""
+    inner = {"momentum": optax.sgd(0.1, momentum=0.9), "lion": optax.lion(1e-3)}[name]
+
+    def make():
+        return jaxprune.rigl(inner, 0.8, end_step=20, key=jax.random.key(0), update_every=4)
+
+    _, cpu = run(make(), mlp_dict(), 24)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    _, gpu = run(make(), mlp_dict(), 24)
+    chex.assert_trees_all_equal(cpu[1], gpu[1])  # masks
+    chex.assert_trees_all_close(cpu[0], gpu[0], rtol=1e-6, atol=1e-6)  # params
+    chex.assert_trees_all_close(cpu[2], gpu[2], rtol=1e-6, atol=1e-6)  # inner states
