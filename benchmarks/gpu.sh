@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The GPU tables of BENCHMARKS.md in one run: overhead.py on the MLP and the CNN with
-# the default selection (auto: the sort on a GPU), the selection, sparse-training and
-# in-place tests on the GPU, then the mask-updating rows with the radix select. Each part runs under its own
-# time limit and writes as it goes, so a part that fails or runs out of time leaves the
-# others' results.
+# The GPU tables of BENCHMARKS.md in one run (about 9 minutes at most): overhead.py on
+# the MLP and the CNN with the default selection (auto: the sort on a GPU), the
+# selection, sparse-training and in-place tests on the GPU, then the mask-updating rows
+# with the counting selection (MLP and CNN) and the radix select (MLP; its CNN rows did
+# not finish in 130 s on an H200). Each part runs under its own time limit and writes as
+# it goes, so a part that fails or runs out of time leaves the others' results.
 #
 # Usage (from the repository root, jax with CUDA installed; jaxprune needs no install):
-#   OUT=benchmarks/results/gpu bash benchmarks/gpu.sh
-# Writes to $OUT: log.txt (every table and the tests' output), gpu_{mlp,cnn}_{auto,radix}.json.
+#   bash benchmarks/gpu.sh   # or OUT=DIR bash benchmarks/gpu.sh
+# Writes to $OUT: log.txt (every table and the tests' output), gpu_{mlp,cnn}_{auto,count}.json, gpu_mlp_radix.json.
 set -uo pipefail
-out=${OUT:-benchmarks/results/gpu}
+out=${OUT:-benchmarks/results/gpu-$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$out"
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-/tmp/jaxprune-jax-cache}
@@ -34,13 +35,15 @@ part() {  # part SECONDS NAME COMMAND...: one timed part, its output in the log
 few="mask update,step + mask update,gradual every 100,RigL every 100,RigL update step,straight-through"
 part 80 "MLP, auto" $py benchmarks/overhead.py --models mlp --rounds 30 --calls 50 \
   --json "$out/gpu_mlp_auto.json"
-part 200 "CNN, auto" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
+part 150 "CNN, auto" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
   --json "$out/gpu_cnn_auto.json"
 # The default options need plugins the GPU image may lack (nbmake): set them here.
-part 90 "tests on the GPU" $py -m pytest -o addopts="" -p no:cacheprovider \
+part 60 "tests on the GPU" $py -m pytest -o addopts="" -p no:cacheprovider \
   --import-mode=importlib -m "not slow" -q -rfE \
   tests/test_select.py tests/test_inplace.py tests/test_dynamic.py
+part 50 "MLP, count" $py benchmarks/overhead.py --models mlp --rounds 30 --calls 50 \
+  --method count --variants "$few" --json "$out/gpu_mlp_count.json"
+part 130 "CNN, count" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
+  --method count --variants "$few" --json "$out/gpu_cnn_count.json"
 part 50 "MLP, radix" $py benchmarks/overhead.py --models mlp --rounds 30 --calls 50 \
   --method radix --variants "$few" --json "$out/gpu_mlp_radix.json"
-part 130 "CNN, radix" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
-  --method radix --variants "$few" --json "$out/gpu_cnn_radix.json"

@@ -28,7 +28,7 @@ from jax import lax
 from jaxprune import distributions, filters, masks, placement
 
 Groups = Sequence[tuple[tuple[int, ...], Any]]
-METHODS = ("auto", "radix", "sort")
+METHODS = ("auto", "radix", "sort", "count")
 RADIX_BITS = (11, 11, 10)  # bits per histogram pass, most significant first
 COPIES = 4  # interleaved copies of every histogram bin (a power of 2)
 SPARE = 1024  # histogram slots for the entries outside the bucket (a power of 2)
@@ -207,6 +207,59 @@ def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     return keep
 
 
+def _search(rows: jax.Array, need: jax.Array, bits: int) -> jax.Array:
+    """Per row of ``rows`` (uint32 below ``2**bits``): the largest ``t`` with at least
+    ``need`` entries ``>= t``, so the ``need``-th largest entry (all ones when ``need``
+    is 0). Four bits per pass, highest first; each pass counts the entries at or
+    above the 15 candidates of the next digit: one reduction, no scatter, no loop."""
+    prefix = jnp.zeros(rows.shape[0], jnp.uint32)
+    digits = jnp.arange(1, 16, dtype=jnp.uint32)
+    for shift in range(4 * ((bits - 1) // 4), -1, -4):
+        t = prefix[:, None] | (digits[None, :] << shift)
+        at_least = jnp.sum(rows[:, None, :] >= t[:, :, None], axis=2, dtype=jnp.int32)
+        digit = jnp.sum(at_least >= need[:, None], axis=1, dtype=jnp.int32)
+        prefix = prefix | (digit.astype(jnp.uint32) << shift)
+    return prefix
+
+
+def _count(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
+    """Keeps the top k keys of each group, found by counting: no sort, scatter or loop.
+
+    The groups' keys are laid out as the rows of one zero-padded matrix; the k-th
+    largest key of each row is found digit by digit (8 passes of 4 bits, each one
+    reduction over the matrix), then the position of the last tie that fits (up to
+    5 more passes). A fixed sequence of a few dozen kernels: meant for accelerators,
+    where a sort is many kernels and a loop or branch waits on the host.
+    """
+    members = [[keys[i].ravel() for i in idx] for idx, _ in groups]
+    sizes = [sum(m.size for m in ms) for ms in members]
+    width = max(max(sizes), 1)
+    rows = jnp.stack(
+        [jnp.pad(jnp.concatenate(ms), (0, width - n)) for ms, n in zip(members, sizes)]
+    )
+    need = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
+    need = jnp.clip(need, 0, jnp.sum(rows != 0, axis=1, dtype=jnp.int32))
+    kth = _search(rows, need, 32)
+    above = jnp.sum(rows > kth[:, None], axis=1, dtype=jnp.int32)
+    ties = rows == kth[:, None]
+    n_ties = jnp.sum(ties, axis=1, dtype=jnp.int32)
+    # The ties that fit are the first need - above of them: the last one is the
+    # (n_ties - fit + 1)-th largest position among the ties (positions count from 1).
+    fit = need - above
+    col = lax.broadcasted_iota(jnp.uint32, rows.shape, 1) + 1
+    last = _search(jnp.where(ties, col, 0), n_ties - fit + 1, max(width.bit_length(), 1))
+    last = jnp.where(fit > 0, last, 0)
+    keep = [None] * len(keys)
+    for g, (idx, _) in enumerate(groups):
+        offset = 0
+        for i in idx:
+            pos = jnp.arange(offset + 1, offset + keys[i].size + 1, dtype=jnp.uint32)
+            pos = pos.reshape(keys[i].shape)
+            keep[i] = (keys[i] > kth[g]) | ((keys[i] == kth[g]) & (pos <= last[g]))
+            offset += keys[i].size
+    return keep
+
+
 def check_method(method: str) -> None:
     """Raises a ValueError unless ``method`` names a selection method.
 
@@ -228,7 +281,7 @@ def _select_jit(scores, within, ks, index, method):
         keys.append(key)
         restore.append(back)
     groups = [(idx, ks[g]) for g, idx in enumerate(index)]
-    kept = (_radix if method == "radix" else _sort)(keys, groups)
+    kept = {"radix": _radix, "sort": _sort, "count": _count}[method](keys, groups)
     return [back(m) for back, m in zip(restore, kept)]
 
 
@@ -244,7 +297,7 @@ def select(
       scores: the candidate leaves' scores.
       within: per leaf, a boolean array of the entries that may be kept, or None.
       groups: ``(leaf indices, k)`` pairs; ``k`` may be traced.
-      method: ``"auto"``, ``"radix"`` or ``"sort"``.
+      method: ``"auto"``, ``"radix"``, ``"sort"`` or ``"count"``.
 
     Returns:
       One boolean array per leaf.
@@ -352,7 +405,10 @@ def topk_mask(
       overrides: per-layer rates, path regex -> sparsity or ``f(sparsity)``, e.g.
         ``{"layers/0/": 0.0, "layers/2/": lambda s: s / 2}``.
       prunable: which leaves may be pruned (default: leaves with ndim >= 2).
-      method: ``"auto"``, ``"radix"`` or ``"sort"`` (same result; speed differs).
+      method: ``"auto"`` (``"radix"`` on the CPU, else ``"sort"``), ``"radix"`` (a
+        radix select by histograms), ``"sort"`` (one stable segmented sort) or
+        ``"count"`` (a threshold found by a fixed number of counting passes; for
+        accelerators, not yet measured there). The same result; speed differs.
 
     Returns:
       A mask with the structure of ``scores``.

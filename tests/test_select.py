@@ -41,7 +41,7 @@ def kernels_of(tree):
     score_trees(),
     SPARSITY,
     st.sampled_from(["uniform", "global"]),
-    st.sampled_from(["radix", "sort"]),
+    st.sampled_from(["radix", "sort", "count"]),
     st.booleans(),
 )
 def test_topk_matches_reference_exactly(tree, sparsity, distribution, method, use_within):
@@ -77,22 +77,18 @@ def test_radix_and_sort_agree_on_large_tied_scores():
     }
     for dist in ["uniform", "global", "erk"]:
         a = jaxprune.topk_mask(tree, 0.83, dist, method="radix")
-        b = jaxprune.topk_mask(tree, 0.83, dist, method="sort")
-        chex.assert_trees_all_equal(a, b)
+        for other in ("sort", "count"):
+            chex.assert_trees_all_equal(a, jaxprune.topk_mask(tree, 0.83, dist, method=other))
 
 
 def test_nan_scores_rank_last_and_negative_zero_ties_with_zero():
     s = {"w": jnp.array([[jnp.nan, -1.0, 0.0, -0.0, jnp.inf, -jnp.inf]])}
-    order = [
-        jaxprune.topk_mask(s, 1 - k / 6, method=m)["w"][0].tolist()
-        for k in range(1, 7)
-        for m in ["radix", "sort"]
-    ]
-    assert order[0] == [False, False, False, False, True, False]
-    assert order[4] == [False, False, True, True, True, False]  # 0 and -0: earlier first
-    assert order[2] == [False, False, True, False, True, False]
-    assert order[8] == [False, True, True, True, True, True]  # NaN last, below -inf
-    assert order[2] == order[3]
+    for m in ["radix", "sort", "count"]:
+        order = [jaxprune.topk_mask(s, 1 - k / 6, method=m)["w"][0].tolist() for k in range(1, 7)]
+        assert order[0] == [False, False, False, False, True, False], m
+        assert order[1] == [False, False, True, False, True, False], m
+        assert order[2] == [False, False, True, True, True, False], m  # 0 and -0: earlier first
+        assert order[4] == [False, True, True, True, True, True], m  # NaN last, below -inf
 
 
 def test_jit_equals_eager_with_traced_sparsity():
@@ -277,8 +273,9 @@ def test_radix_matches_sort_on_large_leaves(values):
         for distribution in ("uniform", "global"):
             for w in (None, within):
                 a = jaxprune.topk_mask(tree, s, distribution, within=w, method="radix")
-                b = jaxprune.topk_mask(tree, s, distribution, within=w, method="sort")
-                chex.assert_trees_all_equal(a, b)
+                for other in ("sort", "count"):
+                    b = jaxprune.topk_mask(tree, s, distribution, within=w, method=other)
+                    chex.assert_trees_all_equal(a, b)
             if distribution == "uniform":  # the exact count of every layer
                 for name in tree:  # (the last `a` selected within `within`)
                     assert int(a[name].sum()) == keep_count_reference(int(w[name].sum()), s)
