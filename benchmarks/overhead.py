@@ -295,12 +295,18 @@ def report(name: str, r: dict[str, Any]) -> None:
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parser_for(doc: str, rounds: int, calls: int) -> argparse.ArgumentParser:
+    """The options every timing script shares: models, rounds, calls, json."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--models", default="mlp,cnn", help="comma list of mlp, cnn")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--calls", type=int, default=10, help="calls per variant per round")
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--calls", type=int, default=calls, help="calls per variant per round")
     parser.add_argument("--json", default=None, help="write the results here")
+    return parser
+
+
+def main() -> None:
+    parser = parser_for(__doc__, rounds=15, calls=10)
     parser.add_argument(
         "--variants", default="", help="comma list of variants to time (default: all)"
     )

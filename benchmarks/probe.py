@@ -20,7 +20,6 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -102,12 +101,7 @@ def variants(name: str) -> dict[str, overhead.Variant]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", default="mlp,cnn", help="comma list of mlp, cnn")
-    parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--calls", type=int, default=20, help="calls per variant per round")
-    parser.add_argument("--json", default=None, help="write the results here")
-    args = parser.parse_args()
+    args = overhead.parser_for(__doc__, rounds=10, calls=20).parse_args()
     info = overhead.machine()
     print(f"backend {info['backend']} ({info['device_kind']}), jax {info['jax']}")
     results = {}
