@@ -203,8 +203,8 @@ def rigl(
       begin_step: the first update is at ``begin_step + update_every``.
       distribution: per-layer sparsity of the initial mask (ERK by default).
       overrides, prunable: as in :func:`jaxprune.topk_mask`.
-      method: selection method of the drop and the growth (``"auto"``, ``"radix"``,
-        ``"sort"``; same masks, speed differs).
+      method: selection method of the drop and the growth, as in
+        :func:`jaxprune.topk_mask` (same masks; speed differs).
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxprune

@@ -13,11 +13,12 @@ state is donated, as it is in a jitted training step:
   so XLA first copies it.
 
 :func:`run_if` runs the rare work in a ``while_loop`` of at most one iteration
-(a loop's carry is updated in place; on a GPU a ``lax.cond``, see there), and :func:`skippable_update` computes ``u``
-from the selected state wherever the inner optimizer's ``u`` depends on its old
-state only through the new state (SGD with momentum, Adam, AdamW, ...), so the
-ordinary step is the plain optimizer step; other optimizers (Lion, whose update
-reads the old momentum) run their step in a :func:`run_if` instead.
+(a loop's carry is updated in place; on a GPU a ``lax.cond``, see there), and
+:func:`skippable_update` computes ``u`` from the selected state wherever the inner
+optimizer's ``u`` depends on its old state only through the new state (SGD with
+momentum, Adam, AdamW, ...), so the ordinary step is the plain optimizer step; other
+optimizers (Lion, whose update reads the old momentum) run their step in a
+:func:`run_if` instead.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def run_if(pred: Any, fn: Callable[[Carry], Carry], carry: Carry) -> Carry:
     On a GPU it is a ``lax.cond``: XLA:GPU copies a loop's predicate to the host
     before every iteration and waits for it, which stalls the launch of the rest of
     the step; the cond measured faster there (RigL every 100 on an H200: 1.46x a
-    dense step with the loop, 1.22x with the cond, ResNet-20; ``benchmarks/probe.py``). The backend is ``jax.default_backend()``, read when
+    dense step with the loop, 1.22x with the cond, ResNet-20;
+    ``benchmarks/probe.py``). The backend is ``jax.default_backend()``, read when
     the step is traced.
 
     Example:
