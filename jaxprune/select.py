@@ -190,20 +190,31 @@ def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     inv = jnp.concatenate([~keys[i].ravel() for i in order])  # descending keys
     pos = jnp.arange(inv.size, dtype=jnp.int32)
     _, s_inv, s_pos = lax.sort((gid, inv, pos), num_keys=2, is_stable=True)
-    keep = [None] * len(keys)
-    start = 0
-    offset = 0
+    kth, last, start = [], [], 0
     for idx, k in groups:
         k = jnp.asarray(k, jnp.int32)
         at = start + jnp.maximum(k, 1) - 1
-        t_inv, t_pos = s_inv[at], s_pos[at]
-        for i in idx:
-            n = keys[i].size
-            p = jnp.arange(offset, offset + n, dtype=jnp.int32).reshape(keys[i].shape)
-            v = ~keys[i]
-            keep[i] = (k > 0) & ((v < t_inv) | ((v == t_inv) & (p <= t_pos)))
-            offset += n
+        # The k-th key of the group, and its position counted from the group's start.
+        kth.append(jnp.where(k > 0, ~s_inv[at], jnp.uint32(0xFFFFFFFF)))
+        last.append((s_pos[at] - start + 1).astype(jnp.uint32))
         start += sum(keys[i].size for i in idx)
+    return _keep(keys, groups, jnp.stack(kth), jnp.stack(last))
+
+
+def _keep(
+    keys: list[jax.Array], groups: Groups, kth: jax.Array, last: jax.Array
+) -> list[jax.Array]:
+    """Per group ``g``: the keys above ``kth[g]``, and the keys equal to it up to
+    position ``last[g]`` (from 1, over the group's leaves in order, each raveled).
+    ``kth[g]`` all ones keeps nothing: no key is all ones."""
+    keep = [None] * len(keys)
+    for g, (idx, _) in enumerate(groups):
+        offset = 0
+        for i in idx:
+            pos = jnp.arange(offset + 1, offset + keys[i].size + 1, dtype=jnp.uint32)
+            pos = pos.reshape(keys[i].shape)
+            keep[i] = (keys[i] > kth[g]) | ((keys[i] == kth[g]) & (pos <= last[g]))
+            offset += keys[i].size
     return keep
 
 
@@ -249,15 +260,7 @@ def _count(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     col = lax.broadcasted_iota(jnp.uint32, rows.shape, 1) + 1
     last = _search(jnp.where(ties, col, 0), n_ties - fit + 1, max(width.bit_length(), 1))
     last = jnp.where(fit > 0, last, 0)
-    keep = [None] * len(keys)
-    for g, (idx, _) in enumerate(groups):
-        offset = 0
-        for i in idx:
-            pos = jnp.arange(offset + 1, offset + keys[i].size + 1, dtype=jnp.uint32)
-            pos = pos.reshape(keys[i].shape)
-            keep[i] = (keys[i] > kth[g]) | ((keys[i] == kth[g]) & (pos <= last[g]))
-            offset += keys[i].size
-    return keep
+    return _keep(keys, groups, kth, last)
 
 
 def check_method(method: str) -> None:
