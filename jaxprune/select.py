@@ -32,6 +32,7 @@ METHODS = ("auto", "radix", "sort", "count")
 RADIX_BITS = (11, 11, 10)  # bits per histogram pass, most significant first
 COPIES = 4  # interleaved copies of every histogram bin (a power of 2)
 SPARE = 1024  # histogram slots for the entries outside the bucket (a power of 2)
+F32_EXACT = 1 << 24  # groups smaller than this take their bins' sums in float32 (CPU)
 
 
 def order_keys(score: jax.Array) -> jax.Array:
@@ -83,56 +84,46 @@ def _sum(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     return lax.dot_general(x, ones, ((axes, tuple(range(len(axes)))), ((), ())))
 
 
-def _cumsum(x: jax.Array) -> jax.Array:
-    """Inclusive cumulative sum along the last axis (an associative scan: on CPU much
-    faster than ``jnp.cumsum``, which lowers to a reduce-window)."""
-    return lax.associative_scan(jnp.add, x, axis=x.ndim - 1)
+def _suffix_sum(x: jax.Array, exact_f32: bool) -> jax.Array:
+    """Sums of ``x[..., j:]`` along a short last axis of counts. On XLA:CPU a product
+    with a triangular matrix, in float32 where the caller knows every sum is below
+    2**24 (else int32, much slower there): quick to compile, unlike a scan's slices."""
+    if jax.default_backend() != "cpu" or placement.explicit_sharding(x) is not None:
+        return lax.associative_scan(jnp.add, x, reverse=True, axis=x.ndim - 1)
+    n = x.shape[-1]
+    dtype = jnp.float32 if exact_f32 else x.dtype
+    upper = lax.iota(jnp.int32, n)[:, None] >= lax.iota(jnp.int32, n)[None, :]
+    dims = (((x.ndim - 1,), (0,)), ((), ()))
+    return lax.dot_general(x.astype(dtype), upper.astype(dtype), dims).astype(x.dtype)
 
 
-def _rev_cumsum(x: jax.Array) -> jax.Array:
-    return _cumsum(x[..., ::-1])[..., ::-1]
-
-
-def _top_bucket(hist: jax.Array, need: jax.Array) -> tuple[jax.Array, jax.Array]:
+def _top_bucket(hist: jax.Array, need: jax.Array, exact_f32: bool) -> tuple[jax.Array, jax.Array]:
     """Per group: the highest bin b with at least ``need`` entries in bins >= b.
 
     Returns ``(b, entries in bins > b)``. Searches 2-level (rows of 64 bins) so
-    that only short cumulative sums are taken, whatever the number of groups.
+    that only short suffix sums are taken, whatever the number of groups.
     """
     g, bins = hist.shape
     cols = min(bins, 64)
     rows = hist.reshape(g, bins // cols, cols)
     row_tot = _sum_last(rows)
-    row_suffix = _rev_cumsum(row_tot)
+    row_suffix = _suffix_sum(row_tot, exact_f32)
     r = _sum_last(row_suffix >= need[:, None]) - 1
     above_rows = jnp.take_along_axis(row_suffix - row_tot, r[:, None], 1)[:, 0]
     fine = jnp.take_along_axis(rows, r[:, None, None], 1)[:, 0]
-    fine_suffix = _rev_cumsum(fine) + above_rows[:, None]
+    fine_suffix = _suffix_sum(fine, exact_f32) + above_rows[:, None]
     c = _sum_last(fine_suffix >= need[:, None]) - 1
     above = jnp.take_along_axis(fine_suffix - fine, c[:, None], 1)[:, 0]
     return r * cols + c, above
 
 
-def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
-    """Keeps the top k keys of each group: radix select with 3 histogram passes.
-
-    Each pass histograms the next bits of the keys inside the bucket found so
-    far (one scatter-add over the data) and picks the bucket holding the k-th
-    largest key; after 32 bits the k-th key itself is known. No sort, no data
-    dependent shapes.
-
-    A scatter-add is a chain of dependent memory operations wherever consecutive
-    entries hit one address, which is the common case for zeros (pruned weights,
-    dead units) and for the entries outside the bucket. So the histograms are
-    spread by position: ``COPIES`` interleaved copies of every bin, summed after
-    the pass, and ``SPARE`` slots for the entries outside the bucket. Small
-    histograms (2,048 bins) keep that cheap; on a 2-core CPU the three passes are
-    faster than two of 16 bits, whose 65,536-bin histograms cost more to clear
-    and search than the extra pass.
-    """
+def _kth(keys: list[jax.Array], groups: Groups) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per group: its k-th largest key (by 3 histogram passes), how many keys equal
+    to it fit in the k, and how many there are. See :func:`_radix`."""
     n_groups = len(groups)
     need = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
     need = jnp.maximum(need, 0)
+    exact_f32 = max(sum(keys[i].size for i in idx) for idx, _ in groups) < F32_EXACT
     prefix = jnp.zeros(n_groups, jnp.uint32)
     shift = 32
     hist = None
@@ -156,29 +147,51 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
         hist = _sum_last(hist[:slots].reshape(n_groups, bins, COPIES))
         if p == 0:  # at most as many as there are candidates
             need = jnp.minimum(need, _sum_last(hist))
-        b, above = _top_bucket(hist, need)
+        b, above = _top_bucket(hist, need, exact_f32)
         need = need - above
         prefix = (prefix << width) | b.astype(jnp.uint32)
-    # prefix is the k-th largest key of each group; need = how many ties fit.
-    n_ties = jnp.take_along_axis(hist, b[:, None], 1)[:, 0]
-    members = [(g, i) for g, (idx, _) in enumerate(groups) for i in idx]
-
-    def all_ties():  # the usual case: one fused compare per leaf
-        return [keys[i] >= prefix[g] for g, i in sorted(members, key=lambda m: m[1])]
-
-    def first_ties():  # some ties do not fit: the earliest positions win
-        out = [None] * len(keys)
-        for g, (idx, _) in enumerate(groups):
-            offset = jnp.int32(0)
-            for i in idx:
-                ties = keys[i] == prefix[g]
-                rank = _cumsum(ties.ravel().astype(jnp.int32)).reshape(ties.shape) + offset
-                out[i] = (keys[i] > prefix[g]) | (ties & (rank <= need[g]))
-                offset = offset + count(ties)
-        return out
-
     # k == 0 ends with the all-ones prefix, which no key reaches: nothing kept.
-    return lax.cond(_sum_last(n_ties > need) == 0, all_ties, first_ties)
+    return prefix, need, jnp.take_along_axis(hist, b[:, None], 1)[:, 0]
+
+
+def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
+    """Keeps the top k keys of each group: radix select with 3 histogram passes.
+
+    Each pass histograms the next bits of the keys inside the bucket found so
+    far (one scatter-add over the data) and picks the bucket holding the k-th
+    largest key; after 32 bits the k-th key itself is known. No sort, no data
+    dependent shapes. Where only some of the keys equal to it fit (ties), the
+    earliest positions win: the last one that fits is found by the same passes
+    over the ties' positions, as keys that decrease with position (a branch
+    taken only then).
+
+    A scatter-add is a chain of dependent memory operations wherever consecutive
+    entries hit one address, which is the common case for zeros (pruned weights,
+    dead units) and for the entries outside the bucket. So the histograms are
+    spread by position: ``COPIES`` interleaved copies of every bin, summed after
+    the pass, and ``SPARE`` slots for the entries outside the bucket. Small
+    histograms (2,048 bins) keep that cheap; on a 2-core CPU the three passes are
+    faster than two of 16 bits, whose 65,536-bin histograms cost more to clear
+    and search than the extra pass.
+    """
+    kth, fit, n_ties = _kth(keys, groups)
+
+    def earliest_ties():  # the position of the last tie that fits, from 1
+        by_position = [None] * len(keys)
+        for g, (idx, _) in enumerate(groups):
+            offset = 0
+            for i in idx:
+                pos = lax.iota(jnp.uint32, keys[i].size).reshape(keys[i].shape) + offset + 1
+                by_position[i] = jnp.where(keys[i] == kth[g], ~pos, jnp.uint32(0))
+                offset += keys[i].size
+        last, _, _ = _kth(by_position, [(idx, fit[g]) for g, (idx, _) in enumerate(groups)])
+        return ~last  # fit == 0: the all-ones key, so position 0: no tie kept
+
+    def all_ties():
+        return jnp.full(len(groups), 0xFFFFFFFF, jnp.uint32)
+
+    last = lax.cond(_sum_last(n_ties > fit) == 0, all_ties, earliest_ties)
+    return _keep(keys, groups, kth, last)
 
 
 def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:

@@ -283,7 +283,8 @@ def test_radix_matches_sort_on_large_leaves(values):
 
 def test_off_the_cpu_the_plain_sums_give_the_same_masks(monkeypatch):
     # On the CPU, counts and histogram sums are products with ones (fewer reducer
-    # computations); other backends use plain sums. Both must keep the same entries.
+    # computations), in float32 below 2**24 entries a group and else in int32; other
+    # backends use plain sums. All must keep the same entries.
     rng = np.random.default_rng(3)
     tree = {"a": jnp.asarray(rng.integers(0, 50, (97, 31)), jnp.float32)}
     tree["b"] = jnp.asarray(rng.normal(size=(41, 7)) * (rng.random((41, 7)) < 0.2), jnp.float32)
@@ -299,6 +300,9 @@ def test_off_the_cpu_the_plain_sums_give_the_same_masks(monkeypatch):
 
     on_cpu = masks()
     assert int(select.count(within["a"])) == int(np.asarray(within["a"]).sum())
+    monkeypatch.setattr(select, "F32_EXACT", 0)
+    jax.clear_caches()  # trace the selection again, now with int32 sums
+    chex.assert_trees_all_equal(masks(), on_cpu)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     jax.clear_caches()  # trace the selection again, now with the sums
     chex.assert_trees_all_equal(masks(), on_cpu)
