@@ -1,11 +1,16 @@
-"""Test configuration: eight host devices, so sharding tests run on any CPU."""
+"""Test configuration: eight host devices, so sharding tests run on any CPU; quick
+compilation."""
 
 import os
 
-# Must happen before JAX initialises its backends.
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+# Must happen before JAX initialises its backends; notebooks and subprocesses inherit it.
+# Most of the suite's time is XLA compiling many small programs once each: without
+# LLVM's optimisations that takes about a third less time (the programs are the same
+# HLO, so the same results; speed is measured in benchmarks/, never here).
+flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+if "--xla_backend_optimization_level" not in flags:
+    flags += " --xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = flags.strip()
 
 from hypothesis import settings  # noqa: E402
 
