@@ -290,12 +290,11 @@ def test_off_the_cpu_the_plain_sums_give_the_same_masks(monkeypatch):
     tree["b"] = jnp.asarray(rng.normal(size=(41, 7)) * (rng.random((41, 7)) < 0.2), jnp.float32)
     within = {k: jnp.asarray(rng.random(v.shape) < 0.4) for k, v in tree.items()}
 
-    def masks():
+    def masks():  # one group per leaf, and one over both leaves with a within mask
         return [
             jaxprune.topk_mask(tree, s, d, within=w, method="radix")
             for s in (0.3, 0.9)
-            for d in ("uniform", "global")
-            for w in (None, within)
+            for d, w in (("uniform", None), ("global", within))
         ]
 
     on_cpu = masks()
