@@ -24,6 +24,6 @@ settings.load_profile("jaxprune")
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: at least three workers, even on two cores (a worker waiting on a
     subprocess or on Python leaves a core idle: the 2-core Xeon VM's cores were 1.9
-    rather than 1.8 busy over the run, 11.2-11.4 minutes), else one per core
+    rather than 1.8 busy over the run, 11.0-11.4 minutes), else one per core
     (``--maxprocesses`` caps it)."""
     return max(3, os.cpu_count() or 1)
