@@ -7,8 +7,8 @@ kernels (events on the accelerator's streams), their summed time (device busy),
 and the wall time; a wall time well above the busy time means the device waits
 (launch latency, host synchronisation such as a loop predicate copied to the host,
 or Python dispatch; the profiler itself lengthens the wall time, so compare the busy
-time with ``overhead.py``'s step time too). The HLO counts say what the compiler made of the step:
-fusions, library calls (cuDNN, cuBLAS), loops, conditionals and copies.
+time with ``overhead.py``'s step time too). The HLO counts say what the compiler made
+of the step: fusions, library calls (cuDNN, cuBLAS), loops, conditionals and copies.
 
 ``RigL every 100`` is traced between updates (its calls run steps 3 to 3 + calls),
 so it shows what RigL costs on the steps that do not update the mask. ``RigL update

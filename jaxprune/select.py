@@ -175,13 +175,10 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     kth, fit, n_ties = _kth(keys, groups)
 
     def earliest_ties():  # the position of the last tie that fits, from 1
-        by_position = [None] * len(keys)
-        for g, (idx, _) in enumerate(groups):
-            offset = 0
-            for i in idx:
-                pos = lax.iota(jnp.uint32, keys[i].size).reshape(keys[i].shape) + offset + 1
-                by_position[i] = jnp.where(keys[i] == kth[g], ~pos, jnp.uint32(0))
-                offset += keys[i].size
+        by_position = [
+            jnp.where(key == kth[g], ~pos, jnp.uint32(0))
+            for key, (g, pos) in zip(keys, _positions(keys, groups))
+        ]
         last, _, _ = _kth(by_position, [(idx, fit[g]) for g, (idx, _) in enumerate(groups)])
         return ~last  # fit == 0: the all-ones key, so position 0: no tie kept
 
@@ -212,21 +209,29 @@ def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     return _keep(keys, groups, jnp.stack(kth), jnp.stack(last))
 
 
-def _keep(
-    keys: list[jax.Array], groups: Groups, kth: jax.Array, last: jax.Array
-) -> list[jax.Array]:
-    """Per group ``g``: the keys above ``kth[g]``, and the keys equal to it up to
-    position ``last[g]`` (from 1, over the group's leaves in order, each raveled).
-    ``kth[g]`` all ones keeps nothing: no key is all ones."""
-    keep = [None] * len(keys)
+def _positions(keys: list[jax.Array], groups: Groups) -> list[tuple[int, jax.Array]]:
+    """Per leaf (every leaf belongs to a group): its group, and its entries' positions
+    in the group, uint32 from 1, counted over the group's leaves in order, each raveled."""
+    out = [None] * len(keys)
     for g, (idx, _) in enumerate(groups):
         offset = 0
         for i in idx:
             pos = jnp.arange(offset + 1, offset + keys[i].size + 1, dtype=jnp.uint32)
-            pos = pos.reshape(keys[i].shape)
-            keep[i] = (keys[i] > kth[g]) | ((keys[i] == kth[g]) & (pos <= last[g]))
+            out[i] = (g, pos.reshape(keys[i].shape))
             offset += keys[i].size
-    return keep
+    return out
+
+
+def _keep(
+    keys: list[jax.Array], groups: Groups, kth: jax.Array, last: jax.Array
+) -> list[jax.Array]:
+    """Per group ``g``: the keys above ``kth[g]``, and the keys equal to it up to
+    position ``last[g]`` (see :func:`_positions`). ``kth[g]`` all ones keeps
+    nothing: no key is all ones."""
+    return [
+        (key > kth[g]) | ((key == kth[g]) & (pos <= last[g]))
+        for key, (g, pos) in zip(keys, _positions(keys, groups))
+    ]
 
 
 def _search(rows: jax.Array, need: jax.Array, bits: int) -> jax.Array:
