@@ -10,6 +10,7 @@ for bit on CPU, as one that was never interrupted.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -156,12 +157,8 @@ def fit(
 
     state = place_state(state, mesh, sharding_rule)
     place = lambda b: shard_batch(b, mesh)  # noqa: E731
-    step_fn = make_train_step(
-        augment=augment,
-        loss_fn=loss_fn,
-        state_sharding=state_sharding(state, mesh, sharding_rule),
-        ensemble=ensemble,
-    )
+    shardings, treedef = jax.tree.flatten(state_sharding(state, mesh, sharding_rule))
+    step_fn = _train_step(augment, loss_fn, ensemble, tuple(shardings), treedef)
     ckpts = Checkpoints(run.checkpoints, keep_last=keep_last, keep=keep)
     keep_steps = set(ckpts.keep.values())
     restored = ckpts.restore_latest(state)
@@ -246,6 +243,19 @@ def fit(
     if lead:
         run.write_results(results)
     return FitResult(state, results)
+
+
+@functools.lru_cache(maxsize=8)
+def _train_step(augment, loss_fn, ensemble, shardings, treedef):
+    """The jitted step for these settings, one object per settings, so that fits in
+    one process (IMP's rounds, a resumed run, a notebook's reruns) share its compiled
+    programs: the state's structure, its `tx` included, still picks the program."""
+    return make_train_step(
+        augment=augment,
+        loss_fn=loss_fn,
+        state_sharding=jax.tree.unflatten(treedef, shardings),
+        ensemble=ensemble,
+    )
 
 
 class _Window:

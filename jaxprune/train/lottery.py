@@ -217,10 +217,12 @@ def run_imp(
         "variants": list(settings.variants),
         "seeds": list(seeds),
     }
-    mask = jaxprune.mask_of(init.opt_state)
     trained = dense.state
-    for r in range(1, 10_000):
-        mask = jax.vmap(
+    mask = jaxprune.mask_of(trained.opt_state)  # dense; placed as fit left it, as later masks are
+
+    @jax.jit  # one program for every round (the same shapes), compiled once
+    def prune(params, mask):
+        return jax.vmap(
             lambda p, m: lottery.prune_round(
                 p,
                 m,
@@ -228,8 +230,12 @@ def run_imp(
                 distribution=settings.distribution,
                 overrides=settings.overrides() or None,
             ),
-            in_axes=(ensemble_axes(trained.params), ensemble_axes(mask)),
-        )(trained.params, mask)
+            in_axes=(ensemble_axes(params), ensemble_axes(mask)),
+            out_axes=ensemble_axes(mask),  # shared stand-ins stay shared: the same input next round
+        )(params, mask)
+
+    for r in range(1, 10_000):
+        mask = prune(trained.params, mask)
         report = masks.sparsity_report(member(mask, 0))
         members, names = _members(
             settings, tx, r, mask, rewind_point, trained, dense.state, reinit, seeds
