@@ -96,24 +96,26 @@ def _suffix_sum(x: jax.Array, exact_f32: bool) -> jax.Array:
     return lax.dot_general(x.astype(dtype), upper.astype(dtype), dims).astype(x.dtype)
 
 
-def _top_bucket(hist: jax.Array, need: jax.Array, exact_f32: bool) -> tuple[jax.Array, jax.Array]:
+def _top_bucket(
+    hist: jax.Array, need: jax.Array, exact_f32: bool
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Per group: the highest bin b with at least ``need`` entries in bins >= b.
 
-    Returns ``(b, entries in bins > b)``. Searches 2-level (rows of 64 bins) so
-    that only short suffix sums are taken, whatever the number of groups.
+    Returns ``(b, entries in bins > b, entries in bin b)``. Every bin's suffix sum
+    is taken in 2 levels (rows of 64 bins: short products, whatever the number of
+    groups), then b is counted, not searched: no gather, few kernels to compile.
     """
     g, bins = hist.shape
     cols = min(bins, 64)
     rows = hist.reshape(g, bins // cols, cols)
-    row_tot = _sum_last(rows)
-    row_suffix = _suffix_sum(row_tot, exact_f32)
-    r = _sum_last(row_suffix >= need[:, None]) - 1
-    above_rows = jnp.take_along_axis(row_suffix - row_tot, r[:, None], 1)[:, 0]
-    fine = jnp.take_along_axis(rows, r[:, None, None], 1)[:, 0]
-    fine_suffix = _suffix_sum(fine, exact_f32) + above_rows[:, None]
-    c = _sum_last(fine_suffix >= need[:, None]) - 1
-    above = jnp.take_along_axis(fine_suffix - fine, c[:, None], 1)[:, 0]
-    return r * cols + c, above
+    row_suffix = _suffix_sum(_sum_last(rows), exact_f32)  # entries in rows >= r
+    later_rows = row_suffix - _sum_last(rows)  # entries in rows > r
+    suffix = (_suffix_sum(rows, exact_f32) + later_rows[:, :, None]).reshape(g, bins)
+    # The suffix sums fall with the bin: the bins reaching need are 0..b.
+    reach = suffix >= need[:, None]
+    b = _sum_last(reach) - 1
+    above = _sum_last(jnp.where(reach, 0, hist))
+    return b, above, _sum_last(jnp.where(lax.iota(jnp.int32, bins) == b[:, None], hist, 0))
 
 
 def _kth(keys: list[jax.Array], groups: Groups) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -144,11 +146,11 @@ def _kth(keys: list[jax.Array], groups: Groups) -> tuple[jax.Array, jax.Array, j
         hist = _sum_last(hist.reshape(n_groups, bins, COPIES))
         if p == 0:  # at most as many as there are candidates
             need = jnp.minimum(need, _sum_last(hist))
-        b, above = _top_bucket(hist, need, exact_f32)
+        b, above, in_b = _top_bucket(hist, need, exact_f32)
         need = need - above
         prefix = (prefix << width) | b.astype(jnp.uint32)
     # k == 0 ends with the all-ones prefix, which no key reaches: nothing kept.
-    return prefix, need, jnp.take_along_axis(hist, b[:, None], 1)[:, 0]
+    return prefix, need, in_b
 
 
 def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
