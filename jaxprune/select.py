@@ -29,7 +29,7 @@ from jaxprune import distributions, filters, masks, placement
 
 Groups = Sequence[tuple[tuple[int, ...], Any]]
 METHODS = ("auto", "radix", "sort", "count")
-RADIX_BITS = (11, 11, 10)  # bits per histogram pass, most significant first
+RADIX_WIDTH = 11  # at most this many bits per histogram pass
 COPIES = 4  # interleaved copies of every histogram bin (a power of 2)
 F32_EXACT = 1 << 24  # groups smaller than this take their bins' sums in float32 (CPU)
 
@@ -118,17 +118,31 @@ def _top_bucket(
     return b, above, _sum_last(jnp.where(lax.iota(jnp.int32, bins) == b[:, None], hist, 0))
 
 
-def _kth(keys: list[jax.Array], groups: Groups) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per group: its k-th largest key (by 3 histogram passes), how many keys equal
-    to it fit in the k, and how many there are. See :func:`_radix`."""
+def _widths(bits: int) -> list[int]:
+    """Bits per histogram pass, most significant first: as few passes as
+    ``RADIX_WIDTH`` allows, as even as can be (32 bits: 11, 11, 10).
+
+    Example:
+      >>> _widths(32), _widths(18), _widths(5)
+      ([11, 11, 10], [9, 9], [5])
+    """
+    n = -(-bits // RADIX_WIDTH)
+    return [bits // n + (p < bits % n) for p in range(n)]
+
+
+def _kth(
+    keys: list[jax.Array], groups: Groups, bits: int = 32
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Per group: its k-th largest key (keys below ``2**bits``; 3 histogram passes
+    for 32 bits), how many keys equal to it fit in the k, and how many there are.
+    See :func:`_radix`."""
     n_groups = len(groups)
     need = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
     need = jnp.maximum(need, 0)
     exact_f32 = max(sum(keys[i].size for i in idx) for idx, _ in groups) < F32_EXACT
     prefix = jnp.zeros(n_groups, jnp.uint32)
-    shift = 32
-    hist = None
-    for p, width in enumerate(RADIX_BITS):
+    shift = bits
+    for p, width in enumerate(_widths(bits)):
         shift -= width
         bins = 1 << width
         slots = n_groups * bins * COPIES
@@ -149,7 +163,7 @@ def _kth(keys: list[jax.Array], groups: Groups) -> tuple[jax.Array, jax.Array, j
         b, above, in_b = _top_bucket(hist, need, exact_f32)
         need = need - above
         prefix = (prefix << width) | b.astype(jnp.uint32)
-    # k == 0 ends with the all-ones prefix, which no key reaches: nothing kept.
+    # k == 0 ends with the all-ones prefix: no 32-bit key reaches it, nothing is kept.
     return prefix, need, in_b
 
 
@@ -162,7 +176,7 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     dependent shapes. Where only some of the keys equal to it fit (ties), the
     earliest positions win: the last one that fits is found by the same passes
     over the ties' positions, as keys that decrease with position (a branch
-    taken only then).
+    taken only then; positions need fewer bits, so 2 passes up to 4M entries).
 
     A scatter-add is a chain of dependent memory operations wherever consecutive
     entries hit one address, which is the common case for zeros (pruned weights,
@@ -177,12 +191,16 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     kth, fit, n_ties = _kth(keys, groups)
 
     def earliest_ties():  # the position of the last tie that fits, from 1
+        # Keys that fall with the position, from the group's size down to 1: as
+        # many bits as the largest group needs (2 passes up to 4M entries a group).
+        sizes = [sum(keys[i].size for i in idx) for idx, _ in groups]
         by_position = [
-            jnp.where(key == kth[g], ~pos, jnp.uint32(0))
+            jnp.where(key == kth[g], jnp.uint32(sizes[g] + 1) - pos, jnp.uint32(0))
             for key, (g, pos) in zip(keys, _positions(keys, groups))
         ]
-        last, _, _ = _kth(by_position, [(idx, fit[g]) for g, (idx, _) in enumerate(groups)])
-        return ~last  # fit == 0: the all-ones key, so position 0: no tie kept
+        ties = [(idx, fit[g]) for g, (idx, _) in enumerate(groups)]
+        top, _, _ = _kth(by_position, ties, max(max(sizes).bit_length(), 1))
+        return jnp.where(fit > 0, jnp.array(sizes, jnp.uint32) + 1 - top, jnp.uint32(0))
 
     def all_ties():
         return jnp.full(len(groups), 0xFFFFFFFF, jnp.uint32)
