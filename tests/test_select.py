@@ -300,11 +300,11 @@ def test_off_the_cpu_the_plain_sums_give_the_same_masks(monkeypatch):
     on_cpu = masks()
     assert int(select.count(within["a"])) == int(np.asarray(within["a"]).sum())
     monkeypatch.setattr(select, "F32_EXACT", 0)
-    jax.clear_caches()  # trace the selection again, now with int32 sums
+    select._select_jit.clear_cache()  # trace the selection again, now with int32 sums
     chex.assert_trees_all_equal(masks(), on_cpu)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    jax.clear_caches()  # trace the selection again, now with the sums
+    select._select_jit.clear_cache()  # trace the selection again, now with the sums
     chex.assert_trees_all_equal(masks(), on_cpu)
     assert int(select.count(within["a"])) == int(np.asarray(within["a"]).sum())
     monkeypatch.undo()
-    jax.clear_caches()
+    select._select_jit.clear_cache()  # not the other programs: later tests reuse them
