@@ -62,9 +62,11 @@ def count(x: jax.Array) -> jax.Array:
     return _sum(x.astype(dtype), tuple(range(x.ndim))).astype(jnp.int32)
 
 
-def _sum_last(x: jax.Array) -> jax.Array:
-    """Integer sum over the last axis (see :func:`_sum`)."""
-    return _sum(x.astype(jnp.int32), (x.ndim - 1,))
+def _sum_last(x: jax.Array, exact_f32: bool = False) -> jax.Array:
+    """Integer sum over the last axis (see :func:`_sum`), in float32 where the caller
+    knows it is exact (XLA:CPU multiplies int32 without vector instructions)."""
+    dtype = jnp.float32 if exact_f32 else jnp.int32
+    return _sum(x.astype(dtype), (x.ndim - 1,)).astype(jnp.int32)
 
 
 def _sum(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
@@ -108,14 +110,15 @@ def _top_bucket(
     g, bins = hist.shape
     cols = min(bins, 64)
     rows = hist.reshape(g, bins // cols, cols)
-    row_suffix = _suffix_sum(_sum_last(rows), exact_f32)  # entries in rows >= r
-    later_rows = row_suffix - _sum_last(rows)  # entries in rows > r
+    row_total = _sum_last(rows, exact_f32)
+    later_rows = _suffix_sum(row_total, exact_f32) - row_total  # entries in rows > r
     suffix = (_suffix_sum(rows, exact_f32) + later_rows[:, :, None]).reshape(g, bins)
     # The suffix sums fall with the bin: the bins reaching need are 0..b.
     reach = suffix >= need[:, None]
-    b = _sum_last(reach) - 1
-    above = _sum_last(jnp.where(reach, 0, hist))
-    return b, above, _sum_last(jnp.where(lax.iota(jnp.int32, bins) == b[:, None], hist, 0))
+    b = _sum_last(reach, exact_f32) - 1
+    above = _sum_last(jnp.where(reach, 0, hist), exact_f32)
+    in_b = jnp.where(lax.iota(jnp.int32, bins) == b[:, None], hist, 0)
+    return b, above, _sum_last(in_b, exact_f32)
 
 
 def _widths(bits: int) -> list[int]:
@@ -157,9 +160,9 @@ def _kth(
                 pos = lax.iota(jnp.int32, key.size)
                 at = jnp.where(valid, b * COPIES + (pos & (COPIES - 1)), slots)
                 hist = hist.at[at].add(1, mode="drop")
-        hist = _sum_last(hist.reshape(n_groups, bins, COPIES))
+        hist = _sum_last(hist.reshape(n_groups, bins, COPIES), exact_f32)
         if p == 0:  # at most as many as there are candidates
-            need = jnp.minimum(need, _sum_last(hist))
+            need = jnp.minimum(need, _sum_last(hist, exact_f32))
         b, above, in_b = _top_bucket(hist, need, exact_f32)
         need = need - above
         prefix = (prefix << width) | b.astype(jnp.uint32)

@@ -71,7 +71,9 @@ def test_rounds_prune_at_the_layer_rates_and_an_interrupted_run_resumes_the_same
         assert set(record["accuracy"]) == {"ticket", "random_reinit", "random_pruning"}
         assert all(len(v) == 2 for v in record["accuracy"].values())
     assert (tmp_path / "full" / "lottery.png").stat().st_size > 0
-    assert json.loads((tmp_path / "full" / "results.json").read_text())["rounds"] == results["rounds"]
+    assert (
+        json.loads((tmp_path / "full" / "results.json").read_text())["rounds"] == results["rounds"]
+    )
 
     # The same run, killed mid-way through round 2, then run again: the same masks
     # and numbers (one test with the above, so that the full run is trained once).
