@@ -1,19 +1,24 @@
-"""Compile time and run time of one exact selection alone, on the MLP's three layers.
+"""Compile time and run time of one exact selection alone, on the MLP's three layers
+(or ResNet-20's 22 kernels, ``--model resnet20``).
 
 Cases: ``topk`` (90% sparsity in every layer, magnitude scores), ``drop`` (RigL's
 drop: 70% of a random 10% kept, ``within`` the mask) and ``grow`` (RigL's growth:
 30% of that count among the other 90%). Compile time is the fastest of ``--compiles``
 fresh compilations (a new program each, so no cache hit); run time the median over
-``--rounds`` rounds of ``--calls`` calls. Absolute times, for comparing library
-versions on one machine (run it with ``PYTHONPATH=<checkout>``), not ratios.
+``--rounds`` rounds of ``--calls`` calls; ``kernels`` counts the compiled
+program's fusions, scatters, dots, gathers and reduces (what XLA:CPU compiles one
+by one; a count that does not depend on the machine's load). Absolute times, for
+comparing library versions on one machine (run it with ``PYTHONPATH=<checkout>``),
+not ratios.
 
 Usage:
-  python benchmarks/select_cost.py [--methods radix,sort] [--rounds 30] [--calls 20]
+  python benchmarks/select_cost.py [--methods radix,sort] [--model mlp] [--rounds 30] [--calls 20]
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import time
 
 import jax
@@ -22,16 +27,26 @@ import numpy as np
 
 from jaxprune import select
 
-SHAPES = ((784, 300), (300, 100), (100, 10))
+SHAPES = {
+    "mlp": [(784, 300), (300, 100), (100, 10)],
+    "resnet20": [(3, 3, 3, 16)]
+    + [(3, 3, 16, 16)] * 6
+    + [(3, 3, 16, 32), (3, 3, 32, 32), (1, 1, 16, 32)]
+    + [(3, 3, 32, 32)] * 4
+    + [(3, 3, 32, 64), (3, 3, 64, 64), (1, 1, 32, 64)]
+    + [(3, 3, 64, 64)] * 4
+    + [(64, 10)],
+}
+KERNELS = ("fusion", "scatter", "dot", "gather", "reduce")
 
 
-def cases() -> dict[str, tuple[list, list, list[int]]]:
+def cases(shapes) -> dict[str, tuple[list, list, list[int]]]:
     """Scores, within masks and per-layer counts of each case."""
-    w = [jnp.abs(jax.random.normal(jax.random.key(i), s)) for i, s in enumerate(SHAPES)]
-    m = [jax.random.uniform(jax.random.key(9 + i), s) < 0.1 for i, s in enumerate(SHAPES)]
+    w = [jnp.abs(jax.random.normal(jax.random.key(i), s)) for i, s in enumerate(shapes)]
+    m = [jax.random.uniform(jax.random.key(9 + i), s) < 0.1 for i, s in enumerate(shapes)]
     active = [int(x.sum()) for x in m]
     return {
-        "topk": (w, [None] * 3, [round(0.1 * x.size) for x in w]),
+        "topk": (w, [None] * len(w), [round(0.1 * x.size) for x in w]),
         "drop": (w, m, [int(a * 0.7) for a in active]),
         "grow": (w, [~x for x in m], [int(a * 0.3) for a in active]),
     }
@@ -40,20 +55,23 @@ def cases() -> dict[str, tuple[list, list, list[int]]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="radix,sort")
+    parser.add_argument("--model", default="mlp", choices=sorted(SHAPES))
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--compiles", type=int, default=3)
     args = parser.parse_args()
     print(f"backend {jax.default_backend()}, jax {jax.__version__}")
-    for name, (scores, within, ks) in cases().items():
+    for name, (scores, within, ks) in cases(SHAPES[args.model]).items():
         groups = [((i,), k) for i, k in enumerate(ks)]
         for method in args.methods.split(","):
             compiles = []
             for i in range(args.compiles):  # i makes every program new
                 f = jax.jit(lambda s, i=i: (select.select(s, within, groups, method), i))
                 t = time.perf_counter()
-                f.lower(scores).compile()
+                hlo = f.lower(scores).compile().as_text()
                 compiles.append(time.perf_counter() - t)
+            ops = re.findall(r"= \S+ ([\w-]+)\(", hlo)
+            kernels = sum(op in KERNELS for op in ops)
             f = jax.jit(lambda s: select.select(s, within, groups, method))
             jax.block_until_ready(f(scores))
             rounds = []
@@ -64,7 +82,7 @@ def main() -> None:
                 jax.block_until_ready(out)
                 rounds.append((time.perf_counter() - t) / args.calls * 1e3)
             print(
-                f"{name:5s} {method:6s} compile {min(compiles):.2f} s   "
+                f"{name:5s} {method:6s} compile {min(compiles):.2f} s ({kernels} kernels)   "
                 f"run {np.median(rounds):.3f} ms (rounds {min(rounds):.3f}-{max(rounds):.3f})"
             )
 
