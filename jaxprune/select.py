@@ -58,7 +58,7 @@ def count(x: jax.Array) -> jax.Array:
       >>> int(count(jnp.array([[True, False], [True, True]])))
       3
     """
-    dtype = jnp.float32 if x.size < 1 << 24 else jnp.int32  # float32 while exact
+    dtype = jnp.float32 if x.size < F32_EXACT else jnp.int32  # float32 while exact
     return _sum(x.astype(dtype), tuple(range(x.ndim))).astype(jnp.int32)
 
 
