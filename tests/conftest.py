@@ -2,6 +2,8 @@
 compilation."""
 
 import os
+import shutil
+import tempfile
 
 # Must happen before JAX initialises its backends; notebooks and subprocesses inherit it.
 # Most of the suite's time is XLA compiling many small programs once each: without
@@ -12,6 +14,15 @@ flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_cou
 if "--xla_backend_optimization_level" not in flags:
     flags += " --xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = flags.strip()
+
+# One compilation cache for the whole run, on disk, shared by the workers, the
+# subprocesses and the notebooks: a program compiled once (the same HLO, whichever
+# function object or process asks for it) is loaded, not compiled again. It starts
+# empty at every run (unless JAX_COMPILATION_CACHE_DIR is set) and is removed at the end.
+OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxprune-tests-xla-")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 from hypothesis import settings  # noqa: E402
 
@@ -28,3 +39,9 @@ def pytest_xdist_auto_num_workers(config):
     rather than 1.8 busy over the run, 11.0-11.4 minutes), else one per core
     (``--maxprocesses`` caps it)."""
     return max(3, os.cpu_count() or 1)
+
+
+def pytest_unconfigure(config):
+    """Removes the run's compilation cache (the process that made it does)."""
+    if OWN_CACHE:
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)

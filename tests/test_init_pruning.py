@@ -52,8 +52,8 @@ def test_grasp_hessian_gradient_product_equals_explicit_hessian_times_gradient()
     for temperature in (1.0, 200.0):
         flat, unravel = ravel_pytree(params)
         loss = lambda f: classification_loss(unravel(f), BATCH, temperature)
-        g = jax.grad(loss)(flat)
-        hg = jax.hessian(loss)(flat) @ g  # the explicit Hessian, 178 x 178
+        g = jax.jit(jax.grad(loss))(flat)
+        hg = jax.jit(jax.hessian(loss))(flat) @ g  # the explicit Hessian, 178 x 178
         expected = unravel(flat * hg)
         s = jaxprune.scores.grasp(
             classification_loss, params, BATCH, temperature=temperature, prunable=".*"

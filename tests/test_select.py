@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from reference import keep_count_reference, topk_reference
 from trees import mlp_dict
@@ -37,14 +37,16 @@ def kernels_of(tree):
     return [tree[k]["kernel"] for k in sorted(tree)]
 
 
-@given(
+TOPK_CASES = given(
     score_trees(),
     SPARSITY,
     st.sampled_from(["uniform", "global"]),
     st.sampled_from(["radix", "sort", "count"]),
     st.booleans(),
 )
-def test_topk_matches_reference_exactly(tree, sparsity, distribution, method, use_within):
+
+
+def check_topk_matches_reference(tree, sparsity, distribution, method, use_within):
     kernels = kernels_of(tree)
     within, cands = None, None
     if use_within:
@@ -67,6 +69,16 @@ def test_topk_matches_reference_exactly(tree, sparsity, distribution, method, us
         assert mask[k]["bias"].shape == ()
     kept = sum(int(m.sum()) for m in kernels_of(mask))
     assert kept == sum(k for _, k in groups)
+
+
+# Every example compiles its own selection (new shapes): a few in the default run, many
+# more with -m slow.
+test_topk_matches_reference_exactly = settings(max_examples=8)(
+    TOPK_CASES(check_topk_matches_reference)
+)
+test_topk_matches_reference_on_many_examples = pytest.mark.slow(
+    settings(max_examples=150)(TOPK_CASES(check_topk_matches_reference))
+)
 
 
 def test_radix_and_sort_agree_on_large_tied_scores():
@@ -253,21 +265,35 @@ def test_order_keys_are_monotone():
     assert (np.diff(keys) >= 0).all() and keys.min() >= 2
 
 
-@pytest.mark.parametrize("values", ["normal", "integers", "mostly_zero"])
+def large_values(values, shape, rng):
+    if values == "normal":
+        return rng.normal(size=shape)
+    if values == "integers":
+        return rng.integers(0, 1000, shape)
+    return rng.normal(size=shape) * (rng.random(shape) < 0.1)  # mostly zero
+
+
+# The default run mixes the three kinds of values in one tree (one set of programs to
+# compile); -m slow also runs each kind in every leaf.
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("normal", "integers", "mostly_zero"),
+        pytest.param(("normal",) * 3, marks=pytest.mark.slow),
+        pytest.param(("integers",) * 3, marks=pytest.mark.slow),
+        pytest.param(("mostly_zero",) * 3, marks=pytest.mark.slow),
+    ],
+    ids=lambda v: "-".join(dict.fromkeys(v)),
+)
 def test_radix_matches_sort_on_large_leaves(values):
     # Large leaves (sizes not multiples of the histogram copies), heavy ties and
     # exact zeros, per-layer and global, with and without a mask to select within.
     rng = np.random.default_rng(7)
-    shapes = {"a": (301, 250), "b": (77, 13)}
-    tree = {}
-    for name, shape in shapes.items():
-        if values == "normal":
-            v = rng.normal(size=shape)
-        elif values == "integers":
-            v = rng.integers(0, 1000, shape)
-        else:
-            v = rng.normal(size=shape) * (rng.random(shape) < 0.1)
-        tree[name] = jnp.asarray(v, jnp.float32)
+    shapes = {"a": (301, 250), "b": (77, 13), "c": (129, 67)}
+    tree = {
+        name: jnp.asarray(large_values(v, shape, rng), jnp.float32)
+        for v, (name, shape) in zip(values, shapes.items())
+    }
     within = {k: jnp.asarray(rng.random(v.shape) < 0.3) for k, v in tree.items()}
     for s in (0.1, 0.5, 0.9, 0.999):
         for distribution in ("uniform", "global"):
