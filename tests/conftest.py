@@ -3,16 +3,31 @@ compilation."""
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 # Must happen before JAX initialises its backends; notebooks and subprocesses inherit it.
 # Most of the suite's time is XLA compiling many small programs once each: without
-# LLVM's optimisations that takes about a third less time. The HLO is the same (the
-# compiled-program checks of test_inplace still hold); results are compared with runs
-# made under the same flags; speed is measured in benchmarks/, never here.
+# LLVM's optimisations that takes about a third less time. Results are compared with
+# runs made under the same flags; speed is measured in benchmarks/, never here; the
+# compiled-program checks of test_inplace compile with the users' code generator.
 flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 if "--xla_backend_optimization_level" not in flags:
     flags += " --xla_backend_optimization_level=0"
+# XLA:CPU's older fusion code generator compiles about twice as fast, for slower
+# programs (test_dynamic.py and test_select.py in one process: 4.6 -> 2.4 CPU-minutes on
+# the 2-core Xeon VM). An unknown flag aborts XLA, so it is tried once in a subprocess
+# (the workers inherit the result).
+FAST_CODEGEN = "--xla_cpu_use_fusion_emitters=false"
+if "--xla_cpu_use_fusion_emitters" not in flags:
+    probe = subprocess.run(
+        [sys.executable, "-c", "import jax; jax.devices()"],
+        env={**os.environ, "XLA_FLAGS": f"{flags} {FAST_CODEGEN}", "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+    )
+    if probe.returncode == 0:
+        flags += f" {FAST_CODEGEN}"
 os.environ["XLA_FLAGS"] = flags.strip()
 
 # One compilation cache for the whole run, on disk, shared by the workers, the

@@ -101,12 +101,12 @@ def _two_weight_layer():
 def _rigl_two_steps(inner, grads1):
     params, mask = _two_weight_layer()
     tx = jaxprune.rigl(inner, mask=mask, end_step=10_000, update_every=1, drop_fraction=0.5)
-    state = tx.init(params)
+    state, update = tx.init(params), jax.jit(tx.update)
     g0 = {"w": jnp.array([[1.0, 1.0, 0.0, 0.0]] * 2)}
-    u, state = tx.update(g0, state, params)  # a normal step (t = 0): moments build up
+    u, state = update(g0, state, params)  # a normal step (t = 0): moments build up
     params = optax.apply_updates(params, u)
     before = (params, state)
-    u, state = tx.update(grads1, state, params)  # t = 1: a mask update step
+    u, state = update(grads1, state, params)  # t = 1: a mask update step
     return before, (optax.apply_updates(params, u), state)
 
 
@@ -176,9 +176,14 @@ def test_straight_through_forward_is_topk_of_dense_weights():
     final_state = tx.init(params)
     # replay to get the dense weights at the end
     p = params
+
+    @jax.jit
+    def step(p, s):
+        u, s = tx.update(jax.grad(loss_fn)(p), s, p)
+        return optax.apply_updates(p, u), s
+
     for _ in range(30):
-        u, final_state = tx.update(jax.grad(loss_fn)(p), final_state, p)
-        p = optax.apply_updates(p, u)
+        p, final_state = step(p, final_state)
     top = jaxprune.topk_mask(jaxprune.scores.magnitude(final_state.dense), 0.75)
     chex.assert_trees_all_equal(final_state.mask, top)
     for k in params:

@@ -71,11 +71,9 @@ def check_topk_matches_reference(tree, sparsity, distribution, method, use_withi
     assert kept == sum(k for _, k in groups)
 
 
-# Every example compiles its own selection (new shapes): a few in the default run, many
-# more with -m slow.
-test_topk_matches_reference_exactly = settings(max_examples=8)(
-    TOPK_CASES(check_topk_matches_reference)
-)
+# Every example compiles its own selection (new shapes): the profile's 20 in the default
+# run (conftest.py), many more with -m slow.
+test_topk_matches_reference_exactly = TOPK_CASES(check_topk_matches_reference)
 test_topk_matches_reference_on_many_examples = pytest.mark.slow(
     settings(max_examples=150)(TOPK_CASES(check_topk_matches_reference))
 )
