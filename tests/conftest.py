@@ -17,10 +17,10 @@ if "--xla_backend_optimization_level" not in flags:
     flags += " --xla_backend_optimization_level=0"
 # XLA:CPU's older fusion code generator compiles about twice as fast, for slower
 # programs (test_dynamic.py and test_select.py in one process: 4.6 -> 2.4 CPU-minutes on
-# the 2-core Xeon VM). An unknown flag aborts XLA, so it is tried once in a subprocess
-# (the workers inherit the result).
+# the 2-core Xeon VM). An unknown flag aborts XLA, so it is tried once in a subprocess,
+# by the main process: the xdist workers inherit its XLA_FLAGS, flag or not.
 FAST_CODEGEN = "--xla_cpu_use_fusion_emitters=false"
-if "--xla_cpu_use_fusion_emitters" not in flags:
+if "--xla_cpu_use_fusion_emitters" not in flags and "PYTEST_XDIST_WORKER" not in os.environ:
     probe = subprocess.run(
         [sys.executable, "-c", "import jax; jax.devices()"],
         env={**os.environ, "XLA_FLAGS": f"{flags} {FAST_CODEGEN}", "JAX_PLATFORMS": "cpu"},
