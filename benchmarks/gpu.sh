@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The GPU tables of BENCHMARKS.md in one run (about 9 minutes at most): overhead.py on
-# the MLP and the CNN with the default selection (auto: the sort on a GPU), the
-# selection, sparse-training and in-place tests on the GPU, then the mask-updating rows
-# with the counting selection (MLP and CNN) and the radix select (MLP; its CNN rows did
-# not finish in 130 s on an H200). Each part runs under its own time limit and writes as
-# it goes, so a part that fails or runs out of time leaves the others' results.
+# The GPU tables of BENCHMARKS.md in one run (about 9 minutes at most), most important
+# first: overhead.py on the CNN and the MLP with the default selection (auto: the sort
+# on a GPU); the steps that matter for the targets again with XLA:GPU's command buffers
+# (CUDA graphs) extended to conditionals and loops; the anatomy (kernels, device time,
+# optimized HLO) of the CNN's dense, straight-through and RigL update steps; the
+# counting selection on the CNN; the selection tests on the GPU. Each part runs under
+# its own time limit and writes as it goes, so a part that fails or runs out of time
+# leaves the others' results.
 #
 # Usage (from the repository root, jax with CUDA installed; jaxprune needs no install):
 #   bash benchmarks/gpu.sh   # or OUT=DIR bash benchmarks/gpu.sh
-# Writes to $OUT: log.txt (every table and the tests' output), gpu_{mlp,cnn}_{auto,count}.json, gpu_mlp_radix.json.
+# Writes to $OUT: log.txt (every table and the tests' output), gpu_{cnn,mlp}_auto.json,
+# gpu_cmdbuf.json, gpu_cnn_count.json, anatomy/{anatomy.json,hlo.tar.gz}.
 set -uo pipefail
 out=${OUT:-benchmarks/results/gpu-$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$out"
@@ -32,18 +35,22 @@ part() {  # part SECONDS NAME COMMAND...: one timed part, its output in the log
   echo "=== $name: exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 
-few="mask update,step + mask update,gradual every 100,RigL every 100,RigL update step,straight-through"
-part 80 "MLP, auto" $py benchmarks/overhead.py --models mlp --rounds 30 --calls 50 \
-  --json "$out/gpu_mlp_auto.json"
+targets="masked,RigL every 100,RigL update step,straight-through"
 part 150 "CNN, auto" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
   --json "$out/gpu_cnn_auto.json"
+# Conditionals and loops inside CUDA graphs: a lax.cond's predicate need not go to the host.
+part 130 "MLP and CNN, command buffers with conditionals" \
+  env XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONDITIONAL,+WHILE" \
+  $py benchmarks/overhead.py --models mlp,cnn --rounds 15 --calls 20 \
+  --variants "dense (again),$targets" --json "$out/gpu_cmdbuf.json"
+part 70 "CNN anatomy" $py benchmarks/anatomy.py --models cnn --calls 10 \
+  --variants "dense,straight-through,RigL update step" --out "$out/anatomy"
+rm -f "$out"/anatomy/trace_*.json.gz  # too large to keep; the summary has its counts
+part 70 "MLP, auto" $py benchmarks/overhead.py --models mlp --rounds 20 --calls 50 \
+  --json "$out/gpu_mlp_auto.json"
+part 80 "CNN, count" $py benchmarks/overhead.py --models cnn --rounds 15 --calls 20 \
+  --method count --variants "mask update,RigL update step,straight-through" \
+  --json "$out/gpu_cnn_count.json"
 # The default options need plugins the GPU image may lack (nbmake): set them here.
-part 60 "tests on the GPU" $py -m pytest -o addopts="" -p no:cacheprovider \
-  --import-mode=importlib -m "not slow" -q -rfE \
-  tests/test_select.py tests/test_inplace.py tests/test_dynamic.py
-part 50 "MLP, count" $py benchmarks/overhead.py --models mlp --rounds 30 --calls 50 \
-  --method count --variants "$few" --json "$out/gpu_mlp_count.json"
-part 130 "CNN, count" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
-  --method count --variants "$few" --json "$out/gpu_cnn_count.json"
-part 50 "MLP, radix" $py benchmarks/overhead.py --models mlp --rounds 30 --calls 50 \
-  --method radix --variants "$few" --json "$out/gpu_mlp_radix.json"
+part 40 "selection tests on the GPU" $py -m pytest -o addopts="" -p no:cacheprovider \
+  --import-mode=importlib -m "not slow" -q -rfE tests/test_select.py

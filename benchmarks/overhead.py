@@ -277,6 +277,7 @@ def machine() -> dict[str, Any]:
         "flax": flax.__version__,
         "optax": optax.__version__,
         "jaxprune": jaxprune.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
 
 
@@ -314,7 +315,7 @@ def main() -> None:
         "--method",
         default="auto",
         help="selection method of every mask update (topk_mask, gradual, RigL, "
-        "straight-through): auto, radix, sort",
+        "straight-through): auto, radix, sort, count",
     )
     args = parser.parse_args()
     info = machine()

@@ -9,8 +9,8 @@ give the identical mask:
   keys and the k-th largest key is found by radix select, three histogram
   passes of 11/11/10 bits: no sort, linear memory traffic, fast where sorting
   is slow.
-- ``"sort"`` (the GPU/TPU default): one stable sort of (group, key) over all
-  candidates, where accelerators sort fast.
+- ``"sort"`` (the GPU/TPU default): stable sorts of all candidates by key, then
+  by group, where accelerators sort fast.
 
 Both run under ``jit`` and ``vmap``, with traced ``k``, and on sharded arrays.
 """
@@ -213,23 +213,30 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
 
 
 def _sort(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
-    """Keeps the top k keys of each group: one stable sort over all groups."""
+    """Keeps the top k keys of each group: two stable sorts of (key, iota) pairs.
+
+    All candidates are sorted by key, descending (equal keys by position), then
+    that order is sorted by group: together a sort by (group, key, position), least
+    significant first. Each sort is of one unsigned key with an iota, the kind
+    XLA:GPU hands to CUB's radix sort (a few kernels; the group key is 8 bits wide
+    up to 256 groups); one sort by two keys would be XLA's own sorting network,
+    dozens of kernels over all the operands.
+    """
     order = [i for idx, _ in groups for i in idx]
-    gid = jnp.concatenate(
-        [jnp.full(keys[i].size, g, jnp.int32) for g, (idx, _) in enumerate(groups) for i in idx]
-    )
-    inv = jnp.concatenate([~keys[i].ravel() for i in order])  # descending keys
-    pos = jnp.arange(inv.size, dtype=jnp.int32)
-    _, s_inv, s_pos = lax.sort((gid, inv, pos), num_keys=2, is_stable=True)
-    kth, last, start = [], [], 0
-    for idx, k in groups:
-        k = jnp.asarray(k, jnp.int32)
-        at = start + jnp.maximum(k, 1) - 1
-        # The k-th key of the group, and its position counted from the group's start.
-        kth.append(jnp.where(k > 0, ~s_inv[at], jnp.uint32(0xFFFFFFFF)))
-        last.append((s_pos[at] - start + 1).astype(jnp.uint32))
-        start += sum(keys[i].size for i in idx)
-    return _keep(keys, groups, jnp.stack(kth), jnp.stack(last))
+    sizes = [sum(keys[i].size for i in idx) for idx, _ in groups]
+    inv = jnp.concatenate([~keys[i].ravel() for i in order])  # ascending: descending keys
+    iota = lax.iota(jnp.int32, inv.size)
+    _, by_key = lax.sort((inv, iota), num_keys=1, is_stable=True)
+    n = len(groups)
+    g_type = jnp.uint8 if n <= 1 << 8 else jnp.uint16 if n <= 1 << 16 else jnp.uint32
+    gid = jnp.concatenate([jnp.full(size, g, g_type) for g, size in enumerate(sizes)])
+    _, by_group = lax.sort((gid[by_key], iota), num_keys=1, is_stable=True)
+    k = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
+    start = jnp.array([sum(sizes[:g]) for g in range(n)], jnp.int32)
+    # Each group's k-th key and its position, counted from the group's start.
+    at = by_key[by_group[start + jnp.maximum(k, 1) - 1]]
+    kth = jnp.where(k > 0, ~inv[at], jnp.uint32(0xFFFFFFFF))
+    return _keep(keys, groups, kth, (at - start + 1).astype(jnp.uint32))
 
 
 def _positions(keys: list[jax.Array], groups: Groups) -> list[tuple[int, jax.Array]]:
