@@ -184,11 +184,17 @@ def test_straight_through_forward_is_topk_of_dense_weights():
 
     for _ in range(30):
         p, final_state = step(p, final_state)
-    top = jaxprune.topk_mask(jaxprune.scores.magnitude(final_state.dense), 0.75)
+    # The state holds the dense weights of the prunable parameters (None for the
+    # biases, which are their own dense weights).
+    assert all(final_state.dense[k]["bias"] is None for k in params)
+    dense = jax.tree.map(
+        lambda d, q: q if d is None else d, final_state.dense, p, is_leaf=lambda x: x is None
+    )
+    top = jaxprune.topk_mask(jaxprune.scores.magnitude(dense), 0.75)
     chex.assert_trees_all_equal(final_state.mask, top)
     for k in params:
         m = np.asarray(top[k]["kernel"])
-        q, d = np.asarray(p[k]["kernel"]), np.asarray(final_state.dense[k]["kernel"])
+        q, d = np.asarray(p[k]["kernel"]), np.asarray(dense[k]["kernel"])
         assert (q[~m] == 0).all() and (d[~m] != 0).any()  # dense weights keep their values
         np.testing.assert_allclose(q[m], d[m], rtol=1e-6)
     assert not all(

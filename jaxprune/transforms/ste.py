@@ -9,18 +9,27 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from jaxprune import distributions, filters, scores, select
+from jaxprune import distributions, filters, masks, scores, select
 from jaxprune.transforms import base
 from jaxprune.transforms.gradual import need_params
 
 
 @base.register_mask_state
 class STEState(NamedTuple):
-    """State of :func:`straight_through`: inner state, the dense weights, the current mask."""
+    """State of :func:`straight_through`: inner state, the dense weights, the current mask.
+
+    ``dense`` holds the dense weights of the prunable parameters and None for the
+    others (which are their own dense weights): no buffer to hand in and out per
+    bias or normalisation parameter.
+    """
 
     inner_state: optax.OptState
     dense: Any
     mask: Any
+
+
+def _is_none(x: Any) -> bool:
+    return x is None
 
 
 def straight_through(
@@ -67,15 +76,42 @@ def straight_through(
             method=method,
         )
 
+    def prunable_only(tree, m_leaves, treedef):
+        leaves = jax.tree_util.tree_leaves(tree)
+        return treedef.unflatten(
+            [None if masks.is_stand_in(m) else x for x, m in zip(leaves, m_leaves)]
+        )
+
     def init_fn(params):
-        return STEState(inner.init(params), params, base.resolve_mask(top, params))
+        mask = base.resolve_mask(top, params)
+        _, m_leaves, treedef = base.mask_leaves_like(params, mask)
+        return STEState(inner.init(params), prunable_only(params, m_leaves, treedef), mask)
 
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "straight_through")
-        u, inner_state = inner.update(updates, state.inner_state, state.dense, **extra_args)
-        dense = optax.apply_updates(state.dense, u)
-        mask = base.place_mask(top(dense), params)
-        step = jax.tree_util.tree_map(lambda d, p: d - p, dense, params)
-        return base.masked_update(step, mask, params), STEState(inner_state, dense, mask)
+        p_leaves, m_leaves, treedef = base.mask_leaves_like(params, state.mask)
+        d_leaves = jax.tree_util.tree_leaves(state.dense, is_leaf=_is_none)
+        dense = treedef.unflatten([p if d is None else d for p, d in zip(p_leaves, d_leaves)])
+        u, inner_state = inner.update(updates, state.inner_state, dense, **extra_args)
+        dense = optax.apply_updates(dense, u)
+        # The new mask keeps the old one's stand-ins: passed through, not new constants
+        # that the compiled step would copy into its outputs.
+        new = jax.tree_util.tree_leaves(base.place_mask(top(dense), params))
+        mask = treedef.unflatten([o if masks.is_stand_in(o) else n for n, o in zip(new, m_leaves)])
+        # Parameters that are not pruned take the inner update as it is.
+        step = treedef.unflatten(
+            [
+                x if masks.is_stand_in(m) else d - p
+                for x, d, p, m in zip(
+                    jax.tree_util.tree_leaves(u),
+                    jax.tree_util.tree_leaves(dense),
+                    p_leaves,
+                    m_leaves,
+                )
+            ]
+        )
+        return base.masked_update(step, mask, params), STEState(
+            inner_state, prunable_only(dense, m_leaves, treedef), mask
+        )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
