@@ -203,6 +203,18 @@ def test_straight_through_forward_is_topk_of_dense_weights():
     )
 
 
+def test_straight_through_accelerator_path_takes_the_same_steps(monkeypatch):
+    """Off the CPU the mask's stand-ins are passed through instead of made anew;
+    parameters, masks and optimizer states are the same (the selection method too
+    changes with the backend: sort instead of radix, the same masks)."""
+    params = mlp_dict()
+    tx = jaxprune.straight_through(optax.sgd(0.05, momentum=0.9), 0.75)
+    _, cpu = run(tx, params, 5)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    _, gpu = run(tx, params, 5)
+    chex.assert_trees_all_equal(cpu, gpu)
+
+
 @pytest.mark.parametrize("kind", ["rigl", "set", "gradual", "static", "ste"])
 def test_transforms_compose_with_chain_and_nnx_optimizer(kind):
     from flax import nnx

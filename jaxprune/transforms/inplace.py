@@ -46,7 +46,10 @@ def run_if(pred: Any, fn: Callable[[Carry], Carry], carry: Carry) -> Carry:
     the step; the cond measured faster there (RigL every 100 on an H200: 1.46x a
     dense step with the loop, 1.22x with the cond, ResNet-20;
     ``benchmarks/probe.py``). The backend is ``jax.default_backend()``, read when
-    the step is traced.
+    the step is traced. The cond still waits for its predicate on the host: where
+    ``fn`` reads values made late in the step (RigL's gradients), the host waits for
+    the forward and backward passes before it launches the rest of the step (RigL
+    every 100 through ``benchmarks/overhead.py``, 2026-12-04: 1.47-1.50x; BENCHMARKS.md).
 
     Example:
       >>> import jax.numpy as jnp
