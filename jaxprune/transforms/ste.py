@@ -32,6 +32,14 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
+def _prunable_only(tree: Any, m_leaves: list[Any], treedef: Any) -> Any:
+    """``tree`` with None in place of the leaves whose mask leaf is a stand-in."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return treedef.unflatten(
+        [None if masks.is_stand_in(m) else x for x, m in zip(leaves, m_leaves)]
+    )
+
+
 def straight_through(
     inner: optax.GradientTransformation,
     sparsity: Any,
@@ -76,16 +84,10 @@ def straight_through(
             method=method,
         )
 
-    def prunable_only(tree, m_leaves, treedef):
-        leaves = jax.tree_util.tree_leaves(tree)
-        return treedef.unflatten(
-            [None if masks.is_stand_in(m) else x for x, m in zip(leaves, m_leaves)]
-        )
-
     def init_fn(params):
         mask = base.resolve_mask(top, params)
         _, m_leaves, treedef = base.mask_leaves_like(params, mask)
-        return STEState(inner.init(params), prunable_only(params, m_leaves, treedef), mask)
+        return STEState(inner.init(params), _prunable_only(params, m_leaves, treedef), mask)
 
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "straight_through")
@@ -114,7 +116,7 @@ def straight_through(
             ]
         )
         return base.masked_update(step, mask, params), STEState(
-            inner_state, prunable_only(dense, m_leaves, treedef), mask
+            inner_state, _prunable_only(dense, m_leaves, treedef), mask
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
