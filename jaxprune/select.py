@@ -6,9 +6,9 @@ earlier flat index wins), NaN scores ranked below everything. Two algorithms
 give the identical mask:
 
 - ``"radix"`` (the CPU default): scores are mapped to order-preserving uint32
-  keys and the k-th largest key is found by radix select, three histogram
-  passes of 11/11/10 bits: no sort, linear memory traffic, fast where sorting
-  is slow.
+  keys and the k-th largest key is found by radix select, histogram passes of
+  11/11/10 bits (the last one usually skipped): no sort, linear memory
+  traffic, fast where sorting is slow.
 - ``"sort"`` (the GPU/TPU default): stable sorts of all candidates by key, then
   by group, where accelerators sort fast.
 
@@ -31,6 +31,7 @@ Groups = Sequence[tuple[tuple[int, ...], Any]]
 METHODS = ("auto", "radix", "sort", "count")
 RADIX_WIDTH = 11  # at most this many bits per histogram pass
 COPIES = 4  # interleaved copies of every histogram bin (a power of 2)
+SPARE = 1024  # histogram slots the entries outside the bucket are spread over (a power of 2)
 F32_EXACT = 1 << 24  # groups smaller than this take their bins' sums in float32 (CPU)
 
 
@@ -136,48 +137,83 @@ def _widths(bits: int) -> list[int]:
 def _kth(
     keys: list[jax.Array], groups: Groups, bits: int = 32
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per group: its k-th largest key (keys below ``2**bits``; 3 histogram passes
-    for 32 bits), how many keys equal to it fit in the k, and how many there are.
-    See :func:`_radix`."""
-    n_groups = len(groups)
+    """Per group: a threshold, how many keys equal to it fit in the k, and how many
+    there are: the k largest keys are those above the threshold and the first that
+    fit of those equal to it. The threshold is the k-th largest key (keys below
+    ``2**bits``; 3 histogram passes for 32 bits), or, where before the last pass
+    every group's bucket fits whole into its k, the lowest key of that bucket (the
+    last pass is skipped: all its keys fit). See :func:`_radix`."""
     need = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
     need = jnp.maximum(need, 0)
     exact_f32 = max(sum(keys[i].size for i in idx) for idx, _ in groups) < F32_EXACT
-    prefix = jnp.zeros(n_groups, jnp.uint32)
+    prefix = jnp.zeros(len(groups), jnp.uint32)
+    *widths, last = _widths(bits)
     shift = bits
-    for p, width in enumerate(_widths(bits)):
+    for p, width in enumerate(widths):
         shift -= width
-        bins = 1 << width
-        slots = n_groups * bins * COPIES
-        hist = jnp.zeros(slots, jnp.int32)
-        for g, (idx, _) in enumerate(groups):
-            for i in idx:
-                key = keys[i].ravel()
-                valid = key != 0
-                if p:
-                    valid &= (key >> (shift + width)) == prefix[g]
-                b = ((key >> shift) & (bins - 1)).astype(jnp.int32) + g * bins
-                pos = lax.iota(jnp.int32, key.size)
-                at = jnp.where(valid, b * COPIES + (pos & (COPIES - 1)), slots)
-                hist = hist.at[at].add(1, mode="drop")
-        hist = _sum_last(hist.reshape(n_groups, bins, COPIES), exact_f32)
-        if p == 0:  # at most as many as there are candidates
-            need = jnp.minimum(need, _sum_last(hist, exact_f32))
-        b, above, in_b = _top_bucket(hist, need, exact_f32)
-        need = need - above
-        prefix = (prefix << width) | b.astype(jnp.uint32)
-    # k == 0 ends with the all-ones prefix: no 32-bit key reaches it, nothing is kept.
-    return prefix, need, in_b
+        prefix, need, in_b = _radix_pass(
+            keys, groups, prefix, need, shift, width, exact_f32, p == 0
+        )
+    if not widths:
+        return _radix_pass(keys, groups, prefix, need, 0, last, exact_f32, True)
+
+    def bucket_fits():
+        return prefix << last, need, in_b
+
+    def last_pass():
+        return _radix_pass(keys, groups, prefix, need, 0, last, exact_f32, False)
+
+    # Usually settled after 22 bits: the bucket of the k-th key holds that key alone.
+    return lax.cond(_sum_last(in_b != need) == 0, bucket_fits, last_pass)
+
+
+def _radix_pass(
+    keys: list[jax.Array],
+    groups: Groups,
+    prefix: jax.Array,
+    need: jax.Array,
+    shift: int,
+    width: int,
+    exact_f32: bool,
+    first: bool,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """One histogram pass over bits ``shift + width`` to ``shift`` of the keys whose
+    higher bits equal the group's ``prefix`` (all keys on the ``first`` pass): the
+    prefix grown by the bucket of the ``need``-th largest key, how many of the
+    group's keys are still needed from that bucket, and how many it holds."""
+    n_groups = len(groups)
+    bins = 1 << width
+    slots = n_groups * bins * COPIES
+    hist = jnp.zeros(slots + SPARE, jnp.int32)
+    for g, (idx, _) in enumerate(groups):
+        for i in idx:
+            key = keys[i].ravel()
+            valid = key != 0
+            if not first:
+                valid &= (key >> (shift + width)) == prefix[g]
+            b = ((key >> shift) & (bins - 1)).astype(jnp.int32) + g * bins
+            pos = lax.iota(jnp.int32, key.size)
+            spare = slots + (pos & (SPARE - 1))
+            at = jnp.where(valid, b * COPIES + (pos & (COPIES - 1)), spare)
+            hist = hist.at[at].add(1, mode="promise_in_bounds")
+    hist = _sum_last(hist[:slots].reshape(n_groups, bins, COPIES), exact_f32)
+    if first:  # at most as many as there are candidates
+        need = jnp.minimum(need, _sum_last(hist, exact_f32))
+    b, above, in_b = _top_bucket(hist, need, exact_f32)
+    return (prefix << width) | b.astype(jnp.uint32), need - above, in_b
 
 
 def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
-    """Keeps the top k keys of each group: radix select with 3 histogram passes.
+    """Keeps the top k keys of each group: radix select with 2 or 3 histogram passes.
 
     Each pass histograms the next bits of the keys inside the bucket found so
     far (one scatter-add over the data) and picks the bucket holding the k-th
-    largest key; after 32 bits the k-th key itself is known. No sort, no data
-    dependent shapes. Where only some of the keys equal to it fit (ties), the
-    earliest positions win: the last one that fits is found by the same passes
+    largest key; after 32 bits the k-th key itself is known. After 22 bits the
+    bucket of the k-th key usually holds no other key (a 22-bit bucket of
+    float32 magnitudes is 2**-13 of a power of 2 wide): where every group's
+    bucket fits whole into its k, the last pass is skipped (a branch). No sort,
+    no data dependent shapes. Where only some of the keys equal to it fit (ties),
+    the earliest positions win: the last one that fits is found by the same passes
     over the ties' positions, as keys that decrease with position (a branch
     taken only then; positions need fewer bits, so 2 passes up to 4M entries).
 
@@ -185,11 +221,15 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     entries hit one address, which is the common case for zeros (pruned weights,
     dead units). So the histograms are spread by position: ``COPIES`` interleaved
     copies of every bin, summed after the pass. The entries outside the bucket (or
-    not candidates) get an index past the end, which the scatter skips without a
-    memory access (a quarter less time than counting them in spare slots, on the
-    Xeon VM). Small histograms (2,048 bins) keep that cheap; on a 2-core CPU the
-    three passes are faster than two of 16 bits, whose 65,536-bin histograms cost
-    more to clear and search than the extra pass.
+    not candidates) are counted in ``SPARE`` spare slots, also spread by position:
+    an index past the end, which the scatter skips, costs it a branch that fails
+    to be predicted where the candidates are mixed with the others (on the AMD
+    EPYC VM of 2026-12-04, a pass over 235,200 keys took 0.27 ms with 10% of
+    them candidates and 0.86 ms with 50%, against 0.12-0.13 ms in spare slots,
+    ``benchmarks/scatter_pass.py``; the Intel Xeon VM of 2026-12-01 measured the
+    skipped index a quarter faster over a whole selection). Small histograms (2,048 bins) keep that cheap; on a
+    2-core CPU the three passes are faster than two of 16 bits, whose 65,536-bin
+    histograms cost more to clear and search than the extra pass.
     """
     kth, fit, n_ties = _kth(keys, groups)
 

@@ -91,6 +91,22 @@ def test_radix_and_sort_agree_on_large_tied_scores():
             chex.assert_trees_all_equal(a, jaxprune.topk_mask(tree, 0.83, dist, method=other))
 
 
+def test_radix_skips_its_last_pass_only_where_the_bucket_fits():
+    # 1.0 plus 0-5 ulps: six keys that differ only in their last 10 bits, the bits
+    # of the radix selection's last pass. k = 8 keeps the six (the pass is skipped),
+    # k = 5 three of them (the pass runs); shuffled, so positions break no ties.
+    rng = np.random.default_rng(0)
+    close = (np.arange(6, dtype=np.uint32) + np.uint32(0x3F800000)).view(np.float32)
+    x = np.concatenate([close, np.float32([2.0, 3.0, 0.5, 0.25])])
+    order = rng.permutation(x.size)
+    scores = [jnp.asarray(x[order].reshape(2, 5))]
+    for k in range(x.size + 1):
+        got = select.select(scores, [None], [((0,), k)], "radix")[0]
+        want = np.argsort(-x, kind="stable")[:k]
+        np.testing.assert_array_equal(np.asarray(got).ravel(), np.isin(order, want), err_msg=k)
+        chex.assert_trees_all_equal(got, select.select(scores, [None], [((0,), k)], "sort")[0])
+
+
 def test_nan_scores_rank_last_and_negative_zero_ties_with_zero():
     s = {"w": jnp.array([[jnp.nan, -1.0, 0.0, -0.0, jnp.inf, -jnp.inf]])}
     for m in ["radix", "sort", "count"]:
