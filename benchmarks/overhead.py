@@ -17,6 +17,8 @@ hits every variant alike:
 - ``gradual every 100`` / ``RigL every 100``: throughput of
   ``jaxprune.gradual_magnitude`` / ``jaxprune.rigl`` over 100 consecutive steps,
   one of which updates the mask;
+- ``RigL ordinary step``: a RigL step that does not update the mask (the first
+  update is never reached): what the other 99 steps of ``RigL every 100`` cost;
 - ``RigL update step``: the step in which RigL drops and grows (ERK, 90%,
   update every 100), on the state after 100 training steps, repeated on the
   same inputs (donated, as in training: a copy made before timing per call);
@@ -119,9 +121,15 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
     key, never = jax.random.key(0), 10**9
     dense = train(sgd, params)
 
-    def rigl(update_every):
+    def rigl(update_every, begin_step=0):
         return jaxprune.rigl(
-            sgd, SPARSITY, end_step=never, key=key, update_every=update_every, method=method
+            sgd,
+            SPARSITY,
+            end_step=never,
+            key=key,
+            update_every=update_every,
+            begin_step=begin_step,
+            method=method,
         )
 
     return {
@@ -143,6 +151,7 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
             calls=100,
         ),
         "RigL every 100": train(rigl(100), calls=100),
+        "RigL ordinary step": train(rigl(100, begin_step=never)),
         "RigL update step": _at_update(graphdef, rigl(100), (sparse_params, rest, batch)),
         # Every step an update: grown weights stay 0 until dropped again, so the drop
         # meets ties at 0 (the slower tie-breaking path of the selection).
