@@ -15,7 +15,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import time
+import os
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +24,9 @@ import numpy as np
 from jax import lax
 
 from jaxprune import select
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from select_cost import time_rounds  # noqa: E402
 
 N = 784 * 300
 BINS = 2048
@@ -57,17 +61,10 @@ def main() -> None:
     for fraction in (0.01, 0.1, 0.3, 0.5, 0.9):
         chosen = jax.random.uniform(jax.random.key(1), (N,)) < fraction
         key = jnp.where(chosen, select.order_keys(scores), jnp.uint32(0))
-        ms = {}
-        for name, f in passes.items():
-            jax.block_until_ready(f(key))
-            rounds = []
-            for _ in range(args.rounds):
-                t = time.perf_counter()
-                for _ in range(args.calls):
-                    out = f(key)
-                jax.block_until_ready(out)
-                rounds.append((time.perf_counter() - t) / args.calls * 1e3)
-            ms[name] = np.median(rounds)
+        ms = {
+            name: np.median(time_rounds(f, (key,), args.rounds, args.calls))
+            for name, f in passes.items()
+        }
         print(
             f"candidates {fraction:4.0%}   " + "   ".join(f"{k} {v:.3f} ms" for k, v in ms.items())
         )

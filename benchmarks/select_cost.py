@@ -52,6 +52,19 @@ def cases(shapes) -> dict[str, tuple[list, list, list[int]]]:
     }
 
 
+def time_rounds(f, args: tuple, rounds: int, calls: int) -> list[float]:
+    """Milliseconds per call of ``f(*args)``, one mean per round of ``calls`` calls."""
+    jax.block_until_ready(f(*args))
+    out = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(calls):
+            res = f(*args)
+        jax.block_until_ready(res)
+        out.append((time.perf_counter() - t) / calls * 1e3)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--methods", default="radix,sort")
@@ -73,14 +86,7 @@ def main() -> None:
             ops = re.findall(r"= \S+ ([\w-]+)\(", hlo)
             kernels = sum(op in KERNELS for op in ops)
             f = jax.jit(lambda s: select.select(s, within, groups, method))
-            jax.block_until_ready(f(scores))
-            rounds = []
-            for _ in range(args.rounds):
-                t = time.perf_counter()
-                for _ in range(args.calls):
-                    out = f(scores)
-                jax.block_until_ready(out)
-                rounds.append((time.perf_counter() - t) / args.calls * 1e3)
+            rounds = time_rounds(f, (scores,), args.rounds, args.calls)
             print(
                 f"{name:5s} {method:6s} compile {min(compiles):.2f} s ({kernels} kernels)   "
                 f"run {np.median(rounds):.3f} ms (rounds {min(rounds):.3f}-{max(rounds):.3f})"
