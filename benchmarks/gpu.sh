@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU tables of BENCHMARKS.md in one run (about 9 minutes at most), most important
+# The GPU tables of BENCHMARKS.md in one run (about 10 minutes at most), most important
 # first: overhead.py on the CNN and the MLP with the default selection (auto: the sort
 # on a GPU); the steps that matter for the targets again with XLA:GPU's command buffers
 # (CUDA graphs) extended to conditionals and loops; the anatomy (kernels, device time,
@@ -35,8 +35,8 @@ part() {  # part SECONDS NAME COMMAND...: one timed part, its output in the log
   echo "=== $name: exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 
-targets="masked,RigL every 100,RigL update step,straight-through"
-part 150 "CNN, auto" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
+targets="masked,RigL every 100,RigL every 100 (host-scheduled),RigL update step,straight-through"
+part 180 "CNN, auto" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
   --json "$out/gpu_cnn_auto.json"
 # Conditionals and loops inside CUDA graphs: a lax.cond's predicate need not go to the host.
 part 130 "MLP and CNN, command buffers with conditionals" \

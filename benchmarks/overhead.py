@@ -17,6 +17,9 @@ hits every variant alike:
 - ``gradual every 100`` / ``RigL every 100``: throughput of
   ``jaxprune.gradual_magnitude`` / ``jaxprune.rigl`` over 100 consecutive steps,
   one of which updates the mask;
+- ``RigL every 100 (host-scheduled)``: the same, with the training loop telling
+  each step whether it rewires (``rewire=tx.rewires_at(t)``, static): two compiled
+  steps, the ordinary one a plain masked step;
 - ``RigL ordinary step``: a RigL step that does not update the mask (the first
   update is never reached): what the other 99 steps of ``RigL every 100`` cost;
 - ``RigL update step``: the step in which RigL drops and grows (ERK, 90%,
@@ -78,12 +81,18 @@ def _setup(name: str) -> tuple[Any, Any, Any, dict[str, jax.Array]]:
     return graphdef, params, rest, batch
 
 
-def _train_step(graphdef, tx) -> Callable:
+def _loss_fn(graphdef) -> Callable:
     def loss_fn(params, rest, batch):
         model = nnx.merge(graphdef, params, rest)
         logits = model(batch["x"])
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
         return loss, nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param)))
+
+    return loss_fn
+
+
+def _train_step(graphdef, tx) -> Callable:
+    loss_fn = _loss_fn(graphdef)
 
     def step(params, rest, opt_state, batch):
         (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
@@ -151,6 +160,7 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
             calls=100,
         ),
         "RigL every 100": train(rigl(100), calls=100),
+        "RigL every 100 (host-scheduled)": _host_scheduled(graphdef, rigl(100), train),
         "RigL ordinary step": train(rigl(100, begin_step=never)),
         "RigL update step": _at_update(graphdef, rigl(100), (sparse_params, rest, batch)),
         # Every step an update: grown weights stay 0 until dropped again, so the drop
@@ -158,6 +168,39 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
         "RigL updating every step": train(rigl(1)),
         "straight-through": train(jaxprune.straight_through(sgd, SPARSITY, method=method)),
     }
+
+
+class HostScheduled:
+    """A training step whose host loop tells RigL which steps rewire: one jitted step
+    per value of the static ``rewire`` flag, chosen by ``tx.rewires_at(t)`` with ``t``
+    counted here (the state it is given must start at count 0 and be chained)."""
+
+    def __init__(self, graphdef, tx):
+        def step(params, rest, opt_state, batch, rewire):
+            (loss, rest), grads = jax.value_and_grad(_loss_fn(graphdef), has_aux=True)(
+                params, rest, batch
+            )
+            updates, opt_state = tx.update(grads, opt_state, params, rewire=rewire)
+            return optax.apply_updates(params, updates), rest, opt_state, loss
+
+        self.tx, self.t = tx, 0
+        self.step = jax.jit(step, static_argnames="rewire", donate_argnums=(0, 1, 2))
+
+    def __call__(self, *args):
+        rewire = self.tx.rewires_at(self.t)
+        self.t += 1
+        return self.step(*args, rewire=rewire)
+
+    def lower(self, *args):
+        """The ordinary step's lowering (``anatomy.py`` compiles what it traces)."""
+        return self.step.lower(*args, rewire=False)
+
+
+def _host_scheduled(graphdef, tx, train) -> Variant:
+    _, args, _ = train(tx)
+    fn = HostScheduled(graphdef, tx)
+    jax.block_until_ready(fn.step(*_copy(args), rewire=True))  # compile the update step
+    return fn, args, 100
 
 
 def _at_update(graphdef, tx, start: tuple, steps: int = 100) -> Variant:
@@ -293,12 +336,13 @@ def machine() -> dict[str, Any]:
 def report(name: str, r: dict[str, Any]) -> None:
     """Prints the table of one model's results (as returned by :func:`run`)."""
     print(f"\n{name}: dense step {r['ms']['dense']:.3f} ms")
-    print(f"  {'':<26} {'median':>11}  {'ratio':>6}        paired ratio (quartiles)")
+    w = max(26, *map(len, r["ms"]))
+    print(f"  {'':<{w}} {'median':>11}  {'ratio':>6}        paired ratio (quartiles)")
     for k in r["ms"]:
         lo, hi = r["spread"][k]
         q1, q3 = r["paired_quartiles"][k]
         print(
-            f"  {k:<26} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
+            f"  {k:<{w}} {r['ms'][k]:8.3f} ms  {r['ratio_to_dense'][k]:6.2f}x dense"
             f"  {r['paired_ratio'][k]:5.2f}x ({q1:.2f}-{q3:.2f})"
             f"   (rounds {lo:.3f}-{hi:.3f} ms)"
             + (f"  vs {r['reference'][k]}" if r["reference"][k] not in ("dense", k) else "")

@@ -30,6 +30,7 @@ from jaxprune.masks import (
 from jaxprune.select import nm_mask, random_like, topk_mask
 from jaxprune.transforms import (
     DSTState,
+    DSTTransformation,
     GradualState,
     MaskedState,
     STEState,
@@ -46,6 +47,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DSTState",
+    "DSTTransformation",
     "GradualState",
     "LeafSparsity",
     "MaskedState",

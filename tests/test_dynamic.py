@@ -1,5 +1,7 @@
 """RigL, SET, gradual magnitude, static sparse and straight-through as optax transforms."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -339,3 +341,70 @@ def test_rigl_takes_the_same_steps_on_the_gpu_code_path(name, monkeypatch):
     chex.assert_trees_all_equal(cpu[1], gpu[1])  # masks
     chex.assert_trees_all_close(cpu[0], gpu[0], rtol=1e-6, atol=1e-6)  # params
     chex.assert_trees_all_close(cpu[2], gpu[2], rtol=1e-6, atol=1e-6)  # inner states
+
+
+def run_host_scheduled(tx, params, steps, flag=lambda t, tx: tx.rewires_at(t)):
+    """As `run`, one jitted call a step, with `rewire=` given by the host (static)."""
+    state = tx.init(params)
+
+    def step(params, state, rewire):
+        updates, state = tx.update(jax.grad(loss_fn)(params), state, params, rewire=rewire)
+        return optax.apply_updates(params, updates), state
+
+    static, traced = jax.jit(step, static_argnames="rewire"), jax.jit(step)
+    trace = []
+    for t in range(steps):
+        rewire = flag(t, tx)
+        step = static if isinstance(rewire, bool) else traced
+        params, state = step(params, state, rewire=rewire)
+        trace.append((params, jaxprune.mask_of(state), state.inner_state))
+    return state, jax.tree.map(lambda *xs: jnp.stack(xs), *trace)
+
+
+@pytest.mark.parametrize("name", ["momentum", "lion"])
+@pytest.mark.parametrize("kind", ["rigl", "set"])
+def test_host_scheduled_rewiring_takes_the_same_steps(kind, name):
+    """rewire=tx.rewires_at(t), static: two programs (ordinary and update steps), the
+    same training as the schedule tested on the device; a traced flag is taken too."""
+    inner = {"momentum": optax.sgd(0.1, momentum=0.9), "lion": optax.lion(1e-3)}[name]
+    make = jaxprune.rigl if kind == "rigl" else jaxprune.set_training
+    tx = make(inner, 0.8, end_step=14, key=jax.random.key(0), update_every=4, begin_step=1)
+    assert isinstance(tx, optax.GradientTransformationExtraArgs)
+    assert [t for t in range(20) if tx.rewires_at(t)] == [5, 9, 13]
+    _, device = run(tx, mlp_dict(), 16)
+    _, host = run_host_scheduled(tx, mlp_dict(), 16)
+    changed = [
+        t
+        for t in range(1, 16)
+        if not jax.tree.all(jax.tree.map(lambda m: bool((m[t] == m[t - 1]).all()), device[1]))
+    ]
+    assert changed[:2] == [5, 9] and set(changed) <= {5, 9, 13}
+    chex.assert_trees_all_equal(device[1], host[1])  # masks
+    chex.assert_trees_all_close(device[0], host[0], rtol=1e-6, atol=1e-6)  # params
+    chex.assert_trees_all_close(device[2], host[2], rtol=1e-6, atol=1e-6)  # inner states
+    _, traced = run_host_scheduled(tx, mlp_dict(), 16, lambda t, tx: jnp.array(tx.rewires_at(t)))
+    chex.assert_trees_all_equal(device[1], traced[1])
+
+
+CONTROL = ("while", "conditional", "scatter", "sort")
+
+
+def test_host_scheduled_ordinary_step_has_no_rewiring_and_flags_are_checked():
+    tx = jaxprune.rigl(optax.sgd(0.1, momentum=0.9), 0.8, end_step=100, key=jax.random.key(0))
+    params = mlp_dict()
+    state = tx.init(params)
+
+    def ops(tx, state, **rewire):
+        f = lambda p, s: tx.update(jax.grad(loss_fn)(p), s, p, **rewire)
+        hlo = jax.jit(f).lower(params, state).compile().as_text()
+        return [op for op in re.findall(r"= \S+ ([\w-]+)\(", hlo) if op in CONTROL]
+
+    masked = jaxprune.masked(optax.sgd(0.1, momentum=0.9), state.mask)
+    plain = ops(masked, masked.init(params))  # the loss's own scatter
+    assert ops(tx, state, rewire=False) == plain  # the same program as a masked step
+    assert len(ops(tx, state, rewire=True)) > len(plain)  # the selection's histograms
+    assert len(ops(tx, state)) > len(plain)  # the rewiring, under a loop
+    with pytest.raises(ValueError, match="rewire= must be"):
+        tx.update(params, state, params, rewire=jnp.array([True, False]))
+    with pytest.raises(ValueError, match="rewire= must be"):
+        tx.update(params, state, params, rewire=jnp.array(1))

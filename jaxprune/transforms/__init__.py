@@ -7,13 +7,14 @@ from jaxprune.transforms.base import (
     replace_mask,
     zero_where,
 )
-from jaxprune.transforms.dst import DSTState, rewire, rigl, set_training
+from jaxprune.transforms.dst import DSTState, DSTTransformation, rewire, rigl, set_training
 from jaxprune.transforms.gradual import GradualState, gradual_magnitude
 from jaxprune.transforms.masked import MaskedState, masked, static_sparse
 from jaxprune.transforms.ste import STEState, straight_through
 
 __all__ = [
     "DSTState",
+    "DSTTransformation",
     "GradualState",
     "MaskedState",
     "STEState",

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxprune import distributions, filters, masks, schedules, scores, select
@@ -23,6 +24,34 @@ from jaxprune.transforms import base, inplace
 from jaxprune.transforms.gradual import need_params
 
 GROW = ("gradient", "random")
+
+
+class DSTTransformation(optax.GradientTransformationExtraArgs):
+    """The transform :func:`rigl` and :func:`set_training` return: an optax
+    ``GradientTransformationExtraArgs`` that also tells the host its schedule.
+
+    ``tx.rewires_at(t)`` is whether the step taken with the state's count ``t``
+    (the number of updates before it) rewires the mask: a Python ``bool``. Passed
+    back as ``tx.update(..., rewire=tx.rewires_at(t))`` under ``jit`` with ``rewire``
+    static, it compiles two programs, one for the ordinary steps, with no trace of
+    the rewiring, and one for the update steps, instead of one program that tests
+    the step count on the device.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax, jaxprune
+      >>> tx = jaxprune.rigl(optax.sgd(0.1), 0.5, end_step=10, key=jax.random.key(0),
+      ...                    update_every=2)
+      >>> [tx.rewires_at(t) for t in range(6)]
+      [False, False, True, False, True, False]
+      >>> params = {"w": jnp.ones((4, 4))}
+      >>> u, state = tx.update(params, tx.init(params), params, rewire=tx.rewires_at(0))
+      >>> int(state.count)
+      1
+    """
+
+    def rewires_at(self, step: int) -> bool:
+        """Whether the step with state count ``step`` rewires the mask (see the class)."""
+        return self.update.rewires_at(step)
 
 
 @base.register_mask_state
@@ -138,12 +167,16 @@ def _dst(
             jax.random.fold_in(key, 1),
         )
 
+    def rewires_at(step):
+        return schedules.every(
+            step, update_every, begin_step=begin_step + update_every, end_step=end_step - 1
+        )
+
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "rigl/set_training")
         t = state.count
-        do = schedules.every(
-            t, update_every, begin_step=begin_step + update_every, end_step=end_step - 1
-        )
+        flag = extra_args.pop("rewire", None)  # the host's say, else the count's
+        do = rewires_at(t) if flag is None else _rewire_flag(flag)
 
         def rewire_and_zero(carry):
             old, inner_state = carry
@@ -156,6 +189,16 @@ def _dst(
             kept = jax.tree_util.tree_map(jnp.logical_and, new, old)
             return new, base.zero_where(inner_state, params, kept)
 
+        if isinstance(do, bool):  # told by the host: one of two programs
+            if do:
+                mask, inner_state = rewire_and_zero((state.mask, state.inner_state))
+                u = jax.tree_util.tree_map(jnp.zeros_like, updates)
+            else:
+                mask = state.mask
+                grads = base.where_mask(mask, updates)
+                u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
+            new_state = DSTState(inner_state, mask, t + 1, state.key)
+            return base.masked_update(u, mask, params), new_state
         # In place, so that the steps without a mask change copy nothing.
         mask, inner_state = inplace.run_if(do, rewire_and_zero, (state.mask, state.inner_state))
         # On update steps the optimizer step is skipped: no update but the zeroing of
@@ -167,7 +210,21 @@ def _dst(
         u = jax.tree_util.tree_map(lambda x: jnp.where(do, jnp.zeros_like(x), x), u)
         return base.masked_update(u, mask, params), DSTState(inner_state, mask, t + 1, state.key)
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    update_fn.rewires_at = rewires_at
+    return DSTTransformation(init_fn, update_fn)
+
+
+def _rewire_flag(rewire: Any) -> Any:
+    """``rewire=`` as given to ``update``: a Python bool, or a traced scalar boolean."""
+    if isinstance(rewire, (bool, np.bool_)):
+        return bool(rewire)
+    flag = jnp.asarray(rewire)
+    if flag.shape != () or flag.dtype != jnp.bool_:
+        raise ValueError(
+            "rewire= must be a Python bool (e.g. tx.rewires_at(step)) or a scalar boolean "
+            f"array; got {jax.typeof(flag)}."
+        )
+    return flag
 
 
 def rigl(
@@ -184,13 +241,20 @@ def rigl(
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
     method: str = "auto",
-) -> optax.GradientTransformationExtraArgs:
+) -> DSTTransformation:
     """RigL: drop by magnitude, grow by dense-gradient magnitude (Evci et al. 2020).
 
     Mask updates happen at steps ``begin_step + update_every * i`` before
     ``end_step`` (75% of training in the paper). Pass the *dense* gradient to
     ``update`` (the gradient of the loss at the masked weights, as ``jax.grad``
     gives it): it is masked before the inner optimizer.
+
+    By default the step count in the state decides, on the device, whether a step
+    rewires; every step then carries the rewiring's code (on the CPU the ordinary
+    steps ran 7% slower than a dense step, BENCHMARKS.md). A training loop that
+    knows its step on the host can pass ``rewire=tx.rewires_at(t)`` to ``update``
+    as a static argument instead: the ordinary steps are then plain masked steps
+    (see :class:`DSTTransformation`); a scalar boolean array is taken too.
 
     Args:
       inner: any optax optimizer.
@@ -212,6 +276,8 @@ def rigl(
       >>> state = tx.init({"w": jnp.ones((20, 10))})
       >>> float(jaxprune.sparsity(state.mask))
       0.8999999761581421
+      >>> [t for t in range(400) if tx.rewires_at(t)]
+      [100, 200, 300]
     """
     if mask is None and key is None:
         raise ValueError("rigl needs key= for its random initial mask, or an initial mask=.")
@@ -246,7 +312,7 @@ def set_training(
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
     method: str = "auto",
-) -> optax.GradientTransformationExtraArgs:
+) -> DSTTransformation:
     """SET: as :func:`rigl`, but grown connections are chosen at random (Mocanu et al. 2018).
 
     Example:
