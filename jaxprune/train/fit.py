@@ -28,6 +28,7 @@ from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, shard_batch, state_sharding
 from jaxprune.train.state import TrainState
 from jaxprune.train.steps import Augment, LossFn, evaluate, make_train_step
+from jaxprune.transforms import DSTTransformation
 
 __all__ = ["fit", "FitResult"]
 
@@ -74,6 +75,9 @@ def fit(
     step and per evaluation), `checkpoints/` and, at the end, `results.json`.
     Training starts at `state.step` (non-zero for a rewound state) unless the
     directory already has checkpoints, in which case it resumes from the newest.
+    Under RigL or SET (`state.tx` from `jaxprune.rigl` / `set_training`) the loop tells
+    each step whether it rewires (`rewire=state.tx.rewires_at(t)`): two compiled
+    steps, the ordinary one a plain masked step.
 
     Args:
       state: the initial state (its structure also serves as restore template).
@@ -166,6 +170,10 @@ def fit(
     window = _Window(restored[1].get("pending", []) if restored else [], start)
     if restored is not None:
         state = restored[0]
+    # RigL and SET: the host tells each step whether it rewires, counting from the
+    # optimizer's own step count, so that the ordinary steps are plain masked steps.
+    rewires_at = state.tx.rewires_at if isinstance(state.tx, DSTTransformation) else None
+    count = int(np.ravel(state.opt_state.count)[0]) if rewires_at else 0
     if lead:
         # After a restore, the lines up to its step are already on disk; without
         # one, any lines are leftovers of a run killed before its first checkpoint.
@@ -208,7 +216,9 @@ def fit(
         for epoch, batch in _stream(
             batches, train_data, batch_size, seed, start, total, steps_per_epoch
         ):
-            state, metrics = step_fn(state, place(batch), aux)
+            rewire = rewires_at(count) if rewires_at else None
+            count += 1
+            state, metrics = step_fn(state, place(batch), aux, rewire=rewire)
             window.add(metrics)
             done = window.step
             seen += batch_size

@@ -7,6 +7,7 @@ parallel): nothing in them knows about devices.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -71,11 +72,14 @@ def make_train_step(
     state_sharding: Any = None,
     ensemble: bool = False,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
-    """Builds a jitted `step(state, batch, aux=None) -> (state, metrics)`.
+    """Builds a jitted `step(state, batch, aux=None, rewire=None) -> (state, metrics)`.
 
     The step computes the loss (cross-entropy unless `loss_fn` is given) and the
     accuracy on `batch["y"]`, takes one optimizer step with `state.tx`, and
     increments `state.step`. Batch statistics come from the batch (train mode).
+    `rewire`, a Python bool, goes to the optimizer's update as `rewire=` (static: one
+    program per value), for RigL and SET told by the host which steps rewire
+    (`state.tx.rewires_at(t)`; `fit` does it).
 
     Args:
       augment: optional `augment(rng, x)`, applied to `batch["x"]` with the key
@@ -106,7 +110,7 @@ def make_train_step(
     """
     loss_fn = _default_loss if loss_fn is None else loss_fn
 
-    def step(state: TrainState, batch: Batch, aux: Any = None):
+    def step(state: TrainState, batch: Batch, aux: Any = None, rewire: bool | None = None):
         batch = dict(batch)
         if augment is not None:
             batch["x"] = augment(jax.random.fold_in(step_rng(state), 0), batch["x"])
@@ -118,7 +122,8 @@ def make_train_step(
         (loss, (logits, model_state)), grads = jax.value_and_grad(objective, has_aux=True)(
             state.params
         )
-        updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        extra = {} if rewire is None else {"rewire": rewire}
+        updates, opt_state = state.tx.update(grads, state.opt_state, state.params, **extra)
         new_state = state.replace(
             params=optax.apply_updates(state.params, updates),
             model_state=model_state,
@@ -131,7 +136,12 @@ def make_train_step(
     if ensemble:
         step = _vmapped_train_step(step)
     out_shardings = None if state_sharding is None else (state_sharding, None)
-    return jax.jit(step, donate_argnums=(0,) if donate else (), out_shardings=out_shardings)
+    return jax.jit(
+        step,
+        donate_argnums=(0,) if donate else (),
+        out_shardings=out_shardings,
+        static_argnames="rewire",
+    )
 
 
 def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
@@ -174,10 +184,11 @@ def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict
 def _vmapped_train_step(single: Callable) -> Callable:
     """The train step of an ensemble: members batched, shared scalars not, aux per member."""
 
-    def step(state: TrainState, batch: Batch, aux: Any = None):
+    def step(state: TrainState, batch: Batch, aux: Any = None, rewire: bool | None = None):
         axes = ensemble_axes(state)
         aux_axes = None if aux is None else ensemble_axes(aux)
-        vmapped = jax.vmap(single, in_axes=(axes, None, aux_axes), out_axes=(axes, 0))
+        member = functools.partial(single, rewire=rewire)
+        vmapped = jax.vmap(member, in_axes=(axes, None, aux_axes), out_axes=(axes, 0))
         return vmapped(state, batch, aux)
 
     return step

@@ -14,6 +14,7 @@ from jaxprune.train import (
     fit,
     load_mask,
     make_mesh,
+    make_train_step,
     restore_checkpoint,
     save_mask,
     train_step,
@@ -115,6 +116,28 @@ def test_mask_files_round_trip_and_refuse_other_models(tmp_path):
 
 class Stop(Exception):
     """Stands in for a crash."""
+
+
+def test_rigl_steps_told_by_the_host_train_as_the_devices_schedule():
+    # fit passes rewire=tx.rewires_at(t) to the step (two programs): the same training
+    # as the one program that tests the step count on the device.
+    model = TinyCNN(1, 8, 4, rngs=nnx.Rngs(0))
+    tx = jaxprune.rigl(optax.adam(1e-2), 0.5, end_step=18, update_every=4, key=jax.random.key(1))
+    device = host = create_train_state(model, tx)
+    step = make_train_step()
+    for t in range(10):
+        batch = {"x": TRAIN.x[16 * t : 16 * t + 16], "y": TRAIN.y[16 * t : 16 * t + 16]}
+        device, _ = step(device, batch)
+        host, _ = step(host, batch, rewire=tx.rewires_at(t))
+    assert step._cache_size() == 3  # programs: no flag, False, True
+    assert not np.array_equal(  # rewired at steps 4 and 8
+        jaxprune.mask_of(create_train_state(model, tx).opt_state)["conv"]["kernel"],
+        jaxprune.mask_of(host.opt_state)["conv"]["kernel"],
+    )
+    for a, b in zip(jax.tree.leaves(device.arrays()), jax.tree.leaves(host.arrays())):
+        if jnp.issubdtype(a.dtype, jax.dtypes.prng_key):
+            a, b = jax.random.key_data(a), jax.random.key_data(b)
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
 
 
 def test_fit_under_rigl_changes_the_mask_and_resumes_bit_for_bit(tmp_path):
