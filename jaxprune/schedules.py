@@ -14,6 +14,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Schedule = Callable[[Any], jax.Array]
 
@@ -66,8 +67,8 @@ def cosine_decay(*, alpha: float = 0.3, end_step: int) -> Schedule:
 def every(step: Any, interval: int, *, begin_step: int = 0, end_step: int | None = None) -> Any:
     """Whether ``step`` is an update step: ``begin_step, begin_step + interval, ...`` up to ``end_step``.
 
-    A Python ``bool`` for a Python ``int`` step (no device work: a training loop can
-    ask it on the host), else a JAX boolean.
+    A Python ``bool`` for a Python or NumPy integer step (no device work: a training
+    loop can ask it on the host), else a JAX boolean.
 
     Example:
       >>> [every(t, 100, begin_step=100, end_step=300) for t in (0, 100, 150, 300, 400)]
@@ -75,7 +76,8 @@ def every(step: Any, interval: int, *, begin_step: int = 0, end_step: int | None
     """
     if interval < 1:
         raise ValueError(f"the update interval must be >= 1 step, got {interval}.")
-    if isinstance(step, int):
+    if isinstance(step, (int, np.integer)):
+        step = int(step)
         ok = step >= begin_step and (step - begin_step) % interval == 0
         return ok and (end_step is None or step <= end_step)
     step = jnp.asarray(step)

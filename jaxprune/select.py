@@ -227,9 +227,10 @@ def _radix(keys: list[jax.Array], groups: Groups) -> list[jax.Array]:
     EPYC VM of 2026-12-04, a pass over 235,200 keys took 0.27 ms with 10% of
     them candidates and 0.86 ms with 50%, against 0.12-0.13 ms in spare slots,
     ``benchmarks/scatter_pass.py``; the Intel Xeon VM of 2026-12-01 measured the
-    skipped index a quarter faster over a whole selection). Small histograms (2,048 bins) keep that cheap; on a
-    2-core CPU the three passes are faster than two of 16 bits, whose 65,536-bin
-    histograms cost more to clear and search than the extra pass.
+    skipped index a quarter faster over a whole selection). Small histograms
+    (2,048 bins) keep that cheap; on a 2-core CPU the three passes are faster than
+    two of 16 bits, whose 65,536-bin histograms cost more to clear and search than
+    the extra pass.
     """
     kth, fit, n_ties = _kth(keys, groups)
 

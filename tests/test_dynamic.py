@@ -408,3 +408,8 @@ def test_host_scheduled_ordinary_step_has_no_rewiring_and_flags_are_checked():
         tx.update(params, state, params, rewire=jnp.array([True, False]))
     with pytest.raises(ValueError, match="rewire= must be"):
         tx.update(params, state, params, rewire=jnp.array(1))
+    with pytest.raises(TypeError, match="integer on the host"):
+        tx.rewires_at(jnp.array(2))
+    assert [t for t in range(300) if tx.rewires_at(np.int64(t))] == []  # end_step 100
+    tx = jaxprune.rigl(optax.sgd(0.1), 0.8, end_step=1000, key=jax.random.key(0))
+    assert tx.rewires_at(np.int64(100)) is True and tx.rewires_at(99) is False

@@ -51,7 +51,12 @@ class DSTTransformation(optax.GradientTransformationExtraArgs):
 
     def rewires_at(self, step: int) -> bool:
         """Whether the step with state count ``step`` rewires the mask (see the class)."""
-        return self.update.rewires_at(step)
+        if not isinstance(step, (int, np.integer)):
+            raise TypeError(
+                f"rewires_at takes the step count as an integer on the host, got {step!r}; "
+                "inside jit the transform decides by itself (pass no rewire=)."
+            )
+        return self.update.rewires_at(int(step))
 
 
 @base.register_mask_state
