@@ -81,22 +81,17 @@ def _setup(name: str) -> tuple[Any, Any, Any, dict[str, jax.Array]]:
     return graphdef, params, rest, batch
 
 
-def _loss_fn(graphdef) -> Callable:
+def _train_step(graphdef, tx) -> Callable:
     def loss_fn(params, rest, batch):
         model = nnx.merge(graphdef, params, rest)
         logits = model(batch["x"])
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"]).mean()
         return loss, nnx.as_pure(nnx.state(model, nnx.Not(nnx.Param)))
 
-    return loss_fn
-
-
-def _train_step(graphdef, tx) -> Callable:
-    loss_fn = _loss_fn(graphdef)
-
-    def step(params, rest, opt_state, batch):
+    def step(params, rest, opt_state, batch, rewire=None):
         (loss, rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, rest, batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
+        extra = {} if rewire is None else {"rewire": rewire}
+        updates, opt_state = tx.update(grads, opt_state, params, **extra)
         return optax.apply_updates(params, updates), rest, opt_state, loss
 
     return step
@@ -176,15 +171,10 @@ class HostScheduled:
     counted here (the state it is given must start at count 0 and be chained)."""
 
     def __init__(self, graphdef, tx):
-        def step(params, rest, opt_state, batch, rewire):
-            (loss, rest), grads = jax.value_and_grad(_loss_fn(graphdef), has_aux=True)(
-                params, rest, batch
-            )
-            updates, opt_state = tx.update(grads, opt_state, params, rewire=rewire)
-            return optax.apply_updates(params, updates), rest, opt_state, loss
-
         self.tx, self.t = tx, 0
-        self.step = jax.jit(step, static_argnames="rewire", donate_argnums=(0, 1, 2))
+        self.step = jax.jit(
+            _train_step(graphdef, tx), static_argnames="rewire", donate_argnums=(0, 1, 2)
+        )
 
     def __call__(self, *args):
         rewire = self.tx.rewires_at(self.t)

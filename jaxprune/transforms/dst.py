@@ -194,25 +194,23 @@ def _dst(
             kept = jax.tree_util.tree_map(jnp.logical_and, new, old)
             return new, base.zero_where(inner_state, params, kept)
 
-        if isinstance(do, bool):  # told by the host: one of two programs
-            if do:
-                mask, inner_state = rewire_and_zero((state.mask, state.inner_state))
-                u = jax.tree_util.tree_map(jnp.zeros_like, updates)
-            else:
-                mask = state.mask
-                grads = base.where_mask(mask, updates)
-                u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
-            new_state = DSTState(inner_state, mask, t + 1, state.key)
-            return base.masked_update(u, mask, params), new_state
-        # In place, so that the steps without a mask change copy nothing.
-        mask, inner_state = inplace.run_if(do, rewire_and_zero, (state.mask, state.inner_state))
-        # On update steps the optimizer step is skipped: no update but the zeroing of
-        # dropped weights, and the inner state as the rewiring left it.
-        grads = base.where_mask(mask, updates)
-        u, inner_state = inplace.skippable_update(
-            inner, do, grads, inner_state, params, **extra_args
-        )
-        u = jax.tree_util.tree_map(lambda x: jnp.where(do, jnp.zeros_like(x), x), u)
+        if do is True:  # told by the host: the update step's own program
+            mask, inner_state = rewire_and_zero((state.mask, state.inner_state))
+            u = jax.tree_util.tree_map(jnp.zeros_like, updates)
+        elif do is False:  # and the ordinary step's: a plain masked step
+            mask = state.mask
+            grads = base.where_mask(mask, updates)
+            u, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
+        else:
+            # In place, so that the steps without a mask change copy nothing.
+            mask, inner_state = inplace.run_if(do, rewire_and_zero, (state.mask, state.inner_state))
+            # On update steps the optimizer step is skipped: no update but the zeroing of
+            # dropped weights, and the inner state as the rewiring left it.
+            grads = base.where_mask(mask, updates)
+            u, inner_state = inplace.skippable_update(
+                inner, do, grads, inner_state, params, **extra_args
+            )
+            u = jax.tree_util.tree_map(lambda x: jnp.where(do, jnp.zeros_like(x), x), u)
         return base.masked_update(u, mask, params), DSTState(inner_state, mask, t + 1, state.key)
 
     update_fn.rewires_at = rewires_at
