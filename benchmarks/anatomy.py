@@ -12,8 +12,9 @@ of the step: fusions, library calls (cuDNN, cuBLAS), loops, conditionals and cop
 
 ``RigL every 100`` is traced between updates (its calls run steps 3 to 3 + calls),
 so it shows what RigL costs on the steps that do not update the mask. ``RigL update
-step`` repeats one step on fresh copies of its inputs: its traced window includes
-making those copies, so its copies, busy time and wall time are overstated.
+step`` (and its host-scheduled twin) repeats one step on fresh copies of its inputs:
+its traced window includes making those copies, so its copies, busy time and wall
+time are overstated.
 
 Usage:
   python benchmarks/anatomy.py --models cnn --out DIR [--calls 10] [--variants ...]
@@ -50,6 +51,7 @@ VARIANTS = (
     "gradual every 100",
     "RigL every 100",
     "RigL update step",
+    "RigL update step (host-scheduled)",
     "straight-through",
 )
 HLO_OPS = ("fusion", "custom-call", "while", "conditional", "copy", "sort", "scatter")
@@ -170,9 +172,11 @@ def main() -> None:
     parser.add_argument("--count-hlo", help="only print the HLO counts of a saved hlo.tar.gz")
     args = parser.parse_args()
     if args.count_hlo:
-        print(f"{'':<40} " + " ".join(HLO_OPS))
-        for name, counts in count_saved(args.count_hlo).items():
-            print(f"{name:<40} " + " ".join(f"{counts[op]:>{len(op)}}" for op in HLO_OPS))
+        saved = count_saved(args.count_hlo)
+        w = max([40, *map(len, saved)])
+        print(f"{'':<{w}} " + " ".join(HLO_OPS))
+        for name, counts in saved.items():
+            print(f"{name:<{w}} " + " ".join(f"{counts[op]:>{len(op)}}" for op in HLO_OPS))
         return
     if not args.out:
         parser.error("--out is required (or --count-hlo)")
@@ -186,14 +190,15 @@ def main() -> None:
         )
         texts[model] = r.pop("hlo_text")
         results[model] = r
+        w = max([22, *map(len, r["hlo"])])
         print(
-            f"\n{model}:  {'kernels':>8} {'memcpy':>6} {'busy us':>9} {'wall us':>9}   HLO: "
-            + " ".join(HLO_OPS)
+            f"\n{model + ':':<{w + 2}} {'kernels':>8} {'memcpy':>6} {'busy us':>9} {'wall us':>9}"
+            "   HLO: " + " ".join(HLO_OPS)
         )
         for k, counts in r["hlo"].items():
             t = r.get("trace", {}).get(k, {})
             print(
-                f"  {k:<22} {t.get('kernels', float('nan')):8.1f} {t.get('memcpys', float('nan')):6.1f} "
+                f"  {k:<{w}} {t.get('kernels', float('nan')):8.1f} {t.get('memcpys', float('nan')):6.1f} "
                 f"{t.get('device_busy_us', float('nan')):9.1f} {t.get('wall_us', float('nan')):9.1f}"
                 "   " + " ".join(f"{counts[op]:>{len(op)}}" for op in HLO_OPS)
             )

@@ -3,15 +3,16 @@
 # first: overhead.py on the CNN and the MLP with the default selection (auto: the sort
 # on a GPU); the steps that matter for the targets again with XLA:GPU's command buffers
 # (CUDA graphs) extended to conditionals and loops; the anatomy (kernels, device time,
-# optimized HLO) of the CNN's dense, straight-through and RigL update steps; the
-# counting selection on the CNN; the selection tests on the GPU. Each part runs under
-# its own time limit and writes as it goes, so a part that fails or runs out of time
-# leaves the others' results.
+# optimized HLO) of the CNN's dense step and RigL update steps (decided on the device,
+# and told by the host); the counting selection, whose branches hold no library calls,
+# with conditionals in command buffers; the selection tests on the GPU. Each part runs
+# under its own time limit and writes as it goes, so a part that fails or runs out of
+# time leaves the others' results.
 #
 # Usage (from the repository root, jax with CUDA installed; jaxprune needs no install):
 #   bash benchmarks/gpu.sh   # or OUT=DIR bash benchmarks/gpu.sh
 # Writes to $OUT: log.txt (every table and the tests' output), gpu_{cnn,mlp}_auto.json,
-# gpu_cmdbuf.json, gpu_cnn_count.json, anatomy/{anatomy.json,hlo.tar.gz}.
+# gpu_cmdbuf.json, gpu_cnn_count_cmdbuf.json, anatomy/{anatomy.json,hlo.tar.gz}.
 set -uo pipefail
 out=${OUT:-benchmarks/results/gpu-$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$out"
@@ -35,22 +36,27 @@ part() {  # part SECONDS NAME COMMAND...: one timed part, its output in the log
   echo "=== $name: exit ${PIPESTATUS[0]}" | tee -a "$log"
 }
 
-targets="masked,RigL every 100,RigL every 100 (host-scheduled),RigL update step,straight-through"
-part 180 "CNN, auto" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
+host="RigL every 100 (host-scheduled),RigL update step (host-scheduled)"
+targets="masked,RigL every 100,RigL update step,$host,straight-through"
+part 200 "CNN, auto" $py benchmarks/overhead.py --models cnn --rounds 20 --calls 20 \
   --json "$out/gpu_cnn_auto.json"
 # Conditionals and loops inside CUDA graphs: a lax.cond's predicate need not go to the host.
-part 130 "MLP and CNN, command buffers with conditionals" \
+part 120 "MLP and CNN, command buffers with conditionals" \
   env XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONDITIONAL,+WHILE" \
   $py benchmarks/overhead.py --models mlp,cnn --rounds 15 --calls 20 \
   --variants "dense (again),$targets" --json "$out/gpu_cmdbuf.json"
 part 70 "CNN anatomy" $py benchmarks/anatomy.py --models cnn --calls 10 \
-  --variants "dense,straight-through,RigL update step" --out "$out/anatomy"
+  --variants "dense,RigL update step,RigL update step (host-scheduled)" --out "$out/anatomy"
 rm -f "$out"/anatomy/trace_*.json.gz  # too large to keep; the summary has its counts
 part 70 "MLP, auto" $py benchmarks/overhead.py --models mlp --rounds 20 --calls 50 \
   --json "$out/gpu_mlp_auto.json"
-part 80 "CNN, count" $py benchmarks/overhead.py --models cnn --rounds 15 --calls 20 \
-  --method count --variants "mask update,RigL update step,straight-through" \
-  --json "$out/gpu_cnn_count.json"
+# The device-decided RigL step with the counting selection (fusions and reductions only):
+# a conditional whose branch holds no library call may become a CUDA-graph node.
+part 70 "CNN, count, command buffers with conditionals" \
+  env XLA_FLAGS="--xla_gpu_enable_command_buffer=+CONDITIONAL,+WHILE" \
+  $py benchmarks/overhead.py --models cnn --rounds 15 --calls 20 --method count \
+  --variants "dense (again),RigL every 100,RigL update step" \
+  --json "$out/gpu_cnn_count_cmdbuf.json"
 # The default options need plugins the GPU image may lack (nbmake): set them here.
 part 40 "selection tests on the GPU" $py -m pytest -o addopts="" -p no:cacheprovider \
   --import-mode=importlib -m "not slow" -q -rfE tests/test_select.py

@@ -25,6 +25,8 @@ hits every variant alike:
 - ``RigL update step``: the step in which RigL drops and grows (ERK, 90%,
   update every 100), on the state after 100 training steps, repeated on the
   same inputs (donated, as in training: a copy made before timing per call);
+- ``RigL update step (host-scheduled)``: the same step told by the host that it
+  rewires (``rewire=True``, static): the update step's own program, no branch;
 - ``RigL updating every step``: RigL with an update at every step (chained):
   grown weights stay 0 until dropped, a worst case of ties for the drop;
 - ``straight-through``: a ``jaxprune.straight_through`` step (top-k every step).
@@ -45,6 +47,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -158,6 +161,9 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
         "RigL every 100 (host-scheduled)": _host_scheduled(graphdef, rigl(100), train),
         "RigL ordinary step": train(rigl(100, begin_step=never)),
         "RigL update step": _at_update(graphdef, rigl(100), (sparse_params, rest, batch)),
+        "RigL update step (host-scheduled)": _at_update(
+            graphdef, rigl(100), (sparse_params, rest, batch), rewire=True
+        ),
         # Every step an update: grown weights stay 0 until dropped again, so the drop
         # meets ties at 0 (the slower tie-breaking path of the selection).
         "RigL updating every step": train(rigl(1)),
@@ -193,20 +199,23 @@ def _host_scheduled(graphdef, tx, train) -> Variant:
     return fn, args, 100
 
 
-def _at_update(graphdef, tx, start: tuple, steps: int = 100) -> Variant:
+def _at_update(graphdef, tx, start: tuple, steps: int = 100, rewire: bool | None = None) -> Variant:
     """The training step at which ``tx`` updates its mask, after ``steps`` steps that
-    trained the weights under the mask. Every call repeats that one step on the same
-    inputs, donated as in training: each call gets its own copy, made before the
-    timing starts (see :func:`_time_calls`)."""
+    trained the weights under the mask (``rewire``: what the host tells that step,
+    static; None: the transform decides on the device). Every call repeats that one
+    step on the same inputs, donated as in training: each call gets its own copy,
+    made before the timing starts (see :func:`_time_calls`)."""
     step = jax.jit(_train_step(graphdef, tx))
     params, rest, batch = start
     args = (params, rest, tx.init(params), batch)
     for _ in range(steps):
         args = (*step(*args)[:3], batch)
-    before, after = jaxprune.mask_of(args[2]), jaxprune.mask_of(step(*args)[2])
+    at_update = functools.partial(_train_step(graphdef, tx), rewire=rewire)
+    before = jaxprune.mask_of(args[2])
+    after = jaxprune.mask_of(jax.jit(at_update)(*args)[2])
     if jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), before, after)):
         raise RuntimeError(f"the step after {steps} steps does not update the mask")
-    return Repeat(jax.jit(_train_step(graphdef, tx), donate_argnums=(0, 1, 2))), args, None
+    return Repeat(jax.jit(at_update, donate_argnums=(0, 1, 2))), args, None
 
 
 class Repeat(NamedTuple):
