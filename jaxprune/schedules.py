@@ -19,6 +19,23 @@ import numpy as np
 Schedule = Callable[[Any], jax.Array]
 
 
+def check_steps(minimum: int = 0, **steps: Any) -> None:
+    """Raises unless every named step count is an integer (Python or NumPy) >= ``minimum``.
+
+    Example:
+      >>> check_steps(begin_step=0, end_step=100)
+      >>> check_steps(1, update_every=2.5)
+      Traceback (most recent call last):
+      ...
+      TypeError: update_every must be an integer number of steps, got 2.5.
+    """
+    for name, value in steps.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer number of steps, got {value!r}.")
+        if value < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+
+
 def polynomial(
     *, final: float, begin_step: int, end_step: int, initial: float = 0.0, power: float = 3.0
 ) -> Schedule:
@@ -30,6 +47,7 @@ def polynomial(
       >>> float(polynomial(final=0.5, begin_step=10, end_step=20)(15))
       0.4375
     """
+    check_steps(begin_step=begin_step, end_step=end_step)
     if not begin_step < end_step:
         raise ValueError(f"need begin_step < end_step, got {begin_step} and {end_step}.")
     for name, v in (("initial", initial), ("final", final)):
@@ -55,6 +73,7 @@ def cosine_decay(*, alpha: float = 0.3, end_step: int) -> Schedule:
     """
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha (the initial drop fraction) must be in [0, 1], got {alpha}.")
+    check_steps(1, end_step=end_step)
 
     def schedule(step):
         t = jnp.asarray(step, jnp.float32)
@@ -74,8 +93,7 @@ def every(step: Any, interval: int, *, begin_step: int = 0, end_step: int | None
       >>> [every(t, 100, begin_step=100, end_step=300) for t in (0, 100, 150, 300, 400)]
       [False, True, False, True, False]
     """
-    if interval < 1:
-        raise ValueError(f"the update interval must be >= 1 step, got {interval}.")
+    check_steps(1, interval=interval)
     if isinstance(step, (int, np.integer)):
         step = int(step)
         ok = step >= begin_step and (step - begin_step) % interval == 0

@@ -278,6 +278,32 @@ def test_dst_needs_params_and_a_key():
         tx.update(params, tx.init(params))
 
 
+@pytest.mark.parametrize(
+    "kind, bad, error, match",
+    [
+        ("rigl", {"update_every": 2.5}, TypeError, "update_every must be an integer"),
+        ("set", {"update_every": 0}, ValueError, "update_every must be >= 1"),
+        ("rigl", {"end_step": 0}, ValueError, "end_step must be >= 1"),
+        ("rigl", {"end_step": 100.0}, TypeError, "end_step must be an integer"),
+        ("set", {"begin_step": -5}, ValueError, "begin_step must be >= 0"),
+        ("gradual", {"update_every": True}, TypeError, "update_every must be an integer"),
+        ("gradual", {"begin_step": 0.5}, TypeError, "begin_step must be an integer"),
+        ("gradual", {"end_step": 0}, ValueError, "need begin_step < end_step"),
+    ],
+)
+def test_schedules_take_integer_step_counts_only(kind, bad, error, match):
+    args = {"end_step": 100, "update_every": 10, "begin_step": 0} | bad
+    key, sgd = jax.random.key(0), optax.sgd(0.1)
+    with pytest.raises(error, match=match):
+        if kind == "gradual":
+            jaxprune.gradual_magnitude(sgd, 0.5, **args)
+        else:
+            make = jaxprune.rigl if kind == "rigl" else jaxprune.set_training
+            make(sgd, 0.5, key=key, **args)
+    ok = {"end_step": np.int64(100), "update_every": np.int32(10), "begin_step": 0}
+    jaxprune.rigl(sgd, 0.5, key=key, **ok)  # NumPy integers are integers
+
+
 def test_transforms_honour_a_prunable_filter_that_chooses_biases():
     params = mlp_dict()
     with_biases = jaxprune.filters.any_of(None, "bias$")

@@ -149,6 +149,8 @@ def _dst(
     method,
 ):
     select.check_method(method)
+    schedules.check_steps(begin_step=begin_step)
+    schedules.check_steps(1, update_every=update_every)
     inner = optax.with_extra_args_support(inner)
     fraction = schedules.cosine_decay(alpha=drop_fraction, end_step=end_step)
     if mask is None:

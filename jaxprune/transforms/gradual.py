@@ -81,6 +81,7 @@ def gradual_magnitude(
         power=power,
     )
     select.check_method(method)
+    schedules.check_steps(1, update_every=update_every)
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
