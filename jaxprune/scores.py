@@ -69,6 +69,28 @@ def magnitude(params: PyTree, *, prunable: filters.FilterLike = None) -> PyTree:
     return score_tree(jnp.abs, params, prunable=prunable)
 
 
+def check_key(key: Any, name: str = "key") -> None:
+    """Raises a TypeError unless ``key`` is a JAX random key: a typed key
+    (``jax.random.key(0)``) or a raw ``uint32`` one (``jax.random.PRNGKey(0)``).
+
+    Example:
+      >>> import jax
+      >>> check_key(jax.random.key(0))
+      >>> check_key(0)
+      Traceback (most recent call last):
+      ...
+      TypeError: key must be a JAX random key such as jax.random.key(0), got 0.
+    """
+    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    if typed and shape == ():
+        return
+    if not typed and dtype == jnp.uint32 and shape is not None and len(shape) == 1:
+        return
+    got = f"an array of shape {shape} and dtype {dtype}" if shape is not None else repr(key)
+    raise TypeError(f"{name} must be a JAX random key such as jax.random.key(0), got {got}.")
+
+
 def random(key: jax.Array, params: PyTree, *, prunable: filters.FilterLike = None) -> PyTree:
     """Uniform random scores: random pruning (each leaf its own key, folded from ``key``).
 
@@ -78,6 +100,7 @@ def random(key: jax.Array, params: PyTree, *, prunable: filters.FilterLike = Non
       >>> s["w"].shape
       (3, 3)
     """
+    check_key(key)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     keys = treedef.unflatten([jax.random.fold_in(key, i) for i in range(len(leaves))])
     return score_tree(lambda w, k: jax.random.uniform(k, w.shape), params, keys, prunable=prunable)

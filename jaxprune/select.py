@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxprune import distributions, filters, masks, placement
+from jaxprune import distributions, filters, masks, placement, scores
 
 Groups = Sequence[tuple[tuple[int, ...], Any]]
 METHODS = ("auto", "radix", "sort", "count")
@@ -533,14 +533,15 @@ def random_like(key: jax.Array, mask: Any) -> Any:
       >>> int(r["w"].sum()), r["b"].shape
       (4, ())
     """
+    scores.check_key(key)
     paths, leaves, treedef = masks.leaves_with_paths(mask)
     flags = [not masks.is_stand_in(m) for m in leaves]
     masks.require_prunable(paths, flags)
     cand = [i for i, f in enumerate(flags) if f]
-    scores = [jax.random.uniform(jax.random.fold_in(key, i), leaves[i].shape) for i in cand]
+    uniform = [jax.random.uniform(jax.random.fold_in(key, i), leaves[i].shape) for i in cand]
     groups = [((j,), count(leaves[i])) for j, i in enumerate(cand)]
     out = list(leaves)
-    for i, m in zip(cand, select(scores, [None] * len(cand), groups)):
+    for i, m in zip(cand, select(uniform, [None] * len(cand), groups)):
         out[i] = m
     return treedef.unflatten(out)
 

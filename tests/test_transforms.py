@@ -129,6 +129,29 @@ def test_nnx_optimizer():
     chex.assert_trees_all_equal(jax.tree.leaves(found), jax.tree.leaves(mask))
 
 
+@pytest.mark.parametrize("kind", ["masked", "gradual", "rigl", "set", "static", "ste"])
+def test_updates_shaped_unlike_the_mask_and_bad_keys_are_named(kind):
+    key, sgd = jax.random.key(0), optax.sgd(0.1)
+    make = {
+        "masked": lambda: jaxprune.masked(sgd, jaxprune.dense_mask),
+        "gradual": lambda: jaxprune.gradual_magnitude(sgd, 0.5, begin_step=0, end_step=10),
+        "rigl": lambda key=key: jaxprune.rigl(sgd, 0.5, end_step=10, key=key),
+        "set": lambda key=key: jaxprune.set_training(sgd, 0.5, end_step=10, key=key),
+        "static": lambda key=key: jaxprune.static_sparse(sgd, 0.5, key=key),
+        "ste": lambda: jaxprune.straight_through(sgd, 0.5),
+    }[kind]
+    params = mlp_dict()
+    tx = make()
+    grads = jax.tree.map(jnp.zeros_like, params)
+    grads["layers_1"]["kernel"] = jnp.zeros((3, 3))
+    with pytest.raises(ValueError, match="'layers_1/kernel' has shape \\(3, 3\\)"):
+        tx.update(grads, tx.init(params), params)
+    if kind in ("rigl", "set", "static"):
+        with pytest.raises(TypeError, match="random key such as jax.random.key"):
+            make(key=0)
+        make(key=jax.random.PRNGKey(0)).init(params)  # a raw key is a key
+
+
 def test_init_checks_the_mask_and_mask_of_explains():
     params = mlp_dict()
     bad = jaxprune.dense_mask(mlp_dict(sizes=(20, 16, 4)))

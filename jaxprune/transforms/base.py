@@ -40,12 +40,27 @@ def mask_leaves_like(tree: Any, mask: Any) -> tuple[list[Any], list[Any], Any]:
     return leaves, m_leaves, treedef
 
 
+def check_shapes(tree: Any, mask: Any) -> tuple[list[Any], list[Any], Any]:
+    """:func:`mask_leaves_like`, and a ValueError naming the first leaf of ``tree``
+    (updates, gradients) shaped unlike its mask leaf (stand-ins match any shape)."""
+    leaves, m_leaves, treedef = mask_leaves_like(tree, mask)
+    for i, (x, m) in enumerate(zip(leaves, m_leaves)):
+        if not masks.is_stand_in(m) and jnp.shape(x) != jnp.shape(m):
+            path = masks.path_str(jax.tree_util.tree_flatten_with_path(tree)[0][i][0])
+            raise ValueError(
+                f"Leaf {path!r} has shape {jnp.shape(x)}, but the mask there has shape "
+                f"{jnp.shape(m)}: pass the updates (gradients) of the parameters the "
+                "optimizer was initialised with."
+            )
+    return leaves, m_leaves, treedef
+
+
 def where_mask(mask: Any, tree: Any, fill: Any = None) -> Any:
     """``where(mask, tree, fill)`` leaf by leaf (``fill`` a tree, or None for zeros).
 
     Stand-in (0-d) mask leaves pass the leaf through untouched.
     """
-    leaves, m_leaves, treedef = mask_leaves_like(tree, mask)
+    leaves, m_leaves, treedef = check_shapes(tree, mask)
     fills = [None] * len(leaves) if fill is None else jax.tree_util.tree_leaves(fill)
     out = []
     for x, m, f in zip(leaves, m_leaves, fills):

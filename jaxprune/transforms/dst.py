@@ -149,6 +149,7 @@ def _dst(
     method,
 ):
     select.check_method(method)
+    scores.check_key(key)
     schedules.check_steps(begin_step=begin_step)
     schedules.check_steps(1, update_every=update_every)
     inner = optax.with_extra_args_support(inner)
@@ -181,6 +182,7 @@ def _dst(
 
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "rigl/set_training")
+        base.check_shapes(updates, state.mask)
         t = state.count
         flag = extra_args.pop("rewire", None)  # the host's say, else the count's
         do = rewires_at(t) if flag is None else _rewire_flag(flag)

@@ -96,6 +96,7 @@ def static_sparse(
       >>> int(jaxprune.mask_of(tx.init({"w": jnp.ones((4, 4))}))["w"].sum())
       4
     """
+    scores.check_key(key)
     prunable = mask_kwargs.pop("prunable", None)
 
     def random_mask(params):

@@ -91,6 +91,7 @@ def straight_through(
 
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "straight_through")
+        base.check_shapes(updates, state.mask)
         p_leaves, m_leaves, treedef = base.mask_leaves_like(params, state.mask)
         d_leaves = jax.tree_util.tree_leaves(state.dense, is_leaf=_is_none)
         dense = treedef.unflatten([p if d is None else d for p, d in zip(p_leaves, d_leaves)])
