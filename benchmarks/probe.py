@@ -7,15 +7,19 @@ loop predicate) can cost more than the kernels. This times, as ``overhead.py`` d
 
 - ``masked``: ``jaxprune.masked`` (the mask is in the optimizer state: one more input
   and output buffer per parameter, 0-d stand-ins for the unprunable ones included);
-- ``masked, mask a constant``: the same arithmetic with the mask closed over, so the
+- ``masked (mask a constant)``: the same arithmetic with the mask closed over, so the
   compiled program takes no mask buffers;
 - ``dense + N scalars``: the dense step with as many 0-d arrays passed through its
   optimizer state as ``masked`` has mask leaves (the buffers alone, no arithmetic);
 - ``RigL every 100``: RigL as shipped (its update in an at-most-once ``while_loop``);
-- ``RigL every 100, lax.cond``: the same with the update under ``lax.cond``.
+- ``RigL every 100 (lax.cond)``: the same with the update under ``lax.cond``;
+- ``RigL every 100 (branch as a select)``: the update computed at every step and
+  kept only on update steps (``where``): no branch, so no predicate for the host
+  to wait for, at the price of a selection's kernels every step.
 
 Usage:
   python benchmarks/probe.py [--models mlp,cnn] [--rounds 10] [--calls 20] [--json out.json]
+      [--variants "RigL every 100,RigL every 100 (branch as a select)"]
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import sys
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 import jaxprune
@@ -60,14 +65,28 @@ def with_scalars(inner: optax.GradientTransformation, n: int) -> optax.GradientT
 
 
 @contextlib.contextmanager
-def cond_run_if():
-    """While active, ``inplace.run_if`` is a ``lax.cond`` (for tracing a variant)."""
+def replaced_run_if(run_if):
+    """While active, ``inplace.run_if`` is ``run_if`` (for tracing a variant)."""
     saved = inplace.run_if
-    inplace.run_if = lambda pred, fn, carry: jax.lax.cond(pred, fn, lambda c: c, carry)
+    inplace.run_if = run_if
     try:
         yield
     finally:
         inplace.run_if = saved
+
+
+def cond_run_if():
+    """``inplace.run_if`` as a ``lax.cond``."""
+    return replaced_run_if(lambda pred, fn, carry: jax.lax.cond(pred, fn, lambda c: c, carry))
+
+
+def select_run_if():
+    """``inplace.run_if`` as ``where(pred, fn(carry), carry)``: ``fn`` runs every time."""
+
+    def run_if(pred, fn, carry):
+        return jax.tree.map(lambda new, old: jnp.where(pred, new, old), fn(carry), carry)
+
+    return replaced_run_if(run_if)
 
 
 def variants(name: str) -> dict[str, overhead.Variant]:
@@ -93,20 +112,26 @@ def variants(name: str) -> dict[str, overhead.Variant]:
         "dense": train(sgd, params),
         "dense (again)": train(sgd, params),
         "masked": train(jaxprune.masked(sgd, mask)),
-        "masked, mask a constant": train(constant_masked(sgd, mask)),
+        "masked (mask a constant)": train(constant_masked(sgd, mask)),
         f"dense + {n} scalars": train(with_scalars(sgd, n), params),
         "RigL every 100": train(rigl(), calls=100),
-        "RigL every 100, lax.cond": train(rigl(), calls=100, traced_under=cond_run_if),
+        "RigL every 100 (lax.cond)": train(rigl(), calls=100, traced_under=cond_run_if),
+        "RigL every 100 (branch as a select)": train(rigl(), calls=100, traced_under=select_run_if),
     }
 
 
 def main() -> None:
-    args = overhead.parser_for(__doc__, rounds=10, calls=20).parse_args()
+    parser = overhead.parser_for(__doc__, rounds=10, calls=20)
+    parser.add_argument("--variants", default="", help="comma list of variants (default: all)")
+    args = parser.parse_args()
+    only = [v for v in args.variants.split(",") if v]
     info = overhead.machine()
     print(f"backend {info['backend']} ({info['device_kind']}), jax {info['jax']}")
     results = {}
     for name in args.models.split(","):
-        results[name] = r = overhead.run(name, args.rounds, args.calls, variants=variants(name))
+        results[name] = r = overhead.run(
+            name, args.rounds, args.calls, only, variants=variants(name)
+        )
         overhead.report(name, r)
     if args.json:
         with open(args.json, "w") as f:
