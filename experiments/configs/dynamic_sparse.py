@@ -3,8 +3,9 @@
     python experiments/dynamic_sparse.py --config=experiments/configs/dynamic_sparse.py:NAME \
         --workdir=DIR [--config.sparsities="(0.9,)"] [--config.seeds="(0, 1, 2)"]
 
-Names: `mnist1d` (the default: MNIST-1D MLP, minutes on a CPU), `lenet5_fashion`
-(LeNet-5 on Fashion-MNIST: the conv net a CPU can train), `conv2_fashion` (Conv-2
+Names: `mnist1d` (the default: MNIST-1D MLP, minutes on a CPU), `lenet_fashion`
+(LeNet-300-100 on Fashion-MNIST), `lenet5_fashion` (LeNet-5 on Fashion-MNIST: the
+conv net a CPU can train), `conv2_fashion` (Conv-2
 on 28x28x1 images; slow on CPU), `wrn22_2_cifar10` (RigL's WRN-22-2 setting, for
 GPUs; TFDS needs a network on first use) and `smoke` (seconds; for tests).
 RigL's defaults (REFERENCE.md): update every 100 steps until 75% of training,
@@ -40,6 +41,12 @@ def _sweep(train_name: str, sparsities: tuple[float, ...]) -> ConfigDict:
 def mnist1d() -> ConfigDict:
     """The MNIST-1D MLP (15K weights): Adam 1e-2, batch 100, 6,000 steps."""
     return _sweep("mnist1d_mlp", (0.8, 0.9, 0.95))
+
+
+def lenet_fashion() -> ConfigDict:
+    """LeNet-300-100 (266K weights) on Fashion-MNIST: Adam 1.2e-3, batch 60, 50K steps (the
+    lottery-ticket settings, as in prune_at_init.py's `lenet_fashion`)."""
+    return _sweep("lenet_fashion", (0.9, 0.95, 0.98))
 
 
 def lenet5_fashion() -> ConfigDict:
@@ -79,7 +86,10 @@ def smoke() -> ConfigDict:
     return c
 
 
-CONFIGS = {f.__name__: f for f in (mnist1d, lenet5_fashion, conv2_fashion, wrn22_2_cifar10, smoke)}
+CONFIGS = {
+    f.__name__: f
+    for f in (mnist1d, lenet_fashion, lenet5_fashion, conv2_fashion, wrn22_2_cifar10, smoke)
+}
 
 
 def get_config(name: str = "mnist1d") -> ConfigDict:
