@@ -5,9 +5,9 @@
 
 Names: `mnist1d` (the default: MNIST-1D MLP, minutes on a CPU), `lenet_fashion`
 (LeNet-300-100 on Fashion-MNIST), `lenet5_fashion` (LeNet-5 on Fashion-MNIST: the
-conv net a CPU can train), `conv2_fashion` (Conv-2
-on 28x28x1 images; slow on CPU), `wrn22_2_cifar10` (RigL's WRN-22-2 setting, for
-GPUs; TFDS needs a network on first use) and `smoke` (seconds; for tests).
+conv net a CPU can train), `conv2_fashion` (Conv-2 on 28x28x1 images; slow on CPU),
+`wrn22_2_cifar10` (RigL's WRN-22-2 setting, for GPUs; TFDS needs a network on first
+use) and `smoke` (seconds; for tests).
 RigL's defaults (REFERENCE.md): update every 100 steps until 75% of training,
 drop fraction 0.3 with cosine decay, ERK.
 """
