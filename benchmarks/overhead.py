@@ -205,16 +205,16 @@ def _at_update(graphdef, tx, start: tuple, steps: int = 100, rewire: bool | None
     static; None: the transform decides on the device). Every call repeats that one
     step on the same inputs, donated as in training: each call gets its own copy,
     made before the timing starts (see :func:`_time_calls`)."""
-    step = jax.jit(_train_step(graphdef, tx))
+    step = jax.jit(_train_step(graphdef, tx), static_argnames="rewire")
     params, rest, batch = start
     args = (params, rest, tx.init(params), batch)
     for _ in range(steps):
         args = (*step(*args)[:3], batch)
-    at_update = functools.partial(_train_step(graphdef, tx), rewire=rewire)
     before = jaxprune.mask_of(args[2])
-    after = jaxprune.mask_of(jax.jit(at_update)(*args)[2])
+    after = jaxprune.mask_of(step(*args, rewire=rewire)[2])  # rewire=None: compiled already
     if jax.tree.all(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), before, after)):
         raise RuntimeError(f"the step after {steps} steps does not update the mask")
+    at_update = functools.partial(_train_step(graphdef, tx), rewire=rewire)
     return Repeat(jax.jit(at_update, donate_argnums=(0, 1, 2))), args, None
 
 
