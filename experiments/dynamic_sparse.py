@@ -1,4 +1,5 @@
-"""Sparse training at a fixed sparsity: RigL vs SET vs static vs gradual magnitude vs dense.
+"""Sparse training at a fixed sparsity: RigL vs SET vs static vs gradual magnitude vs
+straight-through vs dense.
 
     python experiments/dynamic_sparse.py --config=experiments/configs/dynamic_sparse.py \
         --workdir=runs/dst_mnist1d
@@ -9,10 +10,12 @@
 Methods: `static` (a random ERK mask, fixed), `set` and `rigl` (the same initial
 mask per seed, rewired every `dst.update_every` steps until `dst.end_fraction` of
 training, drop fraction `dst.drop_fraction` decayed by a cosine), `gmp` (dense
-start, magnitude pruning on Zhu & Gupta's cubic schedule) and `dense`. Each
-(sparsity, method) trains its seeds as one vmapped ensemble, or one by one with
-`--config.ensemble=False`. Rerunning the same command skips finished cells and
-resumes the others. Writes results.json, results.md and accuracy_vs_sparsity.png
+start, magnitude pruning on Zhu & Gupta's cubic schedule), `ste` (straight-through:
+dense weights in the optimizer state, every forward pass with their top-k at the
+target sparsity from the first update on, distributed like the initial masks) and
+`dense`. Each (sparsity, method) trains its seeds as one vmapped ensemble, or one by
+one with `--config.ensemble=False`. Rerunning the same command skips finished cells
+and resumes the others. Writes results.json, results.md and accuracy_vs_sparsity.png
 into --workdir.
 """
 
@@ -32,13 +35,14 @@ import sweeps  # noqa: E402
 import jaxprune  # noqa: E402
 from jaxprune import train  # noqa: E402
 
-METHODS = ("dense", "static", "set", "rigl", "gmp")
+METHODS = ("dense", "static", "set", "rigl", "gmp", "ste")
 LABELS = {
     "dense": "dense",
     "static": "static (random ERK)",
     "set": "SET (ERK)",
     "rigl": "RigL (ERK)",
     "gmp": "gradual magnitude",
+    "ste": "straight-through (ERK)",
 }
 MASK_KEY = 0xE4C  # the random initial masks fold this into the seed's key
 
@@ -85,6 +89,8 @@ def make_tx(config: ConfigDict, method: str, sparsity: float, steps: int):
             update_every=config.gmp.update_every,
             distribution=config.gmp.distribution,
         )
+    if method == "ste":
+        return jaxprune.straight_through(inner, sparsity, distribution=config.distribution)
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}.")
 
 

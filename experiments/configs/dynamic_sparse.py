@@ -23,10 +23,10 @@ import sweeps  # noqa: E402
 
 def _sweep(train_name: str, sparsities: tuple[float, ...]) -> ConfigDict:
     c = sweeps.train_config(train_name)
-    c.methods = ("dense", "static", "set", "rigl", "gmp")
+    c.methods = ("dense", "static", "set", "rigl", "gmp", "ste")
     c.sparsities = sparsities
     c.seeds = (0, 1, 2)
-    c.distribution = "erk"  # the initial masks of static, SET and RigL
+    c.distribution = "erk"  # the initial masks of static, SET and RigL; straight-through's
     c.dst = ConfigDict(dict(update_every=100, drop_fraction=0.3, end_fraction=0.75))
     # Zhu & Gupta's cubic schedule from begin to end (fractions of training; unverified
     # defaults), layer-wise ("uniform"): the transform ranks with a traced sparsity, which

@@ -65,7 +65,7 @@ def test_dynamic_sparse_smoke(tmp_path):
     summary = dst.run(dst_configs.get_config("smoke"), str(tmp_path), progress=False)
     check_outputs(tmp_path, summary, dst.METHODS, 0.9)
     cells = sorted(p.name for p in (tmp_path / "cells").iterdir())
-    assert cells == ["s0-dense", "s0.9-gmp", "s0.9-rigl", "s0.9-set", "s0.9-static"]
+    assert cells == ["s0-dense", "s0.9-gmp", "s0.9-rigl", "s0.9-set", "s0.9-static", "s0.9-ste"]
 
 
 @pytest.mark.parametrize("module", [pai_configs, dst_configs])
