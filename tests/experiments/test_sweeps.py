@@ -166,3 +166,15 @@ def test_static_set_and_rigl_start_from_the_seeds_mask_and_rewire_with_its_key()
     assert not np.array_equal(keys[0], keys[1])
     kernel = states[("rigl", 0)].params["hidden"][0]["kernel"]
     assert int((kernel != 0).sum()) == int(mask(("rigl", 0))["hidden"][0]["kernel"].sum())
+
+
+def test_straight_through_keeps_the_initial_masks_distribution():
+    config = dst_configs.get_config("smoke")
+    make = lambda m: dst.init_state(
+        config, sweeps.Member(m, 0.9, 0), dst.make_tx(config, m, 0.9, 40), 10
+    )
+    counts = lambda mask: [int(x.sum()) for x in jax.tree.leaves(mask) if x.ndim]
+    ste, static = make("ste"), make("static")
+    assert counts(jaxprune.mask_of(ste.opt_state)) == counts(jaxprune.mask_of(static.opt_state))
+    uniform = jaxprune.topk_mask(jaxprune.scores.magnitude(ste.params), 0.9, "uniform")
+    assert counts(uniform) != counts(jaxprune.mask_of(ste.opt_state))  # ERK, not the default
