@@ -86,6 +86,18 @@ def train_config(name: str) -> ConfigDict:
     return config
 
 
+def lenet5(config: ConfigDict) -> ConfigDict:
+    """A sweep config of `lenet_fashion`'s settings turned into LeNet-5's: 10K steps (10
+    epochs), evaluated and checkpointed every 2K, members one by one (on a CPU, vmapped
+    convolutions are slower than separate ones)."""
+    config.model = "lenet5"
+    config.steps = 10_000
+    config.eval_every = 2_000
+    config.checkpoint_every = 2_000
+    config.ensemble = False
+    return config
+
+
 def total_steps(config: ConfigDict, n_train: int) -> int:
     """Training steps of every member (`steps`, or `epochs` of `n_train` examples)."""
     if config.epochs:

@@ -54,13 +54,7 @@ def lenet5_fashion() -> ConfigDict:
 
     Members train one by one: on a CPU, vmapped convolutions are slower than separate ones.
     """
-    c = _sweep("lenet_fashion", (0.8, 0.9, 0.95))
-    c.model = "lenet5"
-    c.steps = 10_000
-    c.eval_every = 2_000
-    c.checkpoint_every = 2_000
-    c.ensemble = False
-    return c
+    return sweeps.lenet5(_sweep("lenet_fashion", (0.8, 0.9, 0.95)))
 
 
 def conv2_fashion() -> ConfigDict:

@@ -4,8 +4,9 @@
         --workdir=DIR [--config.sparsities="(0.95, 0.98)"] [--config.seeds="(0, 1, 2)"]
 
 Names: `mnist1d` (the default: MNIST-1D MLP, minutes on a CPU), `lenet_fashion`
-(LeNet-300-100 on Fashion-MNIST, the SNIP paper's MNIST net), `conv2_fashion`
-(Conv-2 on 28x28x1 images; slow on CPU), `wrn22_2_cifar10` (for GPUs; TFDS needs
+(LeNet-300-100 on Fashion-MNIST, the SNIP paper's MNIST net), `lenet5_fashion`
+(LeNet-5 on Fashion-MNIST: the conv net a CPU can train), `conv2_fashion` (Conv-2 on
+28x28x1 images; slow on CPU), `wrn22_2_cifar10` (for GPUs; TFDS needs
 a network on first use) and `smoke` (seconds; for tests).
 """
 
@@ -46,6 +47,15 @@ def lenet_fashion() -> ConfigDict:
     return _sweep("lenet_fashion", (0.8, 0.9, 0.95, 0.98))
 
 
+def lenet5_fashion() -> ConfigDict:
+    """LeNet-5 (61K weights) on Fashion-MNIST: Adam 1.2e-3, batch 60, 10K steps (10 epochs),
+    as in dynamic_sparse.py's `lenet5_fashion`: the conv net a CPU can train.
+
+    Members train one by one: on a CPU, vmapped convolutions are slower than separate ones.
+    """
+    return sweeps.lenet5(_sweep("lenet_fashion", (0.8, 0.9, 0.95, 0.98)))
+
+
 def conv2_fashion() -> ConfigDict:
     """Conv-2 (Frankle & Carbin) on Fashion-MNIST: one channel, 28x28, Adam 2e-4, batch 60, 20K
     steps. 3.3M weights: slow on a CPU, and vmapped convolutions are slower than one by one
@@ -71,7 +81,10 @@ def smoke() -> ConfigDict:
     return c
 
 
-CONFIGS = {f.__name__: f for f in (mnist1d, lenet_fashion, conv2_fashion, wrn22_2_cifar10, smoke)}
+CONFIGS = {
+    f.__name__: f
+    for f in (mnist1d, lenet_fashion, lenet5_fashion, conv2_fashion, wrn22_2_cifar10, smoke)
+}
 
 
 def get_config(name: str = "mnist1d") -> ConfigDict:
