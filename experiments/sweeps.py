@@ -133,9 +133,11 @@ def _json(x: Any) -> Any:
     return json.loads(json.dumps(x, sort_keys=True, default=str))
 
 
-def _cell_name(members: Sequence[Member], tx_key: str, ensemble: bool) -> str:
-    s = f"s{members[0].sparsity:g}-{tx_key}"
-    return s if ensemble else f"{s}-seed{members[0].seed}"
+def _cell_name(member: Member, tx_key: str, ensemble: bool) -> str:
+    if ensemble:
+        return f"s{member.sparsity:g}-{tx_key}"
+    # One member a cell: named by its method (members sharing an optimizer differ there).
+    return f"s{member.sparsity:g}-{member.method}-seed{member.seed}"
 
 
 def plan_cells(
@@ -147,10 +149,12 @@ def plan_cells(
       >>> ms = [Member("a", 0.9, 0), Member("b", 0.9, 0), Member("a", 0.9, 1)]
       >>> [(n, len(g)) for n, g in plan_cells(ms, lambda m: "masked", True)]
       [('s0.9-masked', 3)]
+      >>> [n for n, _ in plan_cells(ms, lambda m: "masked", False)]
+      ['s0.9-a-seed0', 's0.9-b-seed0', 's0.9-a-seed1']
     """
     cells: dict[str, list[Member]] = {}
     for m in members:
-        key = _cell_name([m], tx_key(m), ensemble)
+        key = _cell_name(m, tx_key(m), ensemble)
         cells.setdefault(key, []).append(m)
     return list(cells.items())
 

@@ -110,6 +110,17 @@ def test_members_of_a_sparsity_share_a_cell_only_with_one_optimizer():
     assert len(alone) == len(members) and alone[1][0] == "s0-dense-seed1"
 
 
+def test_without_ensembles_members_sharing_an_optimizer_train_alone():
+    # prune_at_init.py: every sparse member shares one optimizer ("masked").
+    config = pai_configs.get_config("lenet5_fashion")
+    members = sweeps.members(config, pai.METHODS)
+    cells = sweeps.plan_cells(
+        members, lambda m: "dense" if m.method == "dense" else "masked", False
+    )
+    assert all(len(group) == 1 for _, group in cells) and len(cells) == len(members)
+    assert cells[3][0] == "s0.8-snip-seed0"
+
+
 @pytest.mark.parametrize("steps", [40, 1000, 10_000, 12_345])
 def test_gradual_pruning_ends_on_its_update_grid(steps):
     config = dst_configs.get_config("lenet5_fashion")
