@@ -217,6 +217,57 @@ def test_straight_through_accelerator_path_takes_the_same_steps(monkeypatch):
     chex.assert_trees_all_equal(cpu, gpu)
 
 
+def test_straight_through_pruned_decay_is_sr_stes_term():
+    """SR-STE: the inner optimizer sees g + decay * (1 - m) * w, m the mask of the
+    forward pass; kept weights and unprunable leaves see g alone."""
+    params = {"w": jnp.array([[1.0, -2.0], [3.0, -4.0]]), "b": jnp.array([5.0, 6.0])}
+    grads = {"w": jnp.array([[0.5, 0.5], [0.0, 0.0]]), "b": jnp.array([1.0, 1.0])}
+    tx = jaxprune.straight_through(optax.sgd(0.1), 0.5, pruned_decay=2.0)
+    state = tx.init(params)
+    assert state.mask["w"].tolist() == [[False, False], [True, True]]
+    p = optax.apply_updates(params, tx.update(grads, state, params)[0])
+    dense = tx.update(grads, state, params)[1].dense
+    # pruned: w - 0.1 * (g + 2 * w); kept: w - 0.1 * g; the bias: b - 0.1 * g
+    np.testing.assert_allclose(dense["w"], [[0.75, -1.65], [3.0, -4.0]], rtol=1e-6)
+    np.testing.assert_allclose(p["b"], [4.9, 5.9], rtol=1e-6)
+    plain = jaxprune.straight_through(optax.sgd(0.1), 0.5)
+    np.testing.assert_allclose(
+        plain.update(grads, plain.init(params), params)[1].dense["w"], [[0.95, -2.05], [3.0, -4.0]]
+    )
+
+
+def test_straight_through_pruned_decay_shrinks_pruned_weights_and_flips():
+    """Over training with Adam, the decay leaves the pruned dense weights smaller and
+    the mask changing less often than plain straight-through."""
+    params = mlp_dict()
+    stats = {}
+    for decay in (0.0, 1.0):
+        tx = jaxprune.straight_through(optax.adam(1e-2), 0.9, pruned_decay=decay)
+
+        def step(carry, _, tx=tx):
+            p, s = carry
+            u, s = tx.update(jax.grad(loss_fn)(p), s, p)
+            return (optax.apply_updates(p, u), s), s.mask
+
+        scan = jax.jit(lambda p, s, step=step: jax.lax.scan(step, (p, s), None, length=60))
+        (_, state), masks = scan(params, tx.init(params))
+        pruned = [
+            float(jnp.abs(jnp.where(state.mask[k]["kernel"], 0.0, state.dense[k]["kernel"])).mean())
+            for k in params
+        ]
+        flips = sum(int((m[1:] != m[:-1]).sum()) for m in jax.tree.leaves(masks))
+        stats[decay] = (pruned, flips)
+    (plain, plain_flips), (decayed, decayed_flips) = stats[0.0], stats[1.0]
+    assert all(d < 0.5 * q for d, q in zip(decayed, plain)), (decayed, plain)
+    assert decayed_flips < plain_flips, (decayed_flips, plain_flips)
+
+
+@pytest.mark.parametrize("bad", [-1e-4, float("nan"), float("inf"), True, "2e-4", None])
+def test_straight_through_rejects_a_bad_pruned_decay(bad):
+    with pytest.raises((TypeError, ValueError), match="pruned_decay must be"):
+        jaxprune.straight_through(optax.sgd(0.1), 0.5, pruned_decay=bad)
+
+
 @pytest.mark.parametrize("kind", ["rigl", "set", "gradual", "static", "ste"])
 def test_transforms_compose_with_chain_and_nnx_optimizer(kind):
     from flax import nnx

@@ -1,12 +1,17 @@
 """Straight-through magnitude pruning: the forward pass sees the top-k weights,
-the dense weights keep learning (as in STE / "sparse-dense" training)."""
+the dense weights keep learning (as in STE / "sparse-dense" training), optionally
+with SR-STE's decay of the pruned dense weights (Zhou et al. 2021)."""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxprune import distributions, filters, masks, scores, select
@@ -48,6 +53,7 @@ def straight_through(
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
     method: str = "auto",
+    pruned_decay: float = 0.0,
 ) -> optax.GradientTransformationExtraArgs:
     """Keeps dense weights in the state; the parameters are their top-k every step.
 
@@ -57,10 +63,19 @@ def straight_through(
     pruned entries exactly 0. Costs one copy of the parameters and one exact top-k
     per step.
 
+    With ``pruned_decay`` (SR-STE's lambda_W, Zhou et al. 2021; 2e-4 there, with
+    SGD) the gradient the inner optimizer sees is ``g + pruned_decay * (1 - m) * w``:
+    the dense weights pruned in this step's forward pass (``m``, the state's mask,
+    which the parameters hold) decay towards 0, so fewer of them flip back and
+    forth across the threshold. Like L2 regularisation (not decoupled weight
+    decay), the term goes through the inner optimizer: Adam rescales it with the
+    gradient.
+
     Args:
       inner: any optax optimizer (it sees the dense weights).
       sparsity: fraction pruned in the forward pass (may be traced).
       distribution, overrides, prunable, method: as in :func:`jaxprune.topk_mask`.
+      pruned_decay: SR-STE's decay of the pruned dense weights (0: plain STE).
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxprune
@@ -72,6 +87,7 @@ def straight_through(
       [[10.0, 0.0], [0.0, 4.0]]
     """
     select.check_method(method)
+    pruned_decay = _check_decay(pruned_decay)
     inner = optax.with_extra_args_support(inner)
 
     def top(dense):
@@ -95,6 +111,8 @@ def straight_through(
         p_leaves, m_leaves, treedef = base.mask_leaves_like(params, state.mask)
         d_leaves = jax.tree_util.tree_leaves(state.dense, is_leaf=_is_none)
         dense = treedef.unflatten([p if d is None else d for p, d in zip(p_leaves, d_leaves)])
+        if pruned_decay:
+            updates = _decay_pruned(updates, dense, m_leaves, treedef, pruned_decay)
         u, inner_state = inner.update(updates, state.inner_state, dense, **extra_args)
         dense = optax.apply_updates(dense, u)
         new = jax.tree_util.tree_leaves(base.place_mask(top(dense), params))
@@ -121,3 +139,31 @@ def straight_through(
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_decay(pruned_decay: Any) -> float:
+    """``pruned_decay`` as a float; it must be a real number, finite and >= 0."""
+    real = isinstance(pruned_decay, numbers.Real) and not isinstance(pruned_decay, bool)
+    if not real and not (hasattr(pruned_decay, "dtype") and np.ndim(pruned_decay) == 0):
+        raise TypeError(
+            f"pruned_decay must be a number (SR-STE's lambda_W, e.g. 2e-4), got {pruned_decay!r}."
+        )
+    value = float(pruned_decay)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            "pruned_decay must be a finite number >= 0 (0 for plain straight-through), "
+            f"got {pruned_decay!r}."
+        )
+    return value
+
+
+def _decay_pruned(grads: Any, dense: Any, m_leaves: list[Any], treedef: Any, decay: float) -> Any:
+    """``g + decay * where(m, 0, w)`` on the prunable leaves; the others as they are."""
+    return treedef.unflatten(
+        [
+            g if masks.is_stand_in(m) else g + decay * jnp.where(m, jnp.zeros_like(w), w)
+            for g, w, m in zip(
+                jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(dense), m_leaves
+            )
+        ]
+    )
