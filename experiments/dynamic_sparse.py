@@ -12,9 +12,11 @@ mask per seed, rewired every `dst.update_every` steps until `dst.end_fraction` o
 training, drop fraction `dst.drop_fraction` decayed by a cosine), `gmp` (dense
 start, magnitude pruning on Zhu & Gupta's cubic schedule), `ste` (straight-through:
 dense weights in the optimizer state, every forward pass with their top-k at the
-target sparsity from the first update on, distributed like the initial masks) and
-`dense`. Each (sparsity, method) trains its seeds as one vmapped ensemble, or one by
-one with `--config.ensemble=False`. Rerunning the same command skips finished cells
+target sparsity from the first update on, distributed like the initial masks),
+`srste` (the same with SR-STE's decay of the pruned dense weights,
+`srste.pruned_decay`; not in the configs' default `methods`) and `dense`. Each
+(sparsity, method) trains its seeds as one vmapped ensemble, or one by one with
+`--config.ensemble=False`. Rerunning the same command skips finished cells
 and resumes the others. Writes results.json, results.md and accuracy_vs_sparsity.png
 into --workdir.
 """
@@ -35,7 +37,7 @@ import sweeps  # noqa: E402
 import jaxprune  # noqa: E402
 from jaxprune import train  # noqa: E402
 
-METHODS = ("dense", "static", "set", "rigl", "gmp", "ste")
+METHODS = ("dense", "static", "set", "rigl", "gmp", "ste", "srste")
 LABELS = {
     "dense": "dense",
     "static": "static (random ERK)",
@@ -43,6 +45,7 @@ LABELS = {
     "rigl": "RigL (ERK)",
     "gmp": "gradual magnitude",
     "ste": "straight-through (ERK)",
+    "srste": "SR-STE (ERK)",
 }
 MASK_KEY = 0xE4C  # the random initial masks fold this into the seed's key
 
@@ -89,8 +92,11 @@ def make_tx(config: ConfigDict, method: str, sparsity: float, steps: int):
             update_every=config.gmp.update_every,
             distribution=config.gmp.distribution,
         )
-    if method == "ste":
-        return jaxprune.straight_through(inner, sparsity, distribution=config.distribution)
+    if method in ("ste", "srste"):
+        decay = config.srste.pruned_decay if method == "srste" else 0.0
+        return jaxprune.straight_through(
+            inner, sparsity, distribution=config.distribution, pruned_decay=decay
+        )
     raise ValueError(f"unknown method {method!r}; choose from {METHODS}.")
 
 
@@ -124,13 +130,14 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         config,
         workdir,
         methods=METHODS,
-        labels=LABELS,
+        labels={**LABELS, "srste": f"SR-STE (ERK, decay {config.srste.pruned_decay:g})"},
         title=f"Sparse training: {config.model} on {config.dataset}",
         tx_key=lambda m: m.method,
         make_tx=lambda m: make_tx(config, m.method, m.sparsity, steps),
         init_state=lambda m, tx: init_state(config, m, tx, train_ds.num_classes),
         data_splits=(train_ds, test_ds),
         cell_config={"experiment": "dynamic_sparse", "gmp_window": gmp_window(config, steps)},
+        method_fields={"srste": "srste"},
         progress=progress,
     )
 

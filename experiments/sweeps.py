@@ -18,7 +18,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,7 @@ def run_sweep(
     init_state: Callable[[Member, optax.GradientTransformation], train.TrainState],
     data_splits: tuple[Any, Any],
     cell_config: dict[str, Any],
+    method_fields: Mapping[str, str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Trains every member of the grid (cell by cell, skipping finished cells), then writes
@@ -190,6 +191,9 @@ def run_sweep(
       data_splits: `(train, test)` datasets.
       cell_config: what else defines a cell's training (stored in its config.json,
         so a rerun with other settings is refused instead of mixing results).
+      method_fields: config fields that concern one method only (field -> method):
+        left out of the cells without a member of that method, so that their run directories, made
+        before such a field existed or with another value of it, still resume.
       progress: show progress bars.
 
     Returns:
@@ -210,6 +214,9 @@ def run_sweep(
         cfg = _json({"training": config.to_dict(), "cell": cell_config, "members": ids})
         for field in SWEEP_FIELDS:  # the grid is not part of a cell's training
             cfg["training"].pop(field, None)
+        for field, method in (method_fields or {}).items():
+            if all(m.method != method for m in group):
+                cfg["training"].pop(field, None)
         done = _finished(run, cfg)
         print(
             f"[{number}/{len(cells)}] {name}: {len(group)} member(s)"

@@ -28,6 +28,9 @@ def _sweep(train_name: str, sparsities: tuple[float, ...]) -> ConfigDict:
     c.seeds = (0, 1, 2)
     c.distribution = "erk"  # the initial masks of static, SET and RigL; straight-through's
     c.dst = ConfigDict(dict(update_every=100, drop_fraction=0.3, end_fraction=0.75))
+    # Method `srste` (not in `methods` by default): straight-through with SR-STE's decay of
+    # the pruned dense weights, lambda_W (2e-4 in Zhou et al. 2021, with SGD).
+    c.srste = ConfigDict(dict(pruned_decay=2e-4))
     # Zhu & Gupta's cubic schedule from begin to end (fractions of training; unverified
     # defaults), layer-wise ("uniform"): the transform ranks with a traced sparsity, which
     # ER/ERK cannot.
@@ -75,6 +78,7 @@ def wrn22_2_cifar10() -> ConfigDict:
 def smoke() -> ConfigDict:
     """Every method at one sparsity, two seeds, a few steps on 500 MNIST-1D examples."""
     c = sweeps.smoke(mnist1d(), steps=40)
+    c.methods = (*c.methods, "srste")
     c.dst.update_every = 5
     c.gmp.update_every = 5
     return c

@@ -62,10 +62,32 @@ def test_prune_at_init_smoke_runs_resumes_and_refuses_other_settings(tmp_path):
 
 
 def test_dynamic_sparse_smoke(tmp_path):
-    summary = dst.run(dst_configs.get_config("smoke"), str(tmp_path), progress=False)
+    config = dst_configs.get_config("smoke")
+    summary = dst.run(config, str(tmp_path), progress=False)
     check_outputs(tmp_path, summary, dst.METHODS, 0.9)
     cells = sorted(p.name for p in (tmp_path / "cells").iterdir())
-    assert cells == ["s0-dense", "s0.9-gmp", "s0.9-rigl", "s0.9-set", "s0.9-static", "s0.9-ste"]
+    assert cells == [
+        "s0-dense",
+        "s0.9-gmp",
+        "s0.9-rigl",
+        "s0.9-set",
+        "s0.9-srste",
+        "s0.9-static",
+        "s0.9-ste",
+    ]
+    # SR-STE's decay is part of its own cell's settings only: the other cells resume
+    # under another value of it (and run directories made before it existed do too).
+    stored = lambda cell: json.loads((tmp_path / "cells" / cell / "config.json").read_text())
+    assert "srste" in stored("s0.9-srste")["config"]["training"]
+    assert "srste" not in stored("s0.9-ste")["config"]["training"]
+    config.srste.pruned_decay = 0.5
+    config.methods = tuple(m for m in config.methods if m != "srste")
+    assert dst.run(config, str(tmp_path), progress=False) == {
+        m: v for m, v in summary.items() if m != "srste"
+    }
+    config.methods = (*config.methods, "srste")
+    with pytest.raises(ValueError, match="other settings"):
+        dst.run(config, str(tmp_path), progress=False)
 
 
 @pytest.mark.parametrize("module", [pai_configs, dst_configs])
@@ -189,3 +211,19 @@ def test_straight_through_keeps_the_initial_masks_distribution():
     assert counts(jaxprune.mask_of(ste.opt_state)) == counts(jaxprune.mask_of(static.opt_state))
     uniform = jaxprune.topk_mask(jaxprune.scores.magnitude(ste.params), 0.9, "uniform")
     assert counts(uniform) != counts(jaxprune.mask_of(ste.opt_state))  # ERK, not the default
+
+
+def test_srste_decays_the_pruned_dense_weights_by_its_config():
+    config = dst_configs.get_config("smoke")
+    config.srste.pruned_decay = 1.0
+    params = {"w": jax.random.normal(jax.random.key(0), (20, 10))}
+    zeros = jax.tree.map(np.zeros_like, params)
+    after = {}
+    for method in ("ste", "srste"):
+        tx = dst.make_tx(config, method, 0.9, 40)
+        after[method] = tx.update(zeros, tx.init(params), params)[1]
+    w, kept = np.asarray(params["w"]), np.asarray(after["ste"].mask["w"])
+    np.testing.assert_array_equal(after["ste"].dense["w"], w)  # no gradient, no change
+    d = np.asarray(after["srste"].dense["w"])
+    assert (np.abs(d[~kept]) < np.abs(w[~kept])).all()  # pruned: decayed
+    np.testing.assert_array_equal(d[kept], w[kept])  # kept: no gradient, no change
