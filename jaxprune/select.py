@@ -561,8 +561,7 @@ def nm_mask(
       >>> nm_mask(s, 2, 4)["w"].ravel().tolist()
       [False, False, True, True, False, False, True, True]
     """
-    if not (isinstance(n, int) and isinstance(m, int) and 0 <= n <= m and m >= 1):
-        raise ValueError(f"N:M needs integers 0 <= n <= m, m >= 1; got n={n}, m={m}.")
+    check_nm(n, m)
     paths, leaves, treedef, flags, _ = _candidates(scores, None, prunable)
     out = []
     for path, s, f in zip(paths, leaves, flags):
@@ -577,6 +576,16 @@ def nm_mask(
             )
         out.append(_nm_leaf(s, n, m, axis))
     return treedef.unflatten(out)
+
+
+def check_nm(n: Any, m: Any) -> None:
+    """Raises a ValueError unless ``n`` and ``m`` are integers with ``0 <= n <= m``, ``m >= 1``.
+
+    Example:
+      >>> check_nm(2, 4)
+    """
+    if not (isinstance(n, int) and isinstance(m, int) and 0 <= n <= m and m >= 1):
+        raise ValueError(f"N:M needs integers 0 <= n <= m, m >= 1; got n={n!r}, m={m!r}.")
 
 
 @functools.partial(jax.jit, static_argnames=("n", "m", "axis"))

@@ -262,6 +262,54 @@ def test_straight_through_pruned_decay_shrinks_pruned_weights_and_flips():
     assert decayed_flips < plain_flips, (decayed_flips, plain_flips)
 
 
+def test_straight_through_n_m_keeps_n_of_every_m_inputs():
+    """2:4 along the kernels' input axis at every step, the forward mask the N:M mask
+    of the dense weights; biases dense; with SR-STE's decay too."""
+    params = mlp_dict()
+    for decay in (0.0, 2e-4):
+        tx = jaxprune.straight_through(optax.adam(1e-2), n_m=(2, 4), pruned_decay=decay)
+        _, (ps, masks, _) = run(tx, params, 20)
+        for k in params:
+            m, w = np.asarray(masks[k]["kernel"]), np.asarray(ps[k]["kernel"])
+            steps, n_in, n_out = m.shape
+            runs = m.reshape(steps, n_in // 4, 4, n_out).sum(axis=2)
+            assert (runs == 2).all(), k
+            assert (w[~m] == 0).all() and (w[m] != 0).all()
+            assert masks[k]["bias"].shape[1:] == ()  # stand-in: dense
+        assert any(
+            not np.array_equal(
+                np.asarray(masks[k]["kernel"][0]), np.asarray(masks[k]["kernel"][-1])
+            )
+            for k in params
+        )
+    state = tx.init(params)
+    chex.assert_trees_all_equal(
+        state.mask, jaxprune.nm_mask(jaxprune.scores.magnitude(params), 2, 4)
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(), "either a sparsity"),
+        (dict(sparsity=0.5, n_m=(2, 4)), "either a sparsity"),
+        (dict(n_m=(4, 2)), "0 <= n <= m"),
+        (dict(n_m=(2,)), "pair"),
+        (dict(n_m="2:4"), "pair"),
+        (dict(n_m=(2, 4), distribution="erk"), "distribution and overrides"),
+    ],
+)
+def test_straight_through_rejects_a_bad_target(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        jaxprune.straight_through(optax.sgd(0.1), **kwargs)
+
+
+def test_straight_through_n_m_names_a_layer_it_cannot_split():
+    tx = jaxprune.straight_through(optax.sgd(0.1), n_m=(2, 4))
+    with pytest.raises(ValueError, match="multiple of m=4.*head"):
+        tx.init({"head": jnp.ones((10, 3)), "body": jnp.ones((8, 10))})
+
+
 @pytest.mark.parametrize("bad", [-1e-4, float("nan"), float("inf"), True, "2e-4", None])
 def test_straight_through_rejects_a_bad_pruned_decay(bad):
     with pytest.raises((TypeError, ValueError), match="pruned_decay must be"):

@@ -47,15 +47,16 @@ def _prunable_only(tree: Any, m_leaves: list[Any], treedef: Any) -> Any:
 
 def straight_through(
     inner: optax.GradientTransformation,
-    sparsity: Any,
+    sparsity: Any = None,
     *,
     distribution: distributions.Distribution = "uniform",
     overrides: Mapping[str, distributions.Override] | None = None,
     prunable: filters.FilterLike = None,
     method: str = "auto",
     pruned_decay: float = 0.0,
+    n_m: tuple[int, int] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
-    """Keeps dense weights in the state; the parameters are their top-k every step.
+    """Keeps dense weights in the state; the parameters are their top-k (or N:M) every step.
 
     The gradient (taken at the masked parameters) updates the dense weights as if
     the mask were the identity (straight-through); then the mask is recomputed
@@ -71,11 +72,20 @@ def straight_through(
     decay), the term goes through the inner optimizer: Adam rescales it with the
     gradient.
 
+    With ``n_m=(n, m)`` instead of a sparsity, the forward pass keeps the ``n``
+    largest of every ``m`` consecutive dense weights along the kernels' input axis
+    (:func:`jaxprune.nm_mask`; 2:4 is what sparse tensor cores run), the setting
+    SR-STE was made for.
+
     Args:
       inner: any optax optimizer (it sees the dense weights).
-      sparsity: fraction pruned in the forward pass (may be traced).
-      distribution, overrides, prunable, method: as in :func:`jaxprune.topk_mask`.
+      sparsity: fraction pruned in the forward pass (may be traced); or None with
+        ``n_m``.
+      distribution, overrides, prunable, method: as in :func:`jaxprune.topk_mask`
+        (with ``n_m``: ``prunable`` only).
       pruned_decay: SR-STE's decay of the pruned dense weights (0: plain STE).
+      n_m: ``(n, m)`` for N:M sparsity along the input axis (``axis=-2``) instead
+        of ``sparsity``.
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxprune
@@ -85,12 +95,20 @@ def straight_through(
       >>> updates, state = tx.update({"w": jnp.array([[-9.0, 0.0], [0.0, 0.0]])}, state, params)
       >>> optax.apply_updates(params, updates)["w"].tolist()
       [[10.0, 0.0], [0.0, 4.0]]
+      >>> tx = jaxprune.straight_through(optax.sgd(1.0), n_m=(1, 2), pruned_decay=2e-4)
+      >>> tx.init(params).mask["w"].tolist()  # 1 of every 2 along the input axis
+      [[False, False], [True, True]]
     """
     select.check_method(method)
     pruned_decay = _check_decay(pruned_decay)
+    _check_target(sparsity, n_m, distribution, overrides)
     inner = optax.with_extra_args_support(inner)
 
     def top(dense):
+        if n_m is not None:
+            return select.nm_mask(
+                scores.magnitude(dense, prunable=prunable), *n_m, prunable=prunable
+            )
         return select.topk_mask(
             scores.magnitude(dense, prunable=prunable),
             sparsity,
@@ -139,6 +157,27 @@ def straight_through(
         )
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def _check_target(sparsity: Any, n_m: Any, distribution: Any, overrides: Any) -> None:
+    """Exactly one of ``sparsity`` and ``n_m``; ``n_m`` a pair ``(n, m)`` of integers,
+    without a distribution or overrides (N:M has no per-layer counts to set)."""
+    if (sparsity is None) == (n_m is None):
+        raise ValueError(
+            "straight_through needs either a sparsity (top-k per layer) or n_m=(n, m) "
+            f"(N:M), not both and not neither; got sparsity={sparsity!r}, n_m={n_m!r}."
+        )
+    if n_m is None:
+        return
+    if not isinstance(n_m, (tuple, list)) or len(n_m) != 2:
+        raise ValueError(f"n_m must be a pair (n, m), e.g. (2, 4); got {n_m!r}.")
+    select.check_nm(*n_m)
+    if distribution != "uniform" or overrides:
+        raise ValueError(
+            "With n_m every run of m weights keeps n: there are no per-layer counts, so "
+            f"distribution and overrides do not apply (got {distribution!r}, {overrides!r}). "
+            "Exclude layers with prunable=... instead."
+        )
 
 
 def _check_decay(pruned_decay: Any) -> float:
