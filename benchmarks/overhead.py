@@ -30,8 +30,9 @@ hits every variant alike:
 - ``RigL updating every step``: RigL with an update at every step (chained):
   grown weights stay 0 until dropped, a worst case of ties for the drop;
 - ``straight-through``: a ``jaxprune.straight_through`` step (top-k every step);
-- ``straight-through (SR-STE)``: the same with ``pruned_decay=2e-4`` (timed only when
-  named in ``--variants``).
+- ``straight-through (SR-STE)``: the same with ``pruned_decay=2e-4``, and
+  ``straight-through 2:4 (SR-STE)`` with a 2:4 mask instead of the top-k (both timed
+  only when named in ``--variants``).
 
 Every number is the median over rounds of the mean time per call, divided by
 the dense step's timed with as many calls per round (``dense (100 calls)`` is
@@ -68,7 +69,7 @@ from jaxprune import models
 
 SPARSITY = 0.9
 # Variants timed only when named in --variants (not part of the default tables).
-OPT_IN = ("straight-through (SR-STE)",)
+OPT_IN = ("straight-through (SR-STE)", "straight-through 2:4 (SR-STE)")
 BATCH = 128
 
 
@@ -175,7 +176,16 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
         "straight-through (SR-STE)": train(
             jaxprune.straight_through(sgd, SPARSITY, method=method, pruned_decay=2e-4)
         ),
+        "straight-through 2:4 (SR-STE)": train(
+            # the kernels whose input axis splits into runs of 4 (not the CNN's first conv)
+            jaxprune.straight_through(sgd, n_m=(2, 4), pruned_decay=2e-4, prunable=_splits_by_4)
+        ),
     }
+
+
+def _splits_by_4(path: str, leaf: Any) -> bool:
+    """A kernel whose input axis (-2) is a multiple of 4 (prunable for 2:4)."""
+    return jaxprune.filters.kernels(path, leaf) and leaf.shape[-2] % 4 == 0
 
 
 class HostScheduled:
