@@ -192,8 +192,9 @@ def run_sweep(
       cell_config: what else defines a cell's training (stored in its config.json,
         so a rerun with other settings is refused instead of mixing results).
       method_fields: config fields that concern one method only (field -> method):
-        left out of the cells without a member of that method, so that their run directories, made
-        before such a field existed or with another value of it, still resume.
+        left out of the cells without a member of that method, so that their run
+        directories, made before such a field existed or with another value of it,
+        still resume.
       progress: show progress bars.
 
     Returns:

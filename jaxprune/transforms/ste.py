@@ -62,7 +62,7 @@ def straight_through(
     the mask were the identity (straight-through); then the mask is recomputed
     from the dense magnitudes and the parameters become the masked dense weights,
     pruned entries exactly 0. Costs one copy of the parameters and one exact top-k
-    per step.
+    (or N:M ranking) per step.
 
     With ``pruned_decay`` (SR-STE's lambda_W, Zhou et al. 2021; 2e-4 there, with
     SGD) the gradient the inner optimizer sees is ``g + pruned_decay * (1 - m) * w``:
