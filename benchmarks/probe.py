@@ -11,8 +11,10 @@ loop predicate) can cost more than the kernels. This times, as ``overhead.py`` d
   compiled program takes no mask buffers;
 - ``dense + N scalars``: the dense step with as many 0-d arrays passed through its
   optimizer state as ``masked`` has mask leaves (the buffers alone, no arithmetic);
-- ``RigL every 100``: RigL as shipped (its update in an at-most-once ``while_loop``);
-- ``RigL every 100 (lax.cond)``: the same with the update under ``lax.cond``;
+- ``RigL every 100``: RigL as shipped (its update in ``inplace.run_if``: an
+  at-most-once ``while_loop`` on the CPU, a ``lax.cond`` on a GPU);
+- ``RigL every 100 (lax.cond)``: the same with the update under ``lax.cond`` on every
+  backend (on a GPU, the same program as shipped);
 - ``RigL every 100 (branch as a select)``: the update computed at every step and
   kept only on update steps (``where``): no branch, so no predicate for the host
   to wait for, at the price of a selection's kernels every step.
