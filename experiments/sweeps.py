@@ -171,7 +171,7 @@ def run_sweep(
     init_state: Callable[[Member, optax.GradientTransformation], train.TrainState],
     data_splits: tuple[Any, Any],
     cell_config: dict[str, Any],
-    method_fields: Mapping[str, str] | None = None,
+    method_fields: Mapping[str, str | Sequence[str]] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Trains every member of the grid (cell by cell, skipping finished cells), then writes
@@ -191,8 +191,8 @@ def run_sweep(
       data_splits: `(train, test)` datasets.
       cell_config: what else defines a cell's training (stored in its config.json,
         so a rerun with other settings is refused instead of mixing results).
-      method_fields: config fields that concern one method only (field -> method):
-        left out of the cells without a member of that method, so that their run
+      method_fields: config fields that concern some methods only (field -> method or
+        methods): left out of the cells without a member of those, so that their run
         directories, made before such a field existed or with another value of it,
         still resume.
       progress: show progress bars.
@@ -215,8 +215,9 @@ def run_sweep(
         cfg = _json({"training": config.to_dict(), "cell": cell_config, "members": ids})
         for field in SWEEP_FIELDS:  # the grid is not part of a cell's training
             cfg["training"].pop(field, None)
-        for field, method in (method_fields or {}).items():
-            if all(m.method != method for m in group):
+        for field, only in (method_fields or {}).items():
+            only = (only,) if isinstance(only, str) else tuple(only)
+            if all(m.method not in only for m in group):
                 cfg["training"].pop(field, None)
         done = _finished(run, cfg)
         print(

@@ -31,6 +31,9 @@ def _sweep(train_name: str, sparsities: tuple[float, ...]) -> ConfigDict:
     # Method `srste` (not in `methods` by default): straight-through with SR-STE's decay of
     # the pruned dense weights, lambda_W (2e-4 in Zhou et al. 2021, with SGD).
     c.srste = ConfigDict(dict(pruned_decay=2e-4))
+    # Methods `static_nm` / `ste_nm` / `srste_nm` (not in `methods` by default): N:M masks
+    # along the kernels' input axis, n = (1 - sparsity) * m (m = 4: sparsities 0.5, 0.75).
+    c.nm = ConfigDict(dict(m=4))
     # Zhu & Gupta's cubic schedule from begin to end (fractions of training; unverified
     # defaults), layer-wise ("uniform"): the transform ranks with a traced sparsity, which
     # ER/ERK cannot.
@@ -78,7 +81,8 @@ def wrn22_2_cifar10() -> ConfigDict:
 def smoke() -> ConfigDict:
     """Every method at one sparsity, two seeds, a few steps on 500 MNIST-1D examples."""
     c = sweeps.smoke(mnist1d(), steps=40)
-    c.methods = (*c.methods, "srste")
+    c.methods = (*c.methods, "srste", "static_nm", "ste_nm", "srste_nm")
+    c.nm.m = 10  # 1:10 at 90% (the MLP's inputs, 40 and 100, split into runs of 10)
     c.dst.update_every = 5
     c.gmp.update_every = 5
     return c

@@ -72,22 +72,41 @@ def test_dynamic_sparse_smoke(tmp_path):
         "s0.9-rigl",
         "s0.9-set",
         "s0.9-srste",
+        "s0.9-srste_nm",
         "s0.9-static",
+        "s0.9-static_nm",
         "s0.9-ste",
+        "s0.9-ste_nm",
     ]
     # SR-STE's decay is part of its own cell's settings only: the other cells resume
     # under another value of it (and run directories made before it existed do too).
     stored = lambda cell: json.loads((tmp_path / "cells" / cell / "config.json").read_text())
-    assert "srste" in stored("s0.9-srste")["config"]["training"]
-    assert "srste" not in stored("s0.9-ste")["config"]["training"]
+    training = lambda cell: set(stored(cell)["config"]["training"])
+    assert {"srste", "nm"} <= training("s0.9-srste_nm")
+    assert "srste" in training("s0.9-srste") and "nm" not in training("s0.9-srste")
+    assert "nm" in training("s0.9-ste_nm") and "srste" not in training("s0.9-ste_nm")
+    assert not {"srste", "nm"} & training("s0.9-ste")
+    # Every member's N:M mask is 1:10 along the input axis: exactly 90% sparse.
+    results = json.loads((tmp_path / "results.json").read_text())
+    for member in results["members"]:
+        if member["method"] in dst.NM_METHODS:
+            assert member["final_sparsity"] == pytest.approx(0.9, abs=1e-6)
     config.srste.pruned_decay = 0.5
-    config.methods = tuple(m for m in config.methods if m != "srste")
-    assert dst.run(config, str(tmp_path), progress=False) == {
-        m: v for m, v in summary.items() if m != "srste"
-    }
-    config.methods = (*config.methods, "srste")
+    config.nm.m = 20
+    kept = ("dense", "static", "set", "rigl", "gmp", "ste")
+    config.methods = kept
+    assert dst.run(config, str(tmp_path), progress=False) == {m: summary[m] for m in kept}
+    config.methods = (*kept, "srste")
     with pytest.raises(ValueError, match="other settings"):
         dst.run(config, str(tmp_path), progress=False)
+
+
+def test_n_m_methods_need_a_whole_n_before_training(tmp_path):
+    config = dst_configs.get_config("smoke")
+    config.nm.m = 4  # 0.9 of 4 is no whole number
+    with pytest.raises(ValueError, match=r"sparsity 0.9 with nm.m = 4.*\[0.75, 0.5, 0.25\]"):
+        dst.run(config, str(tmp_path), progress=False)
+    assert not (tmp_path / "cells").exists()
 
 
 @pytest.mark.parametrize("module", [pai_configs, dst_configs])
