@@ -12,16 +12,15 @@ mask per seed, rewired every `dst.update_every` steps until `dst.end_fraction` o
 training, drop fraction `dst.drop_fraction` decayed by a cosine), `gmp` (dense
 start, magnitude pruning on Zhu & Gupta's cubic schedule), `ste` (straight-through:
 dense weights in the optimizer state, every forward pass with their top-k at the
-target sparsity from the first update on, distributed like the initial masks),
-`srste` (the same with SR-STE's decay of the pruned dense weights,
-`srste.pruned_decay`), `ste_nm` and `srste_nm` (the same two with an N:M mask along
-the kernels' input axis instead of the ERK top-k: n = (1 - sparsity) * `nm.m` of every
-`nm.m`, so 0.5 and 0.75 with m = 4; every kernel's input size must split into runs of
-m), `static_nm` (a random N:M mask, fixed; the last five not in the configs' default
-`methods`) and `dense`. Each
-(sparsity, method) trains its seeds as one vmapped ensemble, or one by one with
-`--config.ensemble=False`. Rerunning the same command skips finished cells
-and resumes the others. Writes results.json, results.md and accuracy_vs_sparsity.png
+target sparsity from the first update on, distributed like the initial masks) and
+`dense`; and, only when `--config.methods` names them, `srste` (straight-through with
+SR-STE's decay of the pruned dense weights, `srste.pruned_decay`), `ste_nm` and
+`srste_nm` (the same two with an N:M mask along the kernels' input axis instead of
+the ERK top-k: n = (1 - sparsity) * `nm.m` of every `nm.m`, so 0.5 and 0.75 with
+m = 4; every kernel's input size must split into runs of m) and `static_nm` (a
+random N:M mask, fixed). Each (sparsity, method) trains its seeds as one vmapped
+ensemble, or one by one with `--config.ensemble=False`. Rerunning the same command
+skips finished cells and resumes the others. Writes results.json, results.md and accuracy_vs_sparsity.png
 into --workdir.
 """
 
