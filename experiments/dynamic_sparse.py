@@ -20,8 +20,8 @@ the ERK top-k: n = (1 - sparsity) * `nm.m` of every `nm.m`, so 0.5 and 0.75 with
 m = 4; every kernel's input size must split into runs of m) and `static_nm` (a
 random N:M mask, fixed). Each (sparsity, method) trains its seeds as one vmapped
 ensemble, or one by one with `--config.ensemble=False`. Rerunning the same command
-skips finished cells and resumes the others. Writes results.json, results.md and accuracy_vs_sparsity.png
-into --workdir.
+skips finished cells and resumes the others. Writes results.json, results.md and
+accuracy_vs_sparsity.png into --workdir.
 """
 
 from __future__ import annotations
