@@ -130,7 +130,7 @@ def straight_through(
         d_leaves = jax.tree_util.tree_leaves(state.dense, is_leaf=_is_none)
         dense = treedef.unflatten([p if d is None else d for p, d in zip(p_leaves, d_leaves)])
         if pruned_decay:
-            updates = _decay_pruned(updates, dense, m_leaves, treedef, pruned_decay)
+            updates = _decay_pruned(updates, dense, state.mask, pruned_decay)
         u, inner_state = inner.update(updates, state.inner_state, dense, **extra_args)
         dense = optax.apply_updates(dense, u)
         new = jax.tree_util.tree_leaves(base.place_mask(top(dense), params))
@@ -196,13 +196,7 @@ def _check_decay(pruned_decay: Any) -> float:
     return value
 
 
-def _decay_pruned(grads: Any, dense: Any, m_leaves: list[Any], treedef: Any, decay: float) -> Any:
-    """``g + decay * where(m, 0, w)`` on the prunable leaves; the others as they are."""
-    return treedef.unflatten(
-        [
-            g if masks.is_stand_in(m) else g + decay * jnp.where(m, jnp.zeros_like(w), w)
-            for g, w, m in zip(
-                jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(dense), m_leaves
-            )
-        ]
-    )
+def _decay_pruned(grads: Any, dense: Any, mask: Any, decay: float) -> Any:
+    """``g + decay * where(m, 0, w)``: 0 where kept and on the unprunable leaves."""
+    pruned = base.where_mask(mask, jax.tree_util.tree_map(jnp.zeros_like, dense), dense)
+    return jax.tree_util.tree_map(lambda g, w: g + decay * w, grads, pruned)
