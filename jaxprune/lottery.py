@@ -71,12 +71,17 @@ def prune_round(
     """
     paths, leaves, _ = masks.leaves_with_paths(mask)
     pruned = {p for p, m in zip(paths, leaves) if not masks.is_stand_in(m)}
+
+    def in_mask(path: str, _: Any) -> bool:  # every leaf the mask prunes, 1-d ones too
+        return path in pruned
+
     return select.topk_mask(
-        scores.magnitude(params, prunable=lambda path, _: path in pruned),
+        scores.magnitude(params, prunable=in_mask),
         rate,
         distribution,
         within=mask,
         overrides=overrides,
+        prunable=in_mask,
     )
 
 

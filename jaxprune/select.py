@@ -491,7 +491,9 @@ def topk_mask(
         to sparsity (explicit per-leaf; unmatched leaves take ``sparsity``).
       within: a current mask; only the entries it keeps are candidates and
         ``sparsity`` is the fraction *of those* to prune, so ``within=mask,
-        sparsity=0.2`` prunes 20% of what remains.
+        sparsity=0.2`` prunes 20% of what remains. The result is a subset of
+        ``within``: a leaf that is no candidate (``prunable`` leaves it out) keeps
+        ``within``'s leaf.
       overrides: per-layer rates, path regex -> sparsity or ``f(sparsity)``, e.g.
         ``{"layers/0/": 0.0, "layers/2/": lambda s: s / 2}``.
       prunable: which leaves may be pruned (default: leaves with ndim >= 2).
@@ -515,7 +517,11 @@ def topk_mask(
     paths, leaves, treedef, flags, w_leaves = _candidates(scores, within, prunable)
     cand, groups = _plan(paths, leaves, flags, w_leaves, sparsity, distribution, overrides)
     kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
-    out = [masks.stand_in() for _ in leaves]  # distinct buffers: donating a mask works
+    # Distinct buffers (donating a mask works); a leaf that is no candidate keeps what
+    # `within` prunes there, so the result is always a subset of `within`.
+    out = [
+        masks.stand_in() if w is None or masks.is_stand_in(w) else jnp.copy(w) for w in w_leaves
+    ]
     for i, m in zip(cand, kept):
         out[i] = m
     return treedef.unflatten(out)

@@ -35,6 +35,22 @@ def test_remaining_counts_follow_the_rates_exactly_and_masks_nest():
     assert abs(total - (1200 * 0.8**8 + 600 * 0.8**8 + 200 * 0.9**8) / 2000) < 2e-3
 
 
+def test_rounds_prune_every_leaf_the_mask_prunes_biases_too():
+    """A mask that prunes biases (dense_mask with a prunable filter) gets them pruned at
+    the same rate each round, never brought back dense."""
+    params = mlp_dict(sizes=(40, 30, 20, 10))
+    mask = jaxprune.dense_mask(params, prunable=["kernel$", "bias$"])
+    expect = lottery.kept_counts(mask)
+    assert "layers_0/bias" in expect
+    for _ in range(3):
+        new = lottery.prune_round(params, mask, 0.5)
+        expect = {k: keep_count_reference(n, 0.5) for k, n in expect.items()}
+        assert lottery.kept_counts(new) == expect
+        for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(mask)):
+            assert not np.any(np.asarray(a) & ~np.asarray(b))
+        mask = new
+
+
 def test_global_round_prunes_the_total_fraction():
     params = mlp_dict(sizes=(40, 30, 20, 10))
     mask = lottery.prune_round(params, jaxprune.dense_mask(params), 0.3, distribution="global")

@@ -163,6 +163,19 @@ def test_within_prunes_a_fraction_of_what_remains_and_nests():
         mask = new
 
 
+def test_within_is_kept_where_prunable_leaves_a_leaf_out():
+    """A leaf `within` prunes but `prunable` excludes keeps `within`'s pruning (no leaf
+    comes back dense): the result is always a subset of `within`."""
+    params = mlp_dict()
+    scores = jaxprune.scores.magnitude(params, prunable=["kernel$", "bias$"])
+    mask = jaxprune.topk_mask(scores, 0.5, prunable=["kernel$", "bias$"])
+    assert mask["layers_0"]["bias"].shape == params["layers_0"]["bias"].shape
+    new = jaxprune.topk_mask(scores, 0.5, within=mask)  # default prunable: kernels only
+    for k in params:
+        np.testing.assert_array_equal(new[k]["bias"], mask[k]["bias"])
+        assert int(new[k]["kernel"].sum()) == keep_count_reference(int(mask[k]["kernel"].sum()), 0.5)
+
+
 def test_overrides_first_layer_dense_output_half_rate():
     params = mlp_dict()
     ov = {"layers_0/": 0.0, "layers_2/": lambda s: s / 2}
