@@ -128,45 +128,67 @@ def _raw_density(shape: Sequence[int], kind: str) -> float:
     return sum(dims) / math.prod(dims)
 
 
-def erk_counts(shapes: Sequence[Sequence[int]], budget: int, kind: str = "erk") -> list[int]:
+def erk_counts(
+    shapes: Sequence[Sequence[int]],
+    budget: int,
+    kind: str = "erk",
+    caps: Sequence[int] | None = None,
+) -> list[int]:
     """Kept counts per leaf for ER/ERK, summing exactly to ``budget``.
 
     Density of leaf l is ``eps * raw_l`` with ``raw_l = sum(shape) / prod(shape)``
-    (ERK) or over the last two dimensions only (ER); a leaf whose density would
-    exceed 1 becomes dense and ``eps`` is solved again. Fractional counts are
-    rounded down and the remainder goes to the largest fractions (leaf order
-    breaks ties).
+    (ERK) or over the last two dimensions only (ER); a leaf whose count would
+    exceed its cap (its size: density 1) keeps its cap and ``eps`` is solved
+    again. Fractional counts are rounded down and the remainder goes to the
+    largest fractions (leaf order breaks ties).
+
+    Args:
+      shapes: the leaves' shapes.
+      budget: the total to keep.
+      kind: ``"erk"`` or ``"er"``.
+      caps: the most each leaf may keep (default: its size). A current mask's
+        counts when pruning within it: the ERK shares of the full shapes, and no
+        leaf asked for more than it has left.
 
     Example:
       >>> erk_counts([(100, 10), (10, 10)], 300)
       [254, 46]
+      >>> erk_counts([(100, 10), (10, 10)], 300, caps=[1000, 20])
+      [280, 20]
     """
     sizes = [math.prod(s) for s in shapes]
-    if not 0 <= budget <= sum(sizes):
-        raise _unmeetable(f"{budget} kept entries asked of leaves holding {sum(sizes)}.")
+    caps = sizes if caps is None else [int(c) for c in caps]
+    if not 0 <= budget <= sum(caps):
+        raise _unmeetable(f"{budget} kept entries asked of leaves holding {sum(caps)}.")
     raw = [_raw_density(s, kind) for s in shapes]
-    dense: set[int] = set()
+    # How soon a leaf reaches its cap as eps grows: at eps * ratio = 1.
+    ratio = (
+        raw
+        if caps is sizes
+        else [raw[i] * sizes[i] / caps[i] if caps[i] else math.inf for i in range(len(sizes))]
+    )
+    capped: set[int] = set()
     eps = 0.0
     while True:
-        free = [i for i in range(len(sizes)) if i not in dense]
+        free = [i for i in range(len(sizes)) if i not in capped]
         divisor = sum(raw[i] * sizes[i] for i in free)
         if not free or divisor == 0:
             break
-        eps = (budget - sum(sizes[i] for i in dense)) / divisor
-        top = max(raw[i] for i in free)
+        eps = (budget - sum(caps[i] for i in capped)) / divisor
+        top = max(ratio[i] for i in free)
         if eps * top <= 1.0:
             break
-        dense.update(i for i in free if raw[i] == top)
+        capped.update(i for i in free if ratio[i] == top)
     exact = [
-        sizes[i] if i in dense else min(sizes[i], eps * raw[i] * sizes[i])
+        caps[i] if i in capped else min(caps[i], eps * raw[i] * sizes[i])
         for i in range(len(sizes))
     ]
-    counts = [min(sizes[i], math.floor(x)) for i, x in enumerate(exact)]
+    counts = [min(caps[i], math.floor(x)) for i, x in enumerate(exact)]
     order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - math.floor(exact[i])), i))
     rest = budget - sum(counts)
     while rest > 0:
         for i in order:
-            if rest > 0 and counts[i] < sizes[i]:
+            if rest > 0 and counts[i] < caps[i]:
                 counts[i] += 1
                 rest -= 1
     return counts
@@ -249,8 +271,8 @@ def plan(
     if concrete(sparsity) is None or any(concrete(c) is None for c in counts):
         raise ValueError(
             f"distribution {distribution!r} needs a concrete sparsity (a Python float) "
-            "over whole leaves (no within= mask); build the mask outside jit, or use "
-            "'uniform' / 'global' there."
+            "and concrete candidate counts (no within= mask under jit); build the mask "
+            "outside jit, or use 'uniform' / 'global' there."
         )
     b = int(concrete(budget))
     if not free:
@@ -259,7 +281,9 @@ def plan(
         return sorted(groups)
     if b < 0:
         raise _unmeetable(f"the overrides keep {-b} entries more than the whole target.")
-    ks = erk_counts([shapes[i] for i in free], b, distribution)
+    free_counts = [int(concrete(counts[i])) for i in free]
+    whole = all(c == math.prod(shapes[i]) for c, i in zip(free_counts, free))
+    ks = erk_counts([shapes[i] for i in free], b, distribution, None if whole else free_counts)
     groups += [((i,), k) for i, k in zip(free, ks)]
     return sorted(groups)
 

@@ -84,6 +84,40 @@ def test_er_erk_totals_are_exact(shapes, s, kind):
     assert all(0 <= c <= math.prod(sh) for c, sh in zip(counts, shapes))
 
 
+@given(
+    st.lists(st.tuples(st.integers(1, 40), st.integers(1, 40), st.floats(0.0, 1.0)), max_size=4),
+    st.floats(0.0, 0.999),
+    st.sampled_from(["er", "erk"]),
+)
+def test_er_erk_with_caps_meet_the_total_and_the_caps(layers, s, kind):
+    """Caps (a current mask's counts): the total is exact, no leaf goes over its cap,
+    and uncapped leaves keep ERK's proportions (to within rounding)."""
+    shapes = [(a, b) for a, b, _ in layers] + [(30, 20)]
+    caps = [round(f * a * b) for a, b, f in layers] + [600]
+    budget = keep_count_reference(sum(caps), s)
+    counts = distributions.erk_counts(shapes, budget, kind, caps)
+    assert sum(counts) == budget
+    assert all(0 <= c <= cap for c, cap in zip(counts, caps))
+    raw = [(a + b) / (a * b) for a, b in shapes]
+    free = [i for i, (c, cap) in enumerate(zip(counts, caps)) if c < cap]
+    for i in free:  # the same eps for every uncapped leaf (counts are rounded)
+        for j in free:
+            assert counts[i] <= (counts[j] + 1) * raw[i] * math.prod(shapes[i]) / (
+                raw[j] * math.prod(shapes[j])
+            ) + 1
+
+
+def test_erk_within_a_mask_keeps_the_exact_total_and_a_subset():
+    params = {"a": jnp.ones((100, 100)), "b": jnp.ones((10, 10))}
+    within = {"a": jnp.ones((100, 100), bool), "b": jnp.arange(100).reshape(10, 10) < 5}
+    scores = jaxprune.scores.random(jax.random.key(0), params)
+    for kind in ("er", "erk"):
+        mask = jaxprune.topk_mask(scores, 0.5, kind, within=within)
+        assert int(mask["a"].sum()) + int(mask["b"].sum()) == keep_count_reference(10_005, 0.5)
+        assert int(mask["b"].sum()) == 5  # its ERK share is over 5: all it has left
+        assert not np.any(np.asarray(mask["b"]) & ~np.asarray(within["b"]))
+
+
 def test_keep_count_is_the_same_eagerly_and_under_jit():
     rng = np.random.default_rng(0)
     n = rng.integers(1, 3_000_000, 2000)
