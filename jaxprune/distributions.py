@@ -180,8 +180,7 @@ def erk_counts(
             break
         capped.update(i for i in free if ratio[i] == top)
     exact = [
-        caps[i] if i in capped else min(caps[i], eps * raw[i] * sizes[i])
-        for i in range(len(sizes))
+        caps[i] if i in capped else min(caps[i], eps * raw[i] * sizes[i]) for i in range(len(sizes))
     ]
     counts = [min(caps[i], math.floor(x)) for i, x in enumerate(exact)]
     order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - math.floor(exact[i])), i))

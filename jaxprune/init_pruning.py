@@ -278,7 +278,7 @@ def synflow_mask(
                 s = round_scores(mask_leaves)
         else:
             s = round_scores(mask_leaves)
-        scores.check_finite(s, f"synflow_mask (round {r + 1} of {rounds})")
+        scores.check_finite(s, f"synflow_mask (round {r + 1} of {rounds})", float64)
         new = select.select(
             [s[i] for i in cand],
             [mask_leaves[i] for i in cand],

@@ -127,6 +127,11 @@ def snip(
         (the ranking is the same either way).
       has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
 
+    Raises:
+      FloatingPointError: a score is inf or NaN.
+      ValueError: every score is 0 (nothing to rank: the top-k would keep the
+        first entries). Both checked when the scores are concrete, not under ``jit``.
+
     Example:
       >>> import jax.numpy as jnp
       >>> params = {"w": jnp.array([[1.0, -2.0]])}
@@ -138,9 +143,11 @@ def snip(
     if has_aux:
         grads = grads[0]
     s = score_tree(lambda w, g: jnp.abs(g * w), params, grads, prunable=prunable)
+    check_scores(s, "snip", "the gradients times the weights")
     if not normalize:
         return s
     total = sum(jnp.sum(x) for x in jax.tree_util.tree_leaves(s))
+    total = jnp.where(total > 0, total, 1)  # all 0 under jit: leave them 0, not NaN
     return jax.tree_util.tree_map(lambda x: x if x.ndim == 0 else x / total, s)
 
 
@@ -196,7 +203,9 @@ def grasp(
 
     Raises:
       ValueError: a temperature that is not positive, or a ``loss_fn`` that
-        takes no ``temperature`` argument while one is given.
+        takes no ``temperature`` argument while one is given; every score 0.
+      FloatingPointError: a score is inf or NaN. (Scores are checked when they
+        are concrete, not under ``jit``.)
 
     Example:
       >>> import jax.numpy as jnp
@@ -230,7 +239,9 @@ def grasp(
     grad = jax.grad(loss)
     g = jax.lax.stop_gradient(grad(params))
     _, hg = jax.jvp(grad, (params,), (g,))
-    return score_tree(lambda w, h: w * h, params, hg, prunable=prunable)
+    out = score_tree(lambda w, h: w * h, params, hg, prunable=prunable)
+    check_scores(out, "grasp", "the Hessian-gradient products times the weights")
+    return out
 
 
 def check_input_shape(input_shape: Any) -> tuple[int, ...]:
@@ -319,8 +330,10 @@ def synflow(
 
     Raises:
       ValueError: a bad ``input_shape``.
-      FloatingPointError: ``R`` or a score is not finite (float32 overflow; use
-        ``float64=True``), when the values are concrete.
+      FloatingPointError: ``R`` or a score is not finite (float32 overflow), or
+        the largest score is 0 or, in float32, below 2^-100 (underflow, or a
+        disconnected network); use ``float64=True``. Checked when the values
+        are concrete.
 
     Example:
       >>> import jax.numpy as jnp
@@ -344,7 +357,7 @@ def synflow(
             None if s is None else s.astype(jnp.float32)
             for s in synflow_raw(apply_fn, params, shape, flags)
         ]
-    check_finite(out, "synflow")
+    check_finite(out, "synflow", float64)
     leaves, treedef = jax.tree_util.tree_flatten(params)
     return treedef.unflatten([_stand_in() if s is None else s for s in out])
 
@@ -360,14 +373,55 @@ def scale_to_float32(raw: Sequence[jax.Array | None]) -> list[jax.Array | None]:
     return [None if s is None else jnp.ldexp(s, -e).astype(jnp.float32) for s in raw]
 
 
-def check_finite(scores: Sequence[jax.Array | None], where: str) -> None:
-    """Raises FloatingPointError when concrete scores hold inf or NaN (no-op under jit)."""
-    present = [s for s in scores if s is not None]
+def _concrete(scores: Sequence[jax.Array | None]) -> list[jax.Array] | None:
+    """The scores present, or None under jit (nothing to check then)."""
+    present = [s for s in scores if s is not None and s.size]
     if any(isinstance(s, jax.core.Tracer) for s in present):
+        return None
+    return present
+
+
+# The largest float32 SynFlow score below which smaller ones have flushed to 0.
+_UNDERFLOW = 2.0**-100
+
+
+def check_finite(scores: Sequence[jax.Array | None], where: str, float64: bool = False) -> None:
+    """Raises FloatingPointError when concrete SynFlow scores hold inf or NaN, are all 0, or
+    (in float32) are so small that the smaller ones underflowed (no-op under jit)."""
+    present = _concrete(scores)
+    if not present:
         return
     if not all(bool(jnp.all(jnp.isfinite(s))) for s in present):
         raise FloatingPointError(
             f"{where}: the synaptic flow overflowed (a score or R is inf or NaN): the "
             "product of |w| over the layers exceeds the float range. Pass float64=True "
             "(double precision, as the paper's code can), or score a shallower network."
+        )
+    top = max(float(jnp.max(s)) for s in present)
+    if top == 0.0 or (not float64 and top < _UNDERFLOW):
+        raise FloatingPointError(
+            f"{where}: the largest score is {top:.3g}: the synaptic flow underflowed float32 "
+            "(the product of |w| over the layers is below its range) or the network "
+            "is disconnected (no path from input to output keeps a weight). Pass "
+            "float64=True (double precision, as the paper's code can)."
+        )
+
+
+def check_scores(scores: Any, where: str, what: str) -> None:
+    """Raises when concrete gradient-based scores (SNIP, GraSP) are not finite or all 0,
+    since top-k would then pick by position; ``what`` says where the scores come from.
+    A no-op under jit."""
+    present = _concrete([s for s in jax.tree_util.tree_leaves(scores) if s.ndim])
+    if not present:
+        return
+    if not all(bool(jnp.all(jnp.isfinite(s))) for s in present):
+        raise FloatingPointError(
+            f"{where}: a score is inf or NaN ({what}): check the batch and the loss for "
+            "inf/NaN (and the parameters)."
+        )
+    if all(not bool(jnp.any(s != 0)) for s in present):
+        raise ValueError(
+            f"{where}: every score is 0 ({what} vanish for every prunable weight on this "
+            "batch: a constant loss, an all-zero batch, dead units?): there is nothing to "
+            "rank. Score a batch of real examples."
         )

@@ -519,9 +519,7 @@ def topk_mask(
     kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
     # Distinct buffers (donating a mask works); a leaf that is no candidate keeps what
     # `within` prunes there, so the result is always a subset of `within`.
-    out = [
-        masks.stand_in() if w is None or masks.is_stand_in(w) else jnp.copy(w) for w in w_leaves
-    ]
+    out = [masks.stand_in() if w is None or masks.is_stand_in(w) else jnp.copy(w) for w in w_leaves]
     for i, m in zip(cand, kept):
         out[i] = m
     return treedef.unflatten(out)

@@ -102,9 +102,11 @@ def test_er_erk_with_caps_meet_the_total_and_the_caps(layers, s, kind):
     free = [i for i, (c, cap) in enumerate(zip(counts, caps)) if c < cap]
     for i in free:  # the same eps for every uncapped leaf (counts are rounded)
         for j in free:
-            assert counts[i] <= (counts[j] + 1) * raw[i] * math.prod(shapes[i]) / (
-                raw[j] * math.prod(shapes[j])
-            ) + 1
+            assert (
+                counts[i]
+                <= (counts[j] + 1) * raw[i] * math.prod(shapes[i]) / (raw[j] * math.prod(shapes[j]))
+                + 1
+            )
 
 
 def test_erk_within_a_mask_keeps_the_exact_total_and_a_subset():

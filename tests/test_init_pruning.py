@@ -169,6 +169,37 @@ def test_synflow_in_float64_ranks_like_float32_and_survives_overflow():
     big = jaxprune.scores.synflow(relu_mlp, huge, (1, 20), float64=True)
     for a, b in zip(jax.tree.leaves(big), jax.tree.leaves(s64)):
         np.testing.assert_allclose(a, b, rtol=1e-5)  # the same flow, up to 2^-e
+    # ... and scaled by 2^-43: a flow 2^-129 times smaller, below float32's range, where
+    # the smaller scores flush to 0 (an error, not a mask chosen by position).
+    tiny = jax.tree.map(lambda x: 2.0**-43 * x, params)
+    for fn in (
+        lambda **kw: jaxprune.scores.synflow(relu_mlp, tiny, (1, 20), **kw),
+        lambda **kw: jaxprune.synflow_mask(relu_mlp, tiny, (1, 20), 0.9, rounds=3, **kw),
+    ):
+        with pytest.raises(FloatingPointError, match="underflowed float32.*float64=True"):
+            fn()
+    small = jaxprune.scores.synflow(relu_mlp, tiny, (1, 20), float64=True)
+    for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(s64)):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+@pytest.mark.parametrize("score", ["snip", "grasp"])
+def test_gradient_scores_refuse_nan_and_all_zero_scores(score):
+    """NaN scores, or all 0 (nothing to rank), would make top-k keep entries by position."""
+    fn = getattr(jaxprune.scores, score)
+    x, y = BATCH
+    with pytest.raises(FloatingPointError, match=f"{score}: a score is inf or NaN"):
+        fn(classification_loss, mlp_dict(), (x.at[0, 0].set(jnp.nan), y))
+    # zero input, zero biases: every activation is 0, so is every kernel's gradient
+    zero = (jnp.zeros_like(x), y)
+    params = {k: {**v, "bias": jnp.zeros_like(v["bias"])} for k, v in mlp_dict().items()}
+    with pytest.raises(ValueError, match=f"{score}: every score is 0"):
+        fn(classification_loss, params, zero)
+    with pytest.raises(ValueError, match="every score is 0"):
+        getattr(jaxprune, f"{score}_mask")(classification_loss, params, zero, 0.5)
+    if score == "snip":  # under jit nothing can raise: normalised zeros stay 0, not NaN
+        s = jax.jit(lambda b: fn(classification_loss, params, b))(zero)
+        assert all(bool(jnp.all(v == 0)) for v in jax.tree.leaves(s) if v.ndim)
 
 
 @pytest.mark.parametrize("distribution", ["global", "uniform", "erk"])

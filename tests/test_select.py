@@ -173,7 +173,9 @@ def test_within_is_kept_where_prunable_leaves_a_leaf_out():
     new = jaxprune.topk_mask(scores, 0.5, within=mask)  # default prunable: kernels only
     for k in params:
         np.testing.assert_array_equal(new[k]["bias"], mask[k]["bias"])
-        assert int(new[k]["kernel"].sum()) == keep_count_reference(int(mask[k]["kernel"].sum()), 0.5)
+        assert int(new[k]["kernel"].sum()) == keep_count_reference(
+            int(mask[k]["kernel"].sum()), 0.5
+        )
 
 
 def test_overrides_first_layer_dense_output_half_rate():
