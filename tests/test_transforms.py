@@ -146,10 +146,42 @@ def test_updates_shaped_unlike_the_mask_and_bad_keys_are_named(kind):
     grads["layers_1"]["kernel"] = jnp.zeros((3, 3))
     with pytest.raises(ValueError, match="'layers_1/kernel' has shape \\(3, 3\\)"):
         tx.update(grads, tx.init(params), params)
+    small = {**params, "layers_1": {**params["layers_1"], "kernel": jnp.zeros((3, 3))}}
+    with pytest.raises(ValueError, match="'layers_1/kernel' has shape \\(3, 3\\) in the params"):
+        tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), small)
     if kind in ("rigl", "set", "static"):
         with pytest.raises(TypeError, match="random key such as jax.random.key"):
             make(key=0)
         make(key=jax.random.PRNGKey(0)).init(params)  # a raw key is a key
+
+
+@pytest.mark.parametrize("kind", ["masked", "gradual", "rigl", "ste"])
+def test_a_step_donating_params_and_state_leaves_the_callers_arrays(kind):
+    """The state holds buffers of its own: donating it (and the params) neither donates
+    one buffer twice nor deletes the caller's mask, so the transform can init again."""
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
+    sgd = optax.sgd(0.1, momentum=0.9)
+    tx = {
+        "masked": lambda: jaxprune.masked(sgd, mask),
+        "gradual": lambda: jaxprune.gradual_magnitude(sgd, 0.5, begin_step=0, end_step=2),
+        "rigl": lambda: jaxprune.rigl(sgd, mask=mask, end_step=10, update_every=1),
+        "ste": lambda: jaxprune.straight_through(sgd, 0.5),
+    }[kind]()
+    x, y = data()
+
+    def step(params, state):
+        updates, state = tx.update(jax.grad(loss_fn)(params, x, y), state, params)
+        return optax.apply_updates(params, updates), state
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    p = jax.tree.map(jnp.copy, jaxprune.apply_mask(params, mask))
+    state = tx.init(p)
+    for _ in range(3):
+        p, state = step(p, state)
+    assert not any(m.is_deleted() for m in jax.tree.leaves(mask))
+    again = tx.init(params)
+    chex.assert_trees_all_equal_shapes(again, state)
 
 
 def test_init_checks_the_mask_and_mask_of_explains():

@@ -40,19 +40,30 @@ def mask_leaves_like(tree: Any, mask: Any) -> tuple[list[Any], list[Any], Any]:
     return leaves, m_leaves, treedef
 
 
-def check_shapes(tree: Any, mask: Any) -> tuple[list[Any], list[Any], Any]:
+def check_shapes(
+    tree: Any, mask: Any, what: str = "the updates (gradients)"
+) -> tuple[list[Any], list[Any], Any]:
     """:func:`mask_leaves_like`, and a ValueError naming the first leaf of ``tree``
-    (updates, gradients) shaped unlike its mask leaf (stand-ins match any shape)."""
+    (``what``: updates, gradients, params) shaped unlike its mask leaf (stand-ins match
+    any shape)."""
     leaves, m_leaves, treedef = mask_leaves_like(tree, mask)
     for i, (x, m) in enumerate(zip(leaves, m_leaves)):
         if not masks.is_stand_in(m) and jnp.shape(x) != jnp.shape(m):
             path = masks.path_str(jax.tree_util.tree_flatten_with_path(tree)[0][i][0])
             raise ValueError(
-                f"Leaf {path!r} has shape {jnp.shape(x)}, but the mask there has shape "
-                f"{jnp.shape(m)}: pass the updates (gradients) of the parameters the "
-                "optimizer was initialised with."
+                f"Leaf {path!r} has shape {jnp.shape(x)} in {what}, but the mask there has "
+                f"shape {jnp.shape(m)}: pass {what} of the parameters the optimizer was "
+                "initialised with."
             )
     return leaves, m_leaves, treedef
+
+
+def check_update_args(updates: Any, mask: Any, params: Any | None) -> None:
+    """The checks at the top of every ``update``: updates and (when given) params shaped
+    like the mask, with errors naming the leaf."""
+    check_shapes(updates, mask)
+    if params is not None:
+        check_shapes(params, mask, "the params")
 
 
 def where_mask(mask: Any, tree: Any, fill: Any = None) -> Any:
@@ -91,9 +102,20 @@ def place_mask(mask: Any, params: Any) -> Any:
     )
 
 
+def own_copy(tree: Any) -> Any:
+    """``tree`` with every array leaf copied into a buffer of its own.
+
+    For what ``init`` puts in a state: a jitted step that donates the state (or
+    the parameters and the state) must not delete the caller's arrays, nor donate
+    one buffer twice.
+    """
+    return jax.tree_util.tree_map(jnp.copy, tree)
+
+
 def resolve_mask(mask: Any, params: Any) -> Any:
-    """A mask given as a tree, or as a function ``params -> mask``, placed like ``params``."""
-    return place_mask(mask(params) if callable(mask) else mask, params)
+    """A mask given as a tree, or as a function ``params -> mask``, placed like ``params``
+    (in buffers of its own: see :func:`own_copy`)."""
+    return own_copy(place_mask(mask(params) if callable(mask) else mask, params))
 
 
 def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.Array]) -> Any:
@@ -208,7 +230,7 @@ def replace_mask(opt_state: Any, mask: Any) -> Any:
                 f"replace one of shape {jnp.shape(o)} ({jnp.result_type(o)}); build the new "
                 "mask from the same parameters."
             )
-    new = treedef.unflatten(new_leaves)
+    new = own_copy(treedef.unflatten(new_leaves))
     done = []
 
     def visit(node):

@@ -182,7 +182,7 @@ def _dst(
 
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "rigl/set_training")
-        base.check_shapes(updates, state.mask)
+        base.check_update_args(updates, state.mask, params)
         t = state.count
         flag = extra_args.pop("rewire", None)  # the host's say, else the count's
         do = rewires_at(t) if flag is None else _rewire_flag(flag)

@@ -90,6 +90,7 @@ def gradual_magnitude(
 
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "gradual_magnitude")
+        base.check_update_args(updates, state.mask, params)
         t = state.count
 
         def prune(p):

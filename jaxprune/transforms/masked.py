@@ -66,6 +66,7 @@ def masked(
         return MaskedState(inner_state=inner.init(params), mask=base.resolve_mask(mask, params))
 
     def update_fn(updates, state, params=None, **extra_args):
+        base.check_update_args(updates, state.mask, params)
         grads = base.where_mask(state.mask, updates)
         updates, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
         return base.masked_update(updates, state.mask, params), MaskedState(inner_state, state.mask)

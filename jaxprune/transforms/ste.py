@@ -121,11 +121,12 @@ def straight_through(
     def init_fn(params):
         mask = base.resolve_mask(top, params)
         _, m_leaves, treedef = base.mask_leaves_like(params, mask)
-        return STEState(inner.init(params), _prunable_only(params, m_leaves, treedef), mask)
+        dense = base.own_copy(_prunable_only(params, m_leaves, treedef))  # not the params'
+        return STEState(inner.init(params), dense, mask)
 
     def update_fn(updates, state, params=None, **extra_args):
         need_params(params, "straight_through")
-        base.check_shapes(updates, state.mask)
+        base.check_update_args(updates, state.mask, params)
         p_leaves, m_leaves, treedef = base.mask_leaves_like(params, state.mask)
         d_leaves = jax.tree_util.tree_leaves(state.dense, is_leaf=_is_none)
         dense = treedef.unflatten([p if d is None else d for p, d in zip(p_leaves, d_leaves)])
