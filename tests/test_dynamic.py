@@ -142,6 +142,32 @@ def test_grown_weights_and_their_moments_start_at_zero(name):
         np.testing.assert_array_equal(np.asarray(new)[:, 0], np.asarray(old)[:, 0])
 
 
+@pytest.mark.parametrize("wrapper", ["masked", "multi_transform", "partition"])
+def test_moments_are_zeroed_inside_optax_wrappers_that_own_some_leaves(wrapper):
+    """optax.masked / multi_transform / partition keep a MaskedNode where a leaf is not
+    theirs; the Adam moments of the leaves they do own are still found and zeroed."""
+    params = {"w": jnp.ones((2, 4)), "b": jnp.ones(4)}
+    adam, labels = optax.adam(0.1), {"w": "adam", "b": "sgd"}
+    inner = {
+        "masked": lambda: optax.masked(adam, {"w": True, "b": False}),
+        "multi_transform": lambda: optax.multi_transform(
+            {"adam": adam, "sgd": optax.sgd(0.1)}, labels
+        ),
+        "partition": lambda: optax.partition({"adam": adam, "sgd": optax.sgd(0.1)}, labels),
+    }[wrapper]()
+    _, state = inner.update(jax.tree.map(jnp.ones_like, params), inner.init(params), params)
+    keep = {"w": jnp.array([[True, False, True, False]] * 2), "b": jnp.ones((), bool)}
+    zeroed = jaxprune.transforms.base.zero_where(state, params, keep)
+
+    def moments(tree):
+        return [x for x in jax.tree.leaves(tree) if getattr(x, "shape", ()) == (2, 4)]
+
+    assert len(moments(state)) == 2  # mu and nu
+    for new, old in zip(moments(zeroed), moments(state)):
+        assert np.all(np.asarray(old) != 0)
+        np.testing.assert_array_equal(new, np.where(keep["w"], old, 0))
+
+
 def test_gradual_magnitude_follows_the_schedule():
     params = mlp_dict()
     tx = jaxprune.gradual_magnitude(

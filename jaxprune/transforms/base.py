@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxprune import masks, placement
 
@@ -140,17 +141,25 @@ def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.
     shapes = [tuple(getattr(x, "shape", ())) for x in jax.tree_util.tree_leaves(like)]
 
     def visit(node):
-        if jax.tree_util.tree_structure(node) != target:
+        # optax.masked / multi_transform / partition keep a MaskedNode where a leaf
+        # is not theirs: it counts as a leaf here, and is left as it is.
+        if jax.tree_util.tree_structure(node, is_leaf=_is_masked_node) != target:
             return None
-        leaves, treedef = jax.tree_util.tree_flatten(node)
+        leaves, treedef = jax.tree_util.tree_flatten(node, is_leaf=_is_masked_node)
         return treedef.unflatten(
             [
-                fn(x, i) if tuple(getattr(x, "shape", ())) == shapes[i] else x
+                fn(x, i)
+                if not _is_masked_node(x) and tuple(getattr(x, "shape", ())) == shapes[i]
+                else x
                 for i, x in enumerate(leaves)
             ]
         )
 
     return _rebuild(state, visit)
+
+
+def _is_masked_node(x: Any) -> bool:
+    return isinstance(x, optax.MaskedNode)
 
 
 def _rebuild(node: Any, visit: Callable[[Any], Any]) -> Any:
