@@ -262,6 +262,21 @@ def test_straight_through_pruned_decay_is_sr_stes_term():
     )
 
 
+def test_straight_through_takes_injected_sparsity_and_decay_under_jit():
+    """optax.inject_hyperparams makes numeric arguments traced hyperparameters: the
+    sparsity and the decay may then change between jitted steps."""
+    params = {"w": jnp.array([[1.0, -2.0], [3.0, -4.0]]), "b": jnp.array([5.0, 6.0])}
+    grads = {"w": jnp.array([[0.5, 0.5], [0.0, 0.0]]), "b": jnp.array([1.0, 1.0])}
+    tx = optax.inject_hyperparams(jaxprune.straight_through)(optax.sgd(0.1), sparsity=0.5)
+    state = tx.init(params)
+    state.hyperparams["sparsity"] = jnp.asarray(0.75)
+    state.hyperparams["pruned_decay"] = jnp.asarray(2.0)
+    _, state = jax.jit(tx.update)(grads, state, params)
+    inner = state.inner_state  # the decay on the init's mask (50%), then the top 25%
+    np.testing.assert_allclose(inner.dense["w"], [[0.75, -1.65], [3.0, -4.0]], rtol=1e-6)
+    assert inner.mask["w"].tolist() == [[False, False], [False, True]]
+
+
 def test_straight_through_pruned_decay_shrinks_pruned_weights_and_flips():
     """Over training with Adam, the decay leaves the pruned dense weights smaller and
     the mask changing less often than plain straight-through."""

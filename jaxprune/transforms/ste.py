@@ -130,7 +130,7 @@ def straight_through(
         p_leaves, m_leaves, treedef = base.mask_leaves_like(params, state.mask)
         d_leaves = jax.tree_util.tree_leaves(state.dense, is_leaf=_is_none)
         dense = treedef.unflatten([p if d is None else d for p, d in zip(p_leaves, d_leaves)])
-        if pruned_decay:
+        if isinstance(pruned_decay, jax.core.Tracer) or pruned_decay:  # traced: may be > 0
             updates = _decay_pruned(updates, dense, state.mask, pruned_decay)
         u, inner_state = inner.update(updates, state.inner_state, dense, **extra_args)
         dense = optax.apply_updates(dense, u)
@@ -181,13 +181,16 @@ def _check_target(sparsity: Any, n_m: Any, distribution: Any, overrides: Any) ->
         )
 
 
-def _check_decay(pruned_decay: Any) -> float:
-    """``pruned_decay`` as a float; it must be a real number, finite and >= 0."""
+def _check_decay(pruned_decay: Any) -> Any:
+    """``pruned_decay`` as a float; it must be a real number, finite and >= 0. A traced
+    one (``optax.inject_hyperparams`` under ``jit``) is returned as it is, unchecked."""
     real = isinstance(pruned_decay, numbers.Real) and not isinstance(pruned_decay, bool)
     if not real and not (hasattr(pruned_decay, "dtype") and np.ndim(pruned_decay) == 0):
         raise TypeError(
             f"pruned_decay must be a number (SR-STE's lambda_W, e.g. 2e-4), got {pruned_decay!r}."
         )
+    if isinstance(pruned_decay, jax.core.Tracer):
+        return pruned_decay
     value = float(pruned_decay)
     if not math.isfinite(value) or value < 0:
         raise ValueError(
@@ -200,4 +203,4 @@ def _check_decay(pruned_decay: Any) -> float:
 def _decay_pruned(grads: Any, dense: Any, mask: Any, decay: float) -> Any:
     """``g + decay * where(m, 0, w)``: 0 where kept and on the unprunable leaves."""
     pruned = base.where_mask(mask, jax.tree_util.tree_map(jnp.zeros_like, dense), dense)
-    return jax.tree_util.tree_map(lambda g, w: g + decay * w, grads, pruned)
+    return jax.tree_util.tree_map(lambda g, w: g + jnp.asarray(decay, w.dtype) * w, grads, pruned)
