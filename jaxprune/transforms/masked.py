@@ -10,6 +10,8 @@ final update is ``where(mask, u, -params)``: since ``x + (-x)`` is exactly
 ``+0.0``, pruned weights are exactly zero after every ``optax.apply_updates``,
 with no hook to remember, whatever the optimizer does (weight decay included).
 The mask lives in the optimizer state, so it is checkpointed and sharded with it.
+Every jaxprune transform must be the *last* element of a chain: a transform after it
+changes the final update, and pruned weights move off 0.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ def masked(
       ``params`` to ``update`` so pruned weights are driven to exactly 0 (without
       them, pruned weights only stay where they are). Prune the initial parameters
       with :func:`jaxprune.apply_mask` (or they become 0 after the first step).
+      Put it last in an ``optax.chain`` (clipping, weight decay, schedules belong
+      in ``inner`` or before it).
 
     Example:
       >>> import jax, jax.numpy as jnp, optax, jaxprune
