@@ -168,6 +168,33 @@ def test_moments_are_zeroed_inside_optax_wrappers_that_own_some_leaves(wrapper):
         np.testing.assert_array_equal(new, np.where(keep["w"], old, 0))
 
 
+@pytest.mark.parametrize("kind", ["gradual", "static", "rigl"])
+def test_schedule_free_eval_params_are_pruned_too(kind):
+    """Schedule-free keeps a copy of the params in its state (z), from which
+    schedule_free_eval_params builds the weights to evaluate: 0 where pruned as well."""
+    params = mlp_dict()
+    sf = optax.contrib.schedule_free_adamw(1e-2, warmup_steps=2, weight_decay=1e-3)
+    key = jax.random.key(0)
+    tx = {
+        "gradual": lambda: jaxprune.gradual_magnitude(sf, 0.8, begin_step=0, end_step=6),
+        "static": lambda: jaxprune.static_sparse(sf, 0.8, key=key),
+        "rigl": lambda: jaxprune.rigl(sf, 0.8, end_step=100, update_every=3, key=key),
+    }[kind]()
+    state = tx.init(params)
+    if kind != "gradual":  # gradual starts dense
+        params = jaxprune.apply_mask(params, jaxprune.mask_of(state))
+    update = jax.jit(tx.update)
+    for _ in range(10):
+        updates, state = update(jax.grad(loss_fn)(params), state, params)
+        params = optax.apply_updates(params, updates)
+    mask = jaxprune.mask_of(state)
+    assert float(jaxprune.sparsity(mask)) == pytest.approx(0.8, abs=1e-2)
+    evaluated = optax.contrib.schedule_free_eval_params(state.inner_state, params)
+    for w, m in zip(jax.tree.leaves(evaluated), jax.tree.leaves(mask)):
+        if m.ndim:
+            assert not np.any(np.asarray(w)[~np.asarray(m)])
+
+
 def test_gradual_magnitude_follows_the_schedule():
     params = mlp_dict()
     tx = jaxprune.gradual_magnitude(

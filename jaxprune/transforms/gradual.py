@@ -110,7 +110,10 @@ def gradual_magnitude(
         do = do | (t == end_step)
         mask = jax.lax.cond(do, prune, lambda p: state.mask, params)
         grads = base.where_mask(mask, updates)
-        updates, inner_state = inner.update(grads, state.inner_state, params, **extra_args)
+        # Per-parameter state 0 where pruned, as the weights (schedule-free keeps a copy
+        # of the params in its state): one select more in the optimizer's fused loop.
+        inner_state = base.zero_where(state.inner_state, params, mask)
+        updates, inner_state = inner.update(grads, inner_state, params, **extra_args)
         return (base.masked_update(updates, mask, params), GradualState(inner_state, mask, t + 1))
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

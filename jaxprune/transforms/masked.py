@@ -67,7 +67,9 @@ def masked(
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
-        return MaskedState(inner_state=inner.init(params), mask=base.resolve_mask(mask, params))
+        m = base.resolve_mask(mask, params)
+        # Per-parameter state is 0 where pruned (schedule-free's copy of the params too).
+        return MaskedState(inner_state=base.zero_where(inner.init(params), params, m), mask=m)
 
     def update_fn(updates, state, params=None, **extra_args):
         base.check_update_args(updates, state.mask, params)
