@@ -181,7 +181,9 @@ def grasp(
     here, :func:`jaxprune.topk_mask` keeps the highest. ``g`` is the gradient of
     the loss with a stop-gradient, ``H g`` a Hessian-vector product computed
     with one forward-over-reverse ``jax.jvp`` of ``jax.grad`` (no Hessian is
-    formed). The public code's extras do not change the ranking: it sums ``g``
+    formed). As in the paper's code, ``g`` and ``H`` are over the scored weights
+    only (``prunable``: the Conv/Dense kernels by default): ``H_ww g_w``, the
+    biases' and normalisation parameters' gradient left out. The public code's extras do not change the ranking: it sums ``g``
     and ``H g`` over two halves of the batch (a positive factor) and divides the
     scores by ``|sum|`` (another one).
 
@@ -238,6 +240,11 @@ def grasp(
 
     grad = jax.grad(loss)
     g = jax.lax.stop_gradient(grad(params))
+    # As GraSP's code, g and H over the scored weights only: H_ww g_w, not (H g)_w
+    # (biases and normalisation parameters would add H_wb g_b).
+    flags = masks.prunable_flags(params, prunable)
+    g_leaves, treedef = jax.tree_util.tree_flatten(g)
+    g = treedef.unflatten([x if f else jnp.zeros_like(x) for x, f in zip(g_leaves, flags)])
     _, hg = jax.jvp(grad, (params,), (g,))
     out = score_tree(lambda w, h: w * h, params, hg, prunable=prunable)
     check_scores(out, "grasp", "the Hessian-gradient products times the weights")

@@ -69,6 +69,29 @@ def test_grasp_hessian_gradient_product_equals_explicit_hessian_times_gradient()
         assert np.abs(np.asarray(s["layers_0"]["kernel"])).max() > 0
 
 
+def test_grasp_takes_g_and_h_over_the_scored_weights_only():
+    """As GraSP's code: with the kernels scored (the default), H_ww g_w, not (H g)_w."""
+    params = mlp_dict((20, 6, 4))
+    flat, unravel = ravel_pytree(params)
+    loss = lambda f: classification_loss(unravel(f), BATCH, 1.0)
+    kernels = {
+        k: {"kernel": jnp.ones_like(v["kernel"]), "bias": 0 * v["bias"]} for k, v in params.items()
+    }
+    is_kernel = ravel_pytree(kernels)[0].astype(bool)
+    g = jax.jit(jax.grad(loss))(flat)
+    h = jax.jit(jax.hessian(loss))(flat)
+    ww = flat * (h @ jnp.where(is_kernel, g, 0))  # H_ww g_w on the kernels
+    full = flat * (h @ g)
+    s = jaxprune.scores.grasp(classification_loss, params, BATCH, temperature=1.0)
+    got = ravel_pytree(
+        {k: {"kernel": v["kernel"], "bias": 0 * params[k]["bias"]} for k, v in s.items()}
+    )[0]
+    scale = float(jnp.abs(ww[is_kernel]).max())
+    np.testing.assert_allclose(got[is_kernel], ww[is_kernel], rtol=2e-3, atol=2e-4 * scale)
+    assert float(jnp.abs(full - ww)[is_kernel].max()) > 2e-2 * scale  # the biases' share
+    assert all(v["bias"].shape == () for v in s.values())
+
+
 def test_grasp_mask_removes_the_largest_minus_w_hg():
     params = mlp_dict()
     s = jaxprune.scores.grasp(classification_loss, params, BATCH)
