@@ -42,7 +42,19 @@ def concrete(x: Any) -> float | None:
 
 
 def check_sparsity(s: Any, what: str = "sparsity", upper_inclusive: bool = False) -> None:
-    """Raises a ValueError unless a concrete sparsity lies in [0, 1) ([0, 1] if asked)."""
+    """Raises a ValueError unless a concrete sparsity lies in [0, 1) ([0, 1] if asked), a
+    TypeError unless it is a real number (or a 0-d numeric array, traced or not)."""
+    dtype = getattr(s, "dtype", None)
+    number = isinstance(s, (int, float)) and not isinstance(s, bool)
+    if not number and not (
+        dtype is not None
+        and np.ndim(s) == 0
+        and (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
+    ):
+        raise TypeError(
+            f"{what} must be a number (a fraction of entries to prune, e.g. 0.9), got "
+            f"{s!r}" + (f" of shape {np.shape(s)}" if dtype is not None else "") + "."
+        )
     v = concrete(s)
     if v is None:
         return
@@ -86,8 +98,9 @@ def _fixed_rates(
         ("overrides", overrides or {}),
         ("distribution", distribution if isinstance(distribution, Mapping) else {}),
     ):
-        tables.append([(name, pat, re.compile(pat), v) for pat, v in table.items()])
-    used = set()
+        tables.append([(name, pat, _compile(name, pat), v) for pat, v in table.items()])
+    used: dict[tuple[str, str], str] = {}  # (table, pattern) -> the first path it took
+    winner: dict[str, tuple[str, str]] = {}  # path -> (table, pattern) that set its rate
     rates = []
     for path in paths:
         rate = None
@@ -95,7 +108,8 @@ def _fixed_rates(
             hit = next((t for t in table if t[2].search(path)), None)
             if hit is not None:
                 name, pat, _, value = hit
-                used.add((name, pat))
+                used.setdefault((name, pat), path)
+                winner[path] = (name, pat)
                 if callable(value):
                     if sparsity is None:
                         raise ValueError(
@@ -110,13 +124,34 @@ def _fixed_rates(
                 break
         rates.append(rate)
     for table in tables:
-        for name, pat, _, _ in table:
-            if (name, pat) not in used:
+        for name, pat, regex, _ in table:
+            if (name, pat) in used:
+                continue
+            shadowed = [p for p in paths if regex.search(p)]
+            if shadowed:
+                by = winner[shadowed[0]]
                 raise ValueError(
-                    f"The {name} pattern {pat!r} matches no prunable leaf. Prunable "
-                    f"leaves: {', '.join(map(repr, paths))}."
+                    f"The {name} pattern {pat!r} sets no leaf's sparsity: the leaves it "
+                    f"matches ({', '.join(map(repr, shadowed))}) take the {by[0]} pattern "
+                    f"{by[1]!r} first (the first matching pattern wins, overrides before "
+                    "distribution): put the more specific pattern first, or drop one."
                 )
+            raise ValueError(
+                f"The {name} pattern {pat!r} matches no prunable leaf. Prunable "
+                f"leaves: {', '.join(map(repr, paths))}."
+            )
     return rates
+
+
+def _compile(name: str, pattern: Any) -> re.Pattern:
+    """A path regex of ``overrides`` or an explicit distribution, or an error naming it."""
+    try:
+        return re.compile(pattern)
+    except (re.error, TypeError) as e:
+        raise ValueError(
+            f"The {name} pattern {pattern!r} is not a valid regular expression ({e}); "
+            "keys are regexes searched in paths such as 'layers/0/kernel'."
+        ) from None
 
 
 def _unmeetable(msg: str) -> ValueError:
@@ -125,7 +160,7 @@ def _unmeetable(msg: str) -> ValueError:
 
 def _raw_density(shape: Sequence[int], kind: str) -> float:
     dims = tuple(shape) if kind == "erk" or len(shape) < 2 else tuple(shape[-2:])
-    return sum(dims) / math.prod(dims)
+    return sum(dims) / math.prod(dims) if math.prod(dims) else 0.0  # an empty leaf keeps 0
 
 
 def erk_counts(

@@ -142,8 +142,8 @@ def check_mask(mask: Mask, params: PyTree) -> list[bool]:
 
     Raises:
       ValueError: different structure (the first differing path is named), a
-        shape that is neither the parameter's nor the 0-d stand-in, or a mask
-        that prunes nothing.
+        shape that is neither the parameter's nor the 0-d stand-in, a 0-d False
+        leaf, or a mask that prunes nothing.
       TypeError: a non-boolean mask leaf, or a pruned leaf that is not
         floating point.
 
@@ -164,6 +164,13 @@ def check_mask(mask: Mask, params: PyTree) -> list[bool]:
             )
         pshape = tuple(getattr(p, "shape", ()))
         if m.ndim == 0:
+            if not isinstance(m, jax.core.Tracer) and not bool(m):
+                raise ValueError(
+                    f"Mask leaf {path!r} is a 0-d False. A 0-d mask leaf is the stand-in "
+                    "of a parameter that is not pruned (always True, the leaf kept whole); "
+                    f"to prune the whole parameter, give it a mask of shape {pshape}, "
+                    "all False."
+                )
             flags.append(False)
             continue
         if tuple(m.shape) != pshape:
@@ -253,7 +260,7 @@ class LeafSparsity:
 
     @property
     def sparsity(self) -> float:
-        return 1.0 - self.kept / self.size
+        return 1.0 - self.kept / self.size if self.size else 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +279,7 @@ class SparsityReport:
 
     @property
     def sparsity(self) -> float:
-        return 1.0 - self.kept / self.size
+        return 1.0 - self.kept / self.size if self.size else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: per-leaf rows and the totals."""

@@ -218,8 +218,17 @@ def grasp(
     """
     kwargs = {}
     if temperature is not None:
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)) or (
-            temperature <= 0
+        number = isinstance(temperature, (int, float)) or (
+            getattr(temperature, "dtype", None) is not None
+            and jnp.ndim(temperature) == 0
+            and jnp.issubdtype(temperature.dtype, jnp.floating)
+        )
+        traced = isinstance(temperature, jax.core.Tracer)
+        if not traced and (
+            isinstance(temperature, bool)
+            or not number
+            or not math.isfinite(float(temperature))
+            or float(temperature) <= 0
         ):
             raise ValueError(
                 f"grasp: temperature must be a positive number (200 in the paper) or None, "

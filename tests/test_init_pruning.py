@@ -114,9 +114,12 @@ def test_grasp_temperature_goes_to_the_loss():
     np.testing.assert_array_equal(none["layers_0"]["kernel"], cold["layers_0"]["kernel"])
     with pytest.raises(ValueError, match="temperature=None"):
         jaxprune.scores.grasp(plain, params, BATCH)
-    for bad in (0.0, -1.0, float("nan")):
+    for bad in (0.0, -1.0, float("nan"), True, "200"):
         with pytest.raises(ValueError, match="positive"):
             jaxprune.scores.grasp(classification_loss, params, BATCH, temperature=bad)
+    for t in (np.float32(200.0), jnp.float32(200.0)):  # numpy / jax scalars are numbers
+        s = jaxprune.scores.grasp(classification_loss, params, BATCH, temperature=t)
+        np.testing.assert_allclose(s["layers_0"]["kernel"], hot["layers_0"]["kernel"], rtol=1e-6)
 
 
 # SynFlow

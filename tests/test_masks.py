@@ -110,6 +110,10 @@ def test_check_mask_names_shape_and_dtype_errors():
         jaxprune.apply_mask(ints, {"w": jnp.ones((3, 3), bool)})
     with pytest.raises(ValueError, match="Nothing to prune"):
         jaxprune.apply_mask({"b": jnp.ones(3)}, {"b": jnp.ones((), bool)})
+    mask = jaxprune.dense_mask(params)
+    mask["layers_1"]["bias"] = jnp.zeros((), bool)  # "prune it all" is a full-shaped mask
+    with pytest.raises(ValueError, match=r"'layers_1/bias' is a 0-d False.*shape \(12,\)"):
+        jaxprune.apply_mask(params, mask)
 
 
 def test_custom_prunable_filters():

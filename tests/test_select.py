@@ -234,6 +234,30 @@ def test_unmeetable_distributions_are_refused():
         jax.jit(lambda s: jaxprune.topk_mask(scores, s, "erk"))(0.5)
 
 
+def test_patterns_shadowed_or_malformed_and_sparsities_that_are_not_numbers():
+    scores = jaxprune.scores.magnitude(mlp_dict())
+    with pytest.raises(ValueError, match="'layers_2/kernel'.*take the overrides pattern 'kernel'"):
+        jaxprune.topk_mask(scores, 0.5, overrides={"kernel": 0.5, "layers_2/kernel": 0.0})
+    with pytest.raises(ValueError, match="distribution pattern 'layers_2'.*'.\\*' first"):
+        jaxprune.topk_mask(scores, 0.5, {".*": 0.9, "layers_2": 0.0})
+    with pytest.raises(ValueError, match="overrides pattern 'layers\\[' is not a valid regular"):
+        jaxprune.topk_mask(scores, 0.5, overrides={"layers[": 0.0})
+    for bad in ("0.9", True, np.array([0.5, 0.5]), None):
+        with pytest.raises((TypeError, ValueError), match="sparsity"):
+            jaxprune.topk_mask(scores, bad)
+    assert jaxprune.topk_mask(scores, np.float32(0.5))["layers_0"]["kernel"].sum() == 160
+
+
+@pytest.mark.parametrize("distribution", ["uniform", "global", "er", "erk"])
+def test_an_empty_leaf_keeps_nothing_and_reports(distribution):
+    params = {"a": jnp.ones((4, 5)), "e": jnp.ones((0, 5))}
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5, distribution)
+    assert int(mask["a"].sum()) == 10 and mask["e"].shape == (0, 5)
+    report = jaxprune.sparsity_report(mask)
+    assert (report.kept, report.size, report.leaves[1].sparsity) == (10, 20, 0.0)
+    assert "0x5" in str(report)
+
+
 def test_nothing_prunable_and_integer_parameters_are_refused():
     with pytest.raises(ValueError, match="Nothing to prune"):
         jaxprune.scores.magnitude({"bias": jnp.ones(3), "scale": jnp.ones(3)})
