@@ -389,11 +389,14 @@ def scale_to_float32(raw: Sequence[jax.Array | None]) -> list[jax.Array | None]:
     return [None if s is None else jnp.ldexp(s, -e).astype(jnp.float32) for s in raw]
 
 
-def _concrete(scores: Sequence[jax.Array | None]) -> list[jax.Array] | None:
-    """The scores present, or None under jit (nothing to check then)."""
+def _finite_scores(scores: Sequence[jax.Array | None], nonfinite: str) -> list[jax.Array]:
+    """The concrete, non-empty scores, after a FloatingPointError(``nonfinite``) if one
+    holds inf or NaN; an empty list under jit (nothing can be checked there)."""
     present = [s for s in scores if s is not None and s.size]
     if any(isinstance(s, jax.core.Tracer) for s in present):
-        return None
+        return []
+    if not all(bool(jnp.all(jnp.isfinite(s))) for s in present):
+        raise FloatingPointError(nonfinite)
     return present
 
 
@@ -404,15 +407,14 @@ _UNDERFLOW = 2.0**-100
 def check_finite(scores: Sequence[jax.Array | None], where: str, float64: bool = False) -> None:
     """Raises FloatingPointError when concrete SynFlow scores hold inf or NaN, are all 0, or
     (in float32) are so small that the smaller ones underflowed (no-op under jit)."""
-    present = _concrete(scores)
+    present = _finite_scores(
+        scores,
+        f"{where}: the synaptic flow overflowed (a score or R is inf or NaN): the "
+        "product of |w| over the layers exceeds the float range. Pass float64=True "
+        "(double precision, as the paper's code can), or score a shallower network.",
+    )
     if not present:
         return
-    if not all(bool(jnp.all(jnp.isfinite(s))) for s in present):
-        raise FloatingPointError(
-            f"{where}: the synaptic flow overflowed (a score or R is inf or NaN): the "
-            "product of |w| over the layers exceeds the float range. Pass float64=True "
-            "(double precision, as the paper's code can), or score a shallower network."
-        )
     top = max(float(jnp.max(s)) for s in present)
     if top == 0.0 or (not float64 and top < _UNDERFLOW):
         raise FloatingPointError(
@@ -427,15 +429,12 @@ def check_scores(scores: Any, where: str, what: str) -> None:
     """Raises when concrete gradient-based scores (SNIP, GraSP) are not finite or all 0,
     since top-k would then pick by position; ``what`` says where the scores come from.
     A no-op under jit."""
-    present = _concrete([s for s in jax.tree_util.tree_leaves(scores) if s.ndim])
-    if not present:
-        return
-    if not all(bool(jnp.all(jnp.isfinite(s))) for s in present):
-        raise FloatingPointError(
-            f"{where}: a score is inf or NaN ({what}): check the batch and the loss for "
-            "inf/NaN (and the parameters)."
-        )
-    if all(not bool(jnp.any(s != 0)) for s in present):
+    present = _finite_scores(
+        [s for s in jax.tree_util.tree_leaves(scores) if s.ndim],
+        f"{where}: a score is inf or NaN ({what}): check the batch and the loss for "
+        "inf/NaN (and the parameters).",
+    )
+    if present and all(not bool(jnp.any(s != 0)) for s in present):
         raise ValueError(
             f"{where}: every score is 0 ({what} vanish for every prunable weight on this "
             "batch: a constant loss, an all-zero batch, dead units?): there is nothing to "
