@@ -243,8 +243,9 @@ def run_imp(
         round_dir = os.path.join(workdir, f"round_{r:02d}")
         start, total = _schedule(settings, steps)
         loss_fn, aux = _distillation(settings, names, dense.state, len(seeds))
+        stacked = stack_states(members)
         out = fit(
-            stack_states(members) if start is None else _at(stack_states(members), start),
+            _at(stacked, int(np.max(np.asarray(stacked.step))) if start is None else start),
             train_data,
             workdir=round_dir,
             steps=total,
@@ -314,7 +315,12 @@ def _schedule(settings: IMPSettings, steps: int) -> tuple[int | None, int]:
 
 
 def _at(state: TrainState, step: int) -> TrainState:
-    return state.replace(step=jnp.full_like(state.step, step))
+    """The state at `step`: its step count and its optimizer's schedule counts (a fresh
+    optimizer's schedules start at 0; a ticket rewound to k must go on from k)."""
+    opt_state = jaxprune.transforms.base.map_schedule_counts(
+        state.opt_state, lambda c: jnp.full_like(c, step)
+    )
+    return state.replace(step=jnp.full_like(state.step, step), opt_state=opt_state)
 
 
 def _distillation(settings, names, dense, n_seeds):

@@ -158,23 +158,60 @@ def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.
     return _rebuild(state, visit)
 
 
+_SCHEDULE_STATES = (
+    optax.ScaleByScheduleState,
+    optax.InjectHyperparamsState,
+    optax.InjectStatefulHyperparamsState,
+)
+
+
+def map_schedule_counts(state: Any, fn: Callable[[jax.Array], jax.Array]) -> Any:
+    """Applies ``fn`` to the step counts that drive optax's schedules in ``state``.
+
+    The counts of ``scale_by_schedule`` (a schedule given as a learning rate) and of
+    ``inject_hyperparams`` and its schedules; not Adam's bias-correction count. For a schedule that must
+    follow a step count other than the optimizer's updates: a lottery ticket rewound
+    to step k (fast-forward to k), RigL's update steps (which skip the optimizer's
+    update but, as in the paper's code, not a step of the schedule).
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> s = optax.sgd(optax.linear_schedule(1.0, 0.0, 10)).init({"w": jnp.ones(2)})
+      >>> int(map_schedule_counts(s, lambda c: c + 5)[1].count)
+      5
+    """
+
+    def visit(node):
+        # optax's own schedule states, and a NamedTuple holding only a count (the state
+        # of a schedule inside inject_hyperparams, whose class optax does not export).
+        counter = isinstance(node, tuple) and getattr(node, "_fields", None) == ("count",)
+        if not (counter or isinstance(node, _SCHEDULE_STATES)):
+            return None
+        return type(node)(
+            *[fn(v) if f == "count" else _rebuild(v, visit) for f, v in zip(node._fields, node)]
+        )
+
+    return _rebuild(state, visit)
+
+
 def _is_masked_node(x: Any) -> bool:
     return isinstance(x, optax.MaskedNode)
 
 
 def _rebuild(node: Any, visit: Callable[[Any], Any]) -> Any:
-    """Rebuilds an optimizer state (NamedTuples, tuples, lists, mappings), replacing each
-    node for which ``visit`` returns something other than None, outermost first."""
+    """Rebuilds an optimizer state (any pytree: NamedTuples, tuples, mappings, NNX
+    states), replacing each node for which ``visit`` returns something other than None,
+    outermost first. Subtrees with nothing replaced are returned as they are."""
     out = visit(node)
     if out is not None:
         return out
-    if isinstance(node, tuple) and hasattr(node, "_fields"):
-        return type(node)(*[_rebuild(c, visit) for c in node])
-    if isinstance(node, (tuple, list)):
-        return type(node)(_rebuild(c, visit) for c in node)
-    if isinstance(node, Mapping):
-        return type(node)({k: _rebuild(v, visit) for k, v in node.items()})
-    return node
+    children, treedef = jax.tree_util.tree_flatten(node, is_leaf=lambda x: x is not node)
+    if jax.tree_util.treedef_is_leaf(treedef):
+        return node
+    new = [_rebuild(c, visit) for c in children]
+    if all(n is c for n, c in zip(new, children)):
+        return node
+    return treedef.unflatten(new)
 
 
 def zero_where(state: Any, like: Any, keep: Any) -> Any:

@@ -153,6 +153,47 @@ def test_weight_rewinding_kd_tickets_and_lr_rewinding_run(tmp_path):
         IMPSettings(variants=("random_reinit",))
 
 
+@pytest.mark.parametrize("rewind", ["weights", "finetune"])
+def test_a_rewound_ticket_goes_on_with_the_schedule_at_its_step(tmp_path, rewind):
+    """A fresh optimizer's schedule counts start at 0; rewound to step k they must go on
+    from k (the learning rate's decay at step 20 is then where it belongs), fine-tuning
+    from the end of training: the schedule's count is the state's step at the end."""
+    import orbax.checkpoint as ocp
+
+    schedule = optax.piecewise_constant_schedule(0.1, {20: 0.0})
+    tx = optax.inject_hyperparams(optax.sgd)(learning_rate=optax.linear_schedule(0.1, 0.0, 40))
+    k = 0 if rewind == "finetune" else 10
+    settings = IMPSettings(rate=0.5, rounds=1, rewind=rewind, rewind_step=k, variants=("ticket",))
+    for name, opt in (("schedule", optax.sgd(schedule)), ("inject", tx)):
+        workdir = tmp_path / name
+        run_imp(
+            make,
+            opt,
+            TRAIN,
+            {"test": TEST},
+            workdir=str(workdir),
+            seeds=(0,),
+            settings=settings,
+            batch_size=50,
+            steps=30,
+            checkpoint_every=10,
+            progress=False,
+        )
+        checkpoints = workdir / "round_01" / "checkpoints"
+        with ocp.CheckpointManager(checkpoints, item_names=("state", "extra")) as manager:
+            last = manager.latest_step()
+            stored = manager.restore(
+                last, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+            )
+        counts = [
+            int(np.max(v))
+            for p, v in jax.tree_util.tree_leaves_with_path(stored.state["opt_state"])
+            if jax.tree_util.keystr(p).endswith("['count']")
+        ]
+        assert int(np.max(stored.state["step"])) == last == (60 if rewind == "finetune" else 30)
+        assert counts and all(c == last for c in counts), (name, counts)  # not last - k
+
+
 def test_the_main_job_smoke_configuration(tmp_path):
     configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
     script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
