@@ -11,6 +11,7 @@ to `corrupt/<step>` with a warning, and the previous step is used.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import warnings
@@ -21,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
 from jaxprune.train.state import TrainState
@@ -109,8 +111,18 @@ class Checkpoints:
 
         Raises:
           FileNotFoundError: no such step or name; the message lists what exists.
+          ValueError: the checkpoint's arrays (by its metadata) are not the
+            template's: another model, optimizer or library version wrote it.
         """
         step = self.resolve(which)
+        misfit = self._misfit(step, template)
+        if misfit:  # checked first: a failed restore leaves orbax's reads in flight
+            raise _Misfit(
+                f"checkpoint {step} in {self.directory} does not fit this run's state "
+                f"({misfit}): the directory was written with another model, optimizer "
+                "or library version. Use a new work directory, or the code and config "
+                "that wrote it. Nothing was moved."
+            )
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(
@@ -132,13 +144,42 @@ class Checkpoints:
 
         A checkpoint that fails to load is moved to `<directory>/corrupt/<step>`
         with a `CheckpointWarning`, and the previous one is tried.
+
+        Raises:
+          ValueError: the newest checkpoint is readable but does not fit
+            `template` (another model, optimizer or library version wrote the
+            directory); nothing is moved.
         """
         for step in reversed(self.steps()):
             try:
                 return self.restore(template, step)
+            except _Misfit:
+                raise
             except Exception as err:  # Orbax/tensorstore raise many types on bad files.
                 self._set_aside(step, err)
         return None
+
+    def _misfit(self, step: int, template: TrainState) -> str | None:
+        """How the arrays stored in checkpoint `step` (by its metadata; no array is read)
+        differ from `template`'s, or None if they do not or the metadata is unreadable."""
+        handler = ocp.StandardCheckpointHandler()
+        try:
+            stored = handler.metadata(epath.Path(self.directory) / str(step) / "state")
+        except Exception:  # Unreadable metadata: a damaged checkpoint.
+            return None
+        finally:
+            handler.close()
+        count = lambda tree: collections.Counter(  # noqa: E731
+            f"{tuple(x.shape)} {np.dtype(x.dtype).name}" for x in jax.tree.leaves(tree)
+        )
+        held, wanted = count(stored), count(_abstract(template.arrays()))
+        if held == wanted:
+            return None
+        only = lambda a, b: ", ".join(f"{n} x {k}" for k, n in list((a - b).items())[:3])  # noqa: E731
+        return (
+            f"it holds {only(held, wanted) or 'nothing else'} that this state has not, "
+            f"this state {only(wanted, held) or 'nothing else'} that it has not"
+        )
 
     def resolve(self, which: int | str) -> int:
         """The step that `which` (a step, a name, or "latest") refers to."""
@@ -203,6 +244,10 @@ class Checkpoints:
             CheckpointWarning,
             stacklevel=3,
         )
+
+
+class _Misfit(ValueError):
+    """A readable checkpoint whose arrays are not the template's: not corrupt."""
 
 
 def restore_checkpoint(

@@ -165,7 +165,11 @@ def fit(
     step_fn = _train_step(augment, loss_fn, ensemble, tuple(shardings), treedef)
     ckpts = Checkpoints(run.checkpoints, keep_last=keep_last, keep=keep)
     keep_steps = set(ckpts.keep.values())
-    restored = ckpts.restore_latest(state)
+    try:
+        restored = ckpts.restore_latest(state)
+    except ValueError:
+        ckpts.close()  # before the error goes up: no orbax threads left behind
+        raise
     start = _step_of(state if restored is None else restored[0])
     window = _Window(restored[1].get("pending", []) if restored else [], start)
     if restored is not None:

@@ -143,6 +143,24 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, da
     assert os.path.isdir(tmp_path / "corrupt" / "2")  # kept for inspection, out of the way
 
 
+def test_a_readable_checkpoint_of_another_state_is_refused_and_nothing_moves(tmp_path):
+    """Another model (or optimizer) in the same directory: an error, not every healthy
+    checkpoint set aside as corrupt and the run trained again over it."""
+    with Checkpoints(tmp_path, keep_last=3) as ckpts:
+        for step in (1, 2):
+            ckpts.save(step, trained(step))
+    wider = create_train_state(TinyCNN(1, 16, 4, rngs=nnx.Rngs(0)), TX, seed=0)
+    with Checkpoints(tmp_path) as ckpts:
+        with pytest.raises(ValueError, match="checkpoint 2 .* does not fit .*Nothing was moved"):
+            ckpts.restore_latest(wider)
+        assert ckpts.steps() == [1, 2]
+        with pytest.raises(
+            ValueError, match=r"it holds 8 x \(8,\) float32.*this state 8 x \(16,\)"
+        ):
+            ckpts.restore(wider, 1)
+    assert not os.path.exists(tmp_path / "corrupt")
+
+
 def test_restore_latest_returns_none_without_checkpoints(tmp_path):
     with Checkpoints(tmp_path) as ckpts:
         assert ckpts.restore_latest(fresh()) is None
