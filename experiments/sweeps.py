@@ -26,7 +26,7 @@ import jax
 import numpy as np
 import optax
 from absl import flags
-from ml_collections import ConfigDict
+from ml_collections import ConfigDict, config_dict
 
 import jaxprune
 from jaxprune import data, train
@@ -100,7 +100,7 @@ def lenet5(config: ConfigDict) -> ConfigDict:
 
 def total_steps(config: ConfigDict, n_train: int) -> int:
     """Training steps of every member (`steps`, or `epochs` of `n_train` examples)."""
-    if config.epochs:
+    if config.epochs is not None:
         return config.epochs * (n_train // config.batch_size)
     return config.steps
 
@@ -203,6 +203,7 @@ def run_sweep(
       accuracy and loss, the final sparsity of its mask, its cell and the cell's
       wall time.
     """
+    check_seeds_and_length(config)
     os.makedirs(workdir, exist_ok=True)
     train_ds, test_ds = data_splits
     cells = plan_cells(members(config, methods), tx_key, config.ensemble)
@@ -378,8 +379,8 @@ def write_outputs(
     """Writes results.json, results.md and the plot into `workdir`; returns the summary.
 
     The plot shows test accuracy against the percentage of weights remaining
-    (log scale), the mean over seeds with error bars of one sample standard
-    deviation, and the `baseline` method as a horizontal line and band.
+    (log scale), the mean over seeds with a band from the lowest to the highest seed,
+    and the `baseline` method as a horizontal line and band.
     """
     summary = summarise(records)
     sparsities = sorted({r["sparsity"] for r in records if r["method"] != baseline})
@@ -399,7 +400,7 @@ def write_outputs(
         "",
         f"Test accuracy (%), mean ± sample std over seeds {seeds}; model `{config.model}` on "
         f"`{config.dataset}`, "
-        + (f"{config.epochs} epochs" if config.epochs else f"{config.steps} steps")
+        + (f"{config.epochs} epochs" if config.epochs is not None else f"{config.steps} steps")
         + f" of batch {config.batch_size}; machine: {machine()['cpu']}.",
         "",
         "| " + " | ".join(head) + " |",
@@ -464,7 +465,7 @@ def smoke(config: ConfigDict, steps: int) -> ConfigDict:
     config.seeds = (0, 1)
     config.subset = 500
     config.steps = steps
-    config.eval_every = None
+    config.eval_every = config_dict.placeholder(int)  # None, and --config.eval_every=N works
     config.log_every = 10
     config.checkpoint_every = steps
     return config
@@ -502,6 +503,18 @@ def check_methods(methods: Sequence[str], known: Sequence[str]) -> None:
             f"config.methods={list(methods)}: unknown {bad or 'empty list'}; choose from "
             f"{list(known)}."
         )
+
+
+def check_seeds_and_length(config: ConfigDict) -> None:
+    """Raises a ValueError unless there are seeds (integers) and a positive batch size and
+    number of steps (or of epochs), naming the field."""
+    seeds = tuple(config.seeds or ())
+    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ValueError(f"config.seeds={seeds}: give one or more integer seeds, e.g. (0, 1, 2).")
+    for field in ("batch_size", "epochs" if config.get("epochs") is not None else "steps"):
+        value = config.get(field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"config.{field}={value!r}: give a positive integer.")
 
 
 def check_sparsities(sparsities: Sequence[float]) -> None:

@@ -130,12 +130,21 @@ def fit(
     if batches is None:
         from jaxprune.data import batches  # Lazily: data pulls in optional deps.
     n_train = len(train_data.y)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}.")
     steps_per_epoch = n_train // batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"fit: batch_size={batch_size} exceeds the {n_train} training examples.")
     if (steps is None) == (epochs is None):
         raise ValueError(f"fit: give exactly one of steps or epochs (got {steps}, {epochs}).")
     total = steps if steps is not None else epochs * steps_per_epoch
+    start_step = _step_of(state)
+    if not isinstance(total, (int, np.integer)) or total <= start_step:
+        what = f"steps={steps!r}" if steps is not None else f"epochs={epochs!r} ({total} steps)"
+        raise ValueError(
+            f"fit: {what} leaves nothing to train: the state is at step {start_step}; give "
+            "more steps (or epochs) than that, as an integer."
+        )
     if min(log_every, checkpoint_every, eval_every or 1) < 1:
         raise ValueError("fit: log_every, checkpoint_every and eval_every must be >= 1.")
     evals = _eval_splits(eval_data)

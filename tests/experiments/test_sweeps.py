@@ -133,6 +133,32 @@ def test_the_grid_is_checked():
             sweeps.members(config, pai.METHODS)
 
 
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("seeds", (), r"config.seeds=\(\)"),
+        ("seeds", (0.5,), "integer seeds"),
+        ("steps", 0, "config.steps=0"),
+        ("batch_size", 0, "config.batch_size=0"),
+        ("epochs", 0, "config.epochs=0"),
+    ],
+)
+def test_seeds_and_run_length_are_checked_before_anything_is_written(tmp_path, field, value, match):
+    config = dst_configs.get_config("smoke")
+    setattr(config, field, value)
+    with pytest.raises(ValueError, match=match):
+        dst.run(config, str(tmp_path / "run"), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_smoke_configs_take_eval_every_on_the_command_line():
+    for module in (dst_configs, pai_configs):
+        config = module.get_config("smoke")
+        assert config.eval_every is None
+        config.eval_every = 15  # a placeholder, so that --config.eval_every=15 works
+        assert config.eval_every == 15
+
+
 def test_members_of_a_sparsity_share_a_cell_only_with_one_optimizer():
     members = sweeps.members(
         ConfigDict(dict(methods=("dense", "rigl", "set"), sparsities=(0.8, 0.9), seeds=(0, 1))),

@@ -196,5 +196,14 @@ def test_fit_argument_errors_say_what_to_do(tmp_path):
         run(tmp_path, steps=None)
     with pytest.raises(ValueError, match="exceeds the 200 training examples"):
         run(tmp_path, batch_size=256)
+    for bad in (0, -5, 2.5):
+        with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {bad}"):
+            run(tmp_path, batch_size=bad)
+    for bad in (0, -3):
+        with pytest.raises(ValueError, match=f"steps={bad} leaves nothing to train"):
+            run(tmp_path, steps=bad)
+    with pytest.raises(ValueError, match=r"epochs=0 \(0 steps\) leaves nothing"):
+        run(tmp_path, steps=None, epochs=0)
+    assert not any(tmp_path.iterdir())  # nothing written
     with pytest.raises(ValueError, match="eval split name 'train'"):
         run(tmp_path, eval_data={"train": TEST})
