@@ -195,36 +195,6 @@ def test_schedule_free_eval_params_are_pruned_too(kind):
             assert not np.any(np.asarray(w)[~np.asarray(m)])
 
 
-@pytest.mark.parametrize("host", [False, True])
-def test_update_steps_skip_the_optimizer_step_but_schedules_count_them(host):
-    """As in RigL's code, whose learning rate follows the global step: after t steps
-    the inner schedules are at t, update steps included (they were one behind per
-    update), while Adam's own count only counts the optimizer steps taken."""
-    params = mlp_dict()
-    schedule = optax.linear_schedule(0.1, 0.0, 100)
-    inners = {
-        "schedule": optax.adam(schedule),
-        "inject": optax.inject_hyperparams(optax.adam)(learning_rate=schedule),
-    }
-    for name, inner in inners.items():
-        tx = jaxprune.rigl(inner, 0.8, end_step=100, update_every=5, key=jax.random.key(0))
-        state, update = tx.init(params), jax.jit(tx.update, static_argnames="rewire")
-        p = jaxprune.apply_mask(params, state.mask)
-        for t in range(12):
-            extra = {"rewire": tx.rewires_at(t)} if host else {}
-            u, state = update(jax.grad(loss_fn)(p), state, p, **extra)
-            p = optax.apply_updates(p, u)
-        counts = {
-            jax.tree_util.keystr(k): int(v)
-            for k, v in jax.tree_util.tree_leaves_with_path(state.inner_state)
-            if jax.tree_util.keystr(k).endswith("count")
-        }
-        adam = [v for k, v in counts.items() if "ScaleByAdamState" in k or "[0].count" in k]
-        assert int(state.count) == 12 and counts, (name, counts)
-        assert sorted(set(counts.values())) == [10, 12], (name, counts)  # updates at 5, 10
-        assert adam and set(adam) == {10}, (name, counts)
-
-
 def test_gradual_magnitude_follows_the_schedule():
     params = mlp_dict()
     tx = jaxprune.gradual_magnitude(

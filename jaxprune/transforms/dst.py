@@ -6,8 +6,7 @@ dense-gradient magnitude (RigL) or at random (SET), with
 ``k = round(f(t) * active)`` and ``f(t) = alpha / 2 (1 + cos(pi t / end_step))``.
 Grown weights start at 0 with zeroed optimizer state; a weight dropped and
 regrown in the same update keeps its value and state; the optimizer step is
-skipped on update steps (its learning-rate schedules still count the step); every
-layer keeps its count.
+skipped on update steps; every layer keeps its count.
 """
 
 from __future__ import annotations
@@ -197,9 +196,6 @@ def _dst(
             # Dropped and grown entries start from zeroed optimizer statistics (kept
             # entries, a weight dropped and regrown included, keep theirs).
             kept = jax.tree_util.tree_map(jnp.logical_and, new, old)
-            # The optimizer step is skipped, not the step: schedules go on counting (as
-            # the paper's code, whose learning rate follows the global step).
-            inner_state = base.map_schedule_counts(inner_state, lambda c: c + 1)
             return new, base.zero_where(inner_state, params, kept)
 
         if do is True:  # told by the host: the update step's own program
