@@ -195,6 +195,34 @@ def test_schedule_free_eval_params_are_pruned_too(kind):
             assert not np.any(np.asarray(w)[~np.asarray(m)])
 
 
+@pytest.mark.parametrize("host", [False, True])
+def test_update_steps_skip_the_optimizer_step_schedules_included(host):
+    """As in RigL's code, where an update step does not run the optimizer, which alone
+    advances the global step its learning rate follows: after t steps with u updates,
+    every count of the inner optimizer (schedules, inject_hyperparams, Adam's) is t - u."""
+    params = mlp_dict()
+    schedule = optax.linear_schedule(0.1, 0.0, 100)
+    inners = {
+        "schedule": optax.adam(schedule),
+        "inject": optax.inject_hyperparams(optax.adam)(learning_rate=schedule),
+    }
+    for name, inner in inners.items():
+        tx = jaxprune.rigl(inner, 0.8, end_step=100, update_every=5, key=jax.random.key(0))
+        state, update = tx.init(params), jax.jit(tx.update, static_argnames="rewire")
+        p = jaxprune.apply_mask(params, state.mask)
+        for t in range(12):
+            extra = {"rewire": tx.rewires_at(t)} if host else {}
+            u, state = update(jax.grad(loss_fn)(p), state, p, **extra)
+            p = optax.apply_updates(p, u)
+        counts = [
+            int(v)
+            for k, v in jax.tree_util.tree_leaves_with_path(state.inner_state)
+            if jax.tree_util.keystr(k).endswith("count")
+        ]
+        assert int(state.count) == 12 and len(counts) >= 2, (name, counts)
+        assert set(counts) == {10}, (name, counts)  # updates at steps 5 and 10
+
+
 def test_gradual_magnitude_follows_the_schedule():
     params = mlp_dict()
     tx = jaxprune.gradual_magnitude(

@@ -100,7 +100,9 @@ def fit(
       augment: optional `augment(rng, x)` applied to each training batch.
       loss_fn: optional `loss_fn(logits, batch, aux)` replacing cross-entropy.
       aux: passed to `loss_fn` at every step (e.g. a teacher `TrainState`).
-      lr_schedule: optional schedule, only to log the learning rate.
+      lr_schedule: optional schedule, only to log the learning rate (at `state.step`;
+        under RigL/SET the optimizer's own schedule lags by one step per mask update,
+        as update steps skip the optimizer step).
       mesh: device mesh; default all devices if `batch_size` divides evenly
         among them, else one device.
       sharding_rule: optional `rule(path, leaf) -> PartitionSpec | None` for the
