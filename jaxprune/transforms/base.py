@@ -170,10 +170,8 @@ def map_schedule_counts(state: Any, fn: Callable[[jax.Array], jax.Array]) -> Any
 
     The counts of ``scale_by_schedule`` (a schedule given as a learning rate) and of
     ``inject_hyperparams`` and its schedules; not Adam's bias-correction count. For
-    schedules that must follow a step count other than the optimizer's updates: a
-    lottery ticket rewound to step k (fast-forward to k), RigL's update steps (which
-    skip the optimizer's update but, as in the paper's code, not a step of the
-    schedule).
+    schedules that must follow a step count other than the optimizer's updates, such
+    as a lottery ticket rewound to step k with a fresh optimizer (fast-forward to k).
 
     Example:
       >>> import jax.numpy as jnp, optax
