@@ -12,7 +12,10 @@ trained with the config's optimizer; a dense net per seed is the baseline.
 Methods: `snip` (train the same init, the paper's algorithm), `snip_fresh` (the
 SNIP mask on a fresh init, what its public code does), `grasp`, `synflow`
 (100 data-free rounds), `magnitude` (|w| at init) and `random` (uniform per
-layer). All methods and seeds of one sparsity train together as one vmapped
+layer); and, only when `--config.methods` names them, `snip_shuffled`,
+`grasp_shuffled` and `synflow_shuffled`: that method's mask shuffled at random
+within each layer (`jaxprune.random_like`: the same per-layer counts, the random
+baseline of REFERENCE and of Frankle et al. 2021), trained from the same init. All methods and seeds of one sparsity train together as one vmapped
 ensemble (`--config.ensemble=False` trains them one by one). Rerunning the same
 command skips finished cells and resumes the others. Writes results.json,
 results.md and accuracy_vs_sparsity.png into --workdir.
@@ -20,6 +23,7 @@ results.md and accuracy_vs_sparsity.png into --workdir.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from typing import Any
@@ -36,7 +40,8 @@ import sweeps  # noqa: E402
 import jaxprune  # noqa: E402
 from jaxprune import train  # noqa: E402
 
-METHODS = ("dense", "snip", "snip_fresh", "grasp", "synflow", "magnitude", "random")
+SHUFFLED = ("snip_shuffled", "grasp_shuffled", "synflow_shuffled")
+METHODS = ("dense", "snip", "snip_fresh", "grasp", "synflow", "magnitude", "random", *SHUFFLED)
 LABELS = {
     "dense": "dense",
     "snip": "SNIP (same init)",
@@ -45,7 +50,11 @@ LABELS = {
     "synflow": "SynFlow",
     "magnitude": "magnitude at init",
     "random": "random",
+    "snip_shuffled": "SNIP, shuffled per layer",
+    "grasp_shuffled": "GraSP, shuffled per layer",
+    "synflow_shuffled": "SynFlow, shuffled per layer",
 }
+SHUFFLE_KEY = 0x5A18  # the within-layer shuffles fold this into the seed's key
 FRESH = 10_000  # a fresh init for seed s is drawn from seed s + FRESH
 MASK_KEY = 0x5A17  # random masks fold this into the seed's key
 
@@ -59,6 +68,11 @@ def score_batch(train_ds: Any, size: int, seed: int) -> dict[str, np.ndarray]:
 def init_mask(config: ConfigDict, member: sweeps.Member, state: train.TrainState, train_ds: Any):
     """The mask `member.method` finds on the initial weights of `state`."""
     s, method = member.sparsity, member.method
+    if method in SHUFFLED:  # the method's per-layer counts, placed at random
+        base = dataclasses.replace(member, method=method[: -len("_shuffled")])
+        found = init_mask(config, base, state, train_ds)
+        key = jax.random.fold_in(jax.random.key(member.seed), SHUFFLE_KEY)
+        return jaxprune.random_like(key, found)
     options = dict(distribution=config.distribution)
 
     def loss_fn(params, batch, temperature=1.0):

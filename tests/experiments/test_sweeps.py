@@ -225,6 +225,22 @@ def test_snip_fresh_trains_the_snip_mask_on_other_weights():
     assert not leaves_equal(same, other_seed)  # another scoring batch
 
 
+@pytest.mark.parametrize("method", ["snip", "grasp", "synflow"])
+def test_shuffled_baselines_keep_each_layers_count_elsewhere(method):
+    """REFERENCE's random baseline: the method's per-layer counts, placed at random."""
+    config = pai_configs.get_config("smoke")
+    config.synflow_rounds = 5
+    train_ds, _ = sweeps.datasets(config)
+    tx = jaxprune.masked(optax.sgd(0.1), jaxprune.dense_mask)
+    state = train.create_train_state(sweeps.model_maker(config, 10)(0), tx, seed=0)
+    found = pai.init_mask(config, sweeps.Member(method, 0.9, 0), state, train_ds)
+    shuffled = pai.init_mask(config, sweeps.Member(f"{method}_shuffled", 0.9, 0), state, train_ds)
+    for a, b in zip(jax.tree.leaves(found), jax.tree.leaves(shuffled)):
+        assert a.shape == b.shape and int(a.sum()) == int(b.sum())
+    assert not leaves_equal(found, shuffled)
+    assert method + "_shuffled" not in config.methods  # opt-in: old run directories resume
+
+
 def test_static_set_and_rigl_start_from_the_seeds_mask_and_rewire_with_its_key():
     config = dst_configs.get_config("smoke")
     states = {
