@@ -145,6 +145,7 @@ def wrn22_2_cifar10() -> ConfigDict:
     c.optim.boundaries = [30_000, 60_000, 90_000]
     c.optim.decay_factor = 0.2
     c.optim.weight_decay = 5e-4
+    c.optim.weight_decay_on = "kernels"  # RigL's code regularises the kernels only
     return c
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -139,7 +140,16 @@ def lr_schedule(config: Mapping[str, Any]) -> optax.Schedule:
     return linear_warmup(schedule, int(cfg.get("warmup_steps", 0)))
 
 
-_OPTIMIZER_KEYS = {"optimizer", "momentum", "weight_decay", "b1", "b2", "eps", "grad_clip_norm"}
+_OPTIMIZER_KEYS = {
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "weight_decay_on",
+    "b1",
+    "b2",
+    "eps",
+    "grad_clip_norm",
+}
 
 
 def optimizer(
@@ -151,6 +161,9 @@ def optimizer(
     `momentum` (default 0.9 for momentum/nesterov); `b1`, `b2`, `eps` for Adam;
     `weight_decay` (default 0): L2 added to the gradient for sgd/momentum/
     nesterov/adam (as the papers' code does), decoupled for adamw;
+    `weight_decay_on`: "all" parameters (default, as PyTorch's optimizers in the
+    lottery-ticket code) or "kernels" only (leaves with 2 or more dimensions, as
+    RigL's code regularises);
     `grad_clip_norm` (optional): clip by global norm first. The learning rate is
     `schedule`, or `lr_schedule(config)` when not given.
 
@@ -161,11 +174,15 @@ def optimizer(
     lr = lr_schedule(cfg) if schedule is None else schedule
     name = cfg.get("optimizer", "sgd")
     wd = float(cfg.get("weight_decay", 0.0))
+    on = cfg.get("weight_decay_on", "all")
+    if on not in ("all", "kernels"):
+        raise ValueError(f"optimizer: weight_decay_on must be 'all' or 'kernels', got {on!r}.")
+    decay_mask = None if on == "all" else _kernels
     parts = []
     if cfg.get("grad_clip_norm") is not None:
         parts.append(optax.clip_by_global_norm(float(cfg["grad_clip_norm"])))
     if wd and name != "adamw":
-        parts.append(optax.add_decayed_weights(wd))
+        parts.append(optax.add_decayed_weights(wd, mask=decay_mask))
     adam_args = {k: float(cfg[k]) for k in ("b1", "b2", "eps") if k in cfg}
     if name == "sgd":
         parts.append(optax.sgd(lr))
@@ -174,13 +191,18 @@ def optimizer(
     elif name == "adam":
         parts.append(optax.adam(lr, **adam_args))
     elif name == "adamw":
-        parts.append(optax.adamw(lr, weight_decay=wd, **adam_args))
+        parts.append(optax.adamw(lr, weight_decay=wd, mask=decay_mask, **adam_args))
     else:
         raise ValueError(
             f"optimizer: unknown optimizer {name!r}; use 'sgd', 'momentum', "
             "'nesterov', 'adam' or 'adamw'."
         )
     return parts[0] if len(parts) == 1 else optax.chain(*parts)
+
+
+def _kernels(params: Any) -> Any:
+    """The weight-decay mask of `weight_decay_on="kernels"`: leaves of 2+ dimensions."""
+    return jax.tree.map(lambda x: jnp.ndim(x) >= 2, params)
 
 
 def _as_dict(config: Any, known: set[str], where: str) -> dict[str, Any]:

@@ -108,6 +108,21 @@ def test_optimizer_uses_a_given_schedule_and_clips():
     assert first_update(clip, grad=3.0) == pytest.approx(-0.5)
 
 
+@pytest.mark.parametrize("name", ["nesterov", "adamw"])
+def test_weight_decay_on_kernels_leaves_biases_alone(name):
+    """RigL's code regularises the kernels only; the lottery-ticket code every parameter."""
+    params = {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.full((2,), 2.0)}
+    zero = {k: jnp.zeros_like(v) for k, v in params.items()}
+    cfg = {"optimizer": name, "learning_rate": 0.1, "weight_decay": 0.5}
+    for on, bias_moves in (("all", True), ("kernels", False)):
+        tx = optimizer({**cfg, "weight_decay_on": on})
+        updates, _ = tx.update(zero, tx.init(params), params)
+        assert float(jnp.abs(updates["kernel"]).max()) > 0
+        assert (float(jnp.abs(updates["bias"]).max()) > 0) == bias_moves, on
+    with pytest.raises(ValueError, match="weight_decay_on must be 'all' or 'kernels'"):
+        optimizer({**cfg, "weight_decay_on": "biases"})
+
+
 def test_optimizer_rejects_unknown_names():
     with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         optimizer({"optimizer": "rmsprop", "learning_rate": 0.1})
