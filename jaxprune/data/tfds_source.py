@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -47,9 +48,29 @@ def check_name(name: str, known: Sequence[str]) -> None:
     )
 
 
+# Where TFDS downloads from; probed before a download so that, offline, a dataset that is
+# not prepared fails at once instead of after minutes of retries.
+_DOWNLOAD_HOST = ("storage.googleapis.com", 443)
+
+
+def _online(timeout: float = 3.0) -> bool:
+    """Whether TFDS's download host answers within `timeout` seconds."""
+    try:
+        socket.create_connection(_DOWNLOAD_HOST, timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def _source(name: str, split: str, data_dir: Any) -> Any:
     import tensorflow_datasets as tfds
 
+    try:  # prepared already: no network needed
+        return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as err:
+        if not _online():
+            reason = f"{type(err).__name__}: {err}; and {_DOWNLOAD_HOST[0]} cannot be reached"
+            raise _not_available(name, split, data_dir, ConnectionError(reason)) from err
     try:
         return tfds.data_source(name, split=split, data_dir=data_dir, download=True)
     except Exception as err:  # network, missing files, wrong format, bad split: all reported alike

@@ -68,6 +68,7 @@ def test_unavailable_dataset_explains_what_to_do(monkeypatch):
         raise ConnectionError("Failed to resolve 'storage.googleapis.com'")
 
     monkeypatch.setattr(tfds, "data_source", offline)
+    monkeypatch.setattr(tfds_source, "_online", lambda: True)  # the download itself fails
     with pytest.raises(RuntimeError) as err:
         data.load("cifar10", "test", data_dir="/data/tfds")
     message = str(err.value)
@@ -75,6 +76,23 @@ def test_unavailable_dataset_explains_what_to_do(monkeypatch):
     assert "ConnectionError: Failed to resolve" in message
     assert "tfds.data_source('cifar10')" in message and "network" in message
     assert isinstance(err.value.__cause__, ConnectionError)
+
+
+def test_offline_a_dataset_not_prepared_fails_at_once(monkeypatch, tmp_path):
+    """No download attempt (TFDS retries for minutes) when its host cannot be reached."""
+
+    def source(*args, download, **kwargs):
+        assert not download, "no download offline"
+        raise FileNotFoundError("not prepared there")
+
+    monkeypatch.setattr(tfds, "data_source", source)
+    monkeypatch.setattr(tfds_source, "_online", lambda: False)
+    with pytest.raises(RuntimeError) as err:
+        data.load("cifar10", "train", data_dir=str(tmp_path))
+    message = str(err.value)
+    assert "not prepared there; and storage.googleapis.com cannot be reached" in message
+    assert "tfds.data_source('cifar10')" in message  # and how to get it
+    assert not any(tmp_path.iterdir())  # nothing half-downloaded left behind
 
 
 def test_missing_download_dependency_is_named():
