@@ -128,12 +128,18 @@ def global_avg_pool(x: jax.Array) -> jax.Array:
     return x.mean(axis=(1, 2))
 
 
-def check_image(x: jax.Array, in_channels: int, model: str) -> None:
-    """Raise a ValueError unless x is an NHWC batch with `in_channels` channels."""
+def check_image(x: jax.Array, in_channels: int, model: str, image_size: int | None = None) -> None:
+    """Raise a ValueError unless x is an NHWC batch with `in_channels` channels (and, for a
+    model whose dense layers fix it, `image_size` x `image_size` pixels)."""
     if x.ndim != 4 or x.shape[-1] != in_channels:
         raise ValueError(
             f"{model} expects NHWC images with {in_channels} channels, got shape {tuple(x.shape)}; "
             "add a channel axis (x[..., None]) or create the model with the right in_channels."
+        )
+    if image_size is not None and tuple(x.shape[1:3]) != (image_size, image_size):
+        raise ValueError(
+            f"{model} was built for {image_size}x{image_size} images, got shape "
+            f"{tuple(x.shape)}; create it with image_size={x.shape[1]} (square images)."
         )
 
 

@@ -48,7 +48,7 @@ class LeNet5(nnx.Module):
         rngs: nnx.Rngs,
     ):
         c1, c2 = channels
-        self.in_channels = in_channels
+        self.in_channels, self.image_size = in_channels, image_size
         self.conv1 = _layers.conv(
             in_channels, c1, 5, padding="SAME" if pad_first else "VALID", init=init, rngs=rngs
         )
@@ -57,14 +57,16 @@ class LeNet5(nnx.Module):
         size = (size // 2 - 4) // 2
         if size < 1:
             raise ValueError(
-                f"LeNet5 needs images of at least 12x12 pixels, got image_size={image_size}."
+                f"LeNet5 needs images of at least {12 if pad_first else 16}x"
+                f"{12 if pad_first else 16} pixels (pad_first={pad_first}), got "
+                f"image_size={image_size}."
             )
         widths = [size * size * c2, *hidden]
         self.hidden = _layers.dense_stack(widths, init=init, rngs=rngs)
         self.head = _layers.dense(widths[-1], num_classes, init=init, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        _layers.check_image(x, self.in_channels, "LeNet5")
+        _layers.check_image(x, self.in_channels, "LeNet5", self.image_size)
         h = _layers.max_pool(jax.nn.relu(self.conv1(x)))
         h = _layers.max_pool(jax.nn.relu(self.conv2(h)))
         return self.head(_layers.relu_stack(self.hidden, _layers.flatten(h)))
@@ -107,7 +109,7 @@ class ConvNet(nnx.Module):
         init: str = "glorot_normal",
         rngs: nnx.Rngs,
     ):
-        self.in_channels = in_channels
+        self.in_channels, self.image_size = in_channels, image_size
         convs = []
         width = in_channels
         for out in stages:
@@ -128,7 +130,7 @@ class ConvNet(nnx.Module):
         self.head = _layers.dense(widths[-1], num_classes, init=init, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        _layers.check_image(x, self.in_channels, "ConvNet")
+        _layers.check_image(x, self.in_channels, "ConvNet", self.image_size)
         h = x
         for i in range(0, len(self.convs), 2):
             h = jax.nn.relu(self.convs[i](h))

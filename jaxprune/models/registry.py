@@ -6,6 +6,7 @@ import difflib
 import inspect
 from typing import Any, NamedTuple
 
+import numpy as np
 from flax import nnx
 
 from jaxprune.models.convnets import CNN1D, ConvNet, LeNet5
@@ -103,4 +104,22 @@ def create(name: str, *, rngs: nnx.Rngs, **overrides: Any) -> nnx.Module:
         raise ValueError(
             f"create({name!r}) got unknown override(s) {', '.join(bad)}{why}; valid overrides: {', '.join(valid)}."
         )
+    _check_sizes(name, entry, overrides)
     return entry.cls(**{**entry.defaults, **overrides, **entry.fixed}, rngs=rngs)
+
+
+# Size arguments: positive, and integers where the model's default is one.
+_SIZES = ("num_classes", "in_channels", "in_features", "image_size", "length", "width")
+
+
+def _check_sizes(name: str, entry: _Entry, overrides: dict[str, Any]) -> None:
+    params = inspect.signature(entry.cls.__init__).parameters
+    for key in _SIZES:
+        if key not in overrides:
+            continue
+        value, default = overrides[key], entry.defaults.get(key, params[key].default)
+        integral = isinstance(default, int) and not isinstance(default, bool)
+        kinds = (int, np.integer) if integral else (int, float, np.integer, np.floating)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+            kind = "integer" if integral else "number"
+            raise ValueError(f"create({name!r}): {key} must be a positive {kind}, got {value!r}.")

@@ -57,3 +57,29 @@ def test_bad_choices_are_named():
         models.create("resnet20", rngs=nnx.Rngs(0), shortcut="B")
     with pytest.raises(ValueError, match="init='xavier'"):
         models.create("mlp", rngs=nnx.Rngs(0), init="xavier")
+
+
+@pytest.mark.parametrize(
+    "name, override, match",
+    [
+        ("vgg19", {"width": 0.0}, "width must be a positive number, got 0.0"),
+        ("resnet20", {"width": 1.5}, "width must be a positive integer, got 1.5"),
+        ("resnet20", {"num_classes": 0}, "num_classes must be a positive integer"),
+        ("conv2", {"in_channels": 0}, "in_channels must be a positive integer"),
+        ("mlp", {"num_classes": True}, "num_classes must be a positive integer"),
+    ],
+)
+def test_sizes_must_be_positive(name, override, match):
+    with pytest.raises(ValueError, match=match):
+        models.create(name, rngs=nnx.Rngs(0), **override)
+
+
+def test_conv_nets_check_the_image_size_they_were_built_for():
+    import jax.numpy as jnp
+
+    for name, built, given in (("lenet5", 28, 32), ("conv2", 32, 28)):
+        model = models.create(name, rngs=nnx.Rngs(0), in_channels=1)
+        with pytest.raises(ValueError, match=f"built for {built}x{built}.*image_size={given}"):
+            model(jnp.zeros((2, given, given, 1)))
+    with pytest.raises(ValueError, match=r"at least 16x16 pixels \(pad_first=False\)"):
+        models.create("lenet5", rngs=nnx.Rngs(0), image_size=12, pad_first=False)
