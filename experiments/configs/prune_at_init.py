@@ -77,6 +77,7 @@ def wrn22_2_cifar10() -> ConfigDict:
 def smoke() -> ConfigDict:
     """Every method at one sparsity, two seeds, a few steps on 500 MNIST-1D examples."""
     c = sweeps.smoke(mnist1d(), steps=30)
+    c.methods = (*c.methods, "snip_shuffled", "grasp_shuffled", "synflow_shuffled")
     c.synflow_rounds = 5
     return c
 
