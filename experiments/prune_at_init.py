@@ -15,10 +15,11 @@ SNIP mask on a fresh init, what its public code does), `grasp`, `synflow`
 layer); and, only when `--config.methods` names them, `snip_shuffled`,
 `grasp_shuffled` and `synflow_shuffled`: that method's mask shuffled at random
 within each layer (`jaxprune.random_like`: the same per-layer counts, the random
-baseline of REFERENCE and of Frankle et al. 2021), trained from the same init. All methods and seeds of one sparsity train together as one vmapped
-ensemble (`--config.ensemble=False` trains them one by one). Rerunning the same
-command skips finished cells and resumes the others. Writes results.json,
-results.md and accuracy_vs_sparsity.png into --workdir.
+baseline of REFERENCE and of Frankle et al. 2021), trained from the same init.
+All methods and seeds of one sparsity train together as one vmapped ensemble
+(`--config.ensemble=False` trains them one by one). Rerunning the same command
+skips finished cells and resumes the others. Writes results.json, results.md and
+accuracy_vs_sparsity.png into --workdir.
 """
 
 from __future__ import annotations

@@ -183,9 +183,9 @@ def grasp(
     with one forward-over-reverse ``jax.jvp`` of ``jax.grad`` (no Hessian is
     formed). As in the paper's code, ``g`` and ``H`` are over the scored weights
     only (``prunable``: the Conv/Dense kernels by default): ``H_ww g_w``, the
-    biases' and normalisation parameters' gradient left out. The public code's extras do not change the ranking: it sums ``g``
-    and ``H g`` over two halves of the batch (a positive factor) and divides the
-    scores by ``|sum|`` (another one).
+    biases' and normalisation parameters' gradient left out. The public code's
+    extras do not change the ranking: it sums ``g`` and ``H g`` over two halves of
+    the batch (a positive factor) and divides the scores by ``|sum|`` (another one).
 
     Args:
       loss_fn: ``loss_fn(params, batch, temperature=T) -> loss`` (or
