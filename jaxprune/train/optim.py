@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxprune import filters
+
 __all__ = [
     "constant",
     "step_decay",
@@ -201,8 +203,8 @@ def optimizer(
 
 
 def _kernels(params: Any) -> Any:
-    """The weight-decay mask of `weight_decay_on="kernels"`: leaves of 2+ dimensions."""
-    return jax.tree.map(lambda x: jnp.ndim(x) >= 2, params)
+    """The weight-decay mask of `weight_decay_on="kernels"`: `jaxprune.filters.kernels`."""
+    return jax.tree.map(lambda x: filters.kernels("", x), params)
 
 
 def _as_dict(config: Any, known: set[str], where: str) -> dict[str, Any]:
