@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from jaxprune.train.checkpoint import Checkpoints
 from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, shard_batch, state_sharding
-from jaxprune.train.state import TrainState
+from jaxprune.train.state import TrainState, step_of
 from jaxprune.train.steps import Augment, LossFn, evaluate, make_train_step
 from jaxprune.transforms import DSTTransformation
 
@@ -140,7 +140,7 @@ def fit(
     if (steps is None) == (epochs is None):
         raise ValueError(f"fit: give exactly one of steps or epochs (got {steps}, {epochs}).")
     total = steps if steps is not None else epochs * steps_per_epoch
-    start_step = _step_of(state)
+    start_step = step_of(state)
     if not isinstance(total, (int, np.integer)) or total <= start_step:
         what = f"steps={steps!r}" if steps is not None else f"epochs={epochs!r} ({total} steps)"
         raise ValueError(
@@ -181,7 +181,7 @@ def fit(
     except ValueError:
         ckpts.close()  # before the error goes up: no orbax threads left behind
         raise
-    start = _step_of(state if restored is None else restored[0])
+    start = start_step if restored is None else step_of(restored[0])
     window = _Window(restored[1].get("pending", []) if restored else [], start)
     if restored is not None:
         state = restored[0]
@@ -343,11 +343,6 @@ def _stream(batches, data, batch_size, seed, start, total, steps_per_epoch):
             if step == total:
                 return
         epoch, position = epoch + 1, 0
-
-
-def _step_of(state: TrainState) -> int:
-    """The step of a state (of an ensemble: its members all share it)."""
-    return int(np.max(np.asarray(state.step)))
 
 
 @jax.jit

@@ -49,6 +49,7 @@ from jaxprune.train.state import (
     ensemble_axes,
     member,
     stack_states,
+    step_of,
 )
 
 __all__ = ["IMPSettings", "run_imp", "VARIANTS", "REWINDS"]
@@ -243,9 +244,8 @@ def run_imp(
         round_dir = os.path.join(workdir, f"round_{r:02d}")
         start, total = _schedule(settings, steps)
         loss_fn, aux = _distillation(settings, names, dense.state, len(seeds))
-        stacked = stack_states(members)
         out = fit(
-            _at(stacked, int(np.max(np.asarray(stacked.step))) if start is None else start),
+            _at(stack_states(members), start),
             train_data,
             workdir=round_dir,
             steps=total,
@@ -314,9 +314,11 @@ def _schedule(settings: IMPSettings, steps: int) -> tuple[int | None, int]:
     return None, steps
 
 
-def _at(state: TrainState, step: int) -> TrainState:
-    """The state at `step`: its step count and its optimizer's schedule counts (a fresh
-    optimizer's schedules start at 0; a ticket rewound to k must go on from k)."""
+def _at(state: TrainState, step: int | None = None) -> TrainState:
+    """The state at `step` (default: its own): its step count and its optimizer's
+    schedule counts (a fresh optimizer's schedules start at 0; a ticket rewound to k
+    must go on from k)."""
+    step = step_of(state) if step is None else step
     opt_state = jaxprune.transforms.base.map_schedule_counts(
         state.opt_state, lambda c: jnp.full_like(c, step)
     )

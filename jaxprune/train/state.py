@@ -18,6 +18,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import nnx
 
@@ -125,6 +126,11 @@ def create_train_state(
         graphdef=graphdef,
         tx=tx,
     )
+
+
+def step_of(state: TrainState) -> int:
+    """The step of a state, on the host (of an ensemble: its members all share it)."""
+    return int(np.max(np.asarray(state.step)))
 
 
 def to_model(state: TrainState, *, train: bool = False) -> nnx.Module:
