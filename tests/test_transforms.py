@@ -184,6 +184,40 @@ def test_a_step_donating_params_and_state_leaves_the_callers_arrays(kind):
     chex.assert_trees_all_equal_shapes(again, state)
 
 
+@pytest.mark.parametrize("kind", ["masked", "gradual", "rigl", "set", "static", "ste", "ste_nm"])
+def test_a_none_node_in_the_params_changes_nothing(kind):
+    """``None`` nodes (an optional submodule, ``eqx.filter``) hold no leaves: training
+    with one takes the same steps as without (straight-through once paired each layer
+    with the previous one's dense weights after a ``None``)."""
+    sgd, key, mag = optax.sgd(0.1, momentum=0.9), jax.random.key(0), jaxprune.scores.magnitude
+    tx = {
+        "masked": lambda: jaxprune.masked(sgd, lambda p: jaxprune.topk_mask(mag(p), 0.5)),
+        "gradual": lambda: jaxprune.gradual_magnitude(sgd, 0.5, begin_step=0, end_step=2),
+        "rigl": lambda: jaxprune.rigl(sgd, 0.5, key=key, end_step=10, update_every=1),
+        "set": lambda: jaxprune.set_training(sgd, 0.5, key=key, end_step=10, update_every=1),
+        "static": lambda: jaxprune.static_sparse(sgd, 0.5, key=key),
+        "ste": lambda: jaxprune.straight_through(sgd, 0.5, pruned_decay=0.1),
+        "ste_nm": lambda: jaxprune.straight_through(sgd, n_m=(1, 2)),
+    }[kind]()
+    x, y = data()
+
+    def run(params, wrap):
+        def loss(p):
+            return loss_fn(p["net"], x, y)
+
+        state, out = tx.init(wrap(params)), []
+        for _ in range(4):
+            p = wrap(params)
+            updates, state = tx.update(jax.grad(loss)(p), state, p)
+            params = optax.apply_updates(p, updates)["net"]
+            out.append(params)
+        return out
+
+    plain = run(mlp_dict(), lambda p: {"net": p})
+    with_none = run(mlp_dict(), lambda p: {"a": None, "net": p, "z": None})
+    chex.assert_trees_all_close(with_none, plain)
+
+
 def test_init_checks_the_mask_and_mask_of_explains():
     params = mlp_dict()
     bad = jaxprune.dense_mask(mlp_dict(sizes=(20, 16, 4)))

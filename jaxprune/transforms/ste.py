@@ -33,10 +33,6 @@ class STEState(NamedTuple):
     mask: Any
 
 
-def _is_none(x: Any) -> bool:
-    return x is None
-
-
 def _prunable_only(tree: Any, m_leaves: list[Any], treedef: Any) -> Any:
     """``tree`` with None in place of the leaves whose mask leaf is a stand-in."""
     leaves = jax.tree_util.tree_leaves(tree)
@@ -128,7 +124,7 @@ def straight_through(
         need_params(params, "straight_through")
         base.check_update_args(updates, state.mask, params)
         p_leaves, m_leaves, treedef = base.mask_leaves_like(params, state.mask)
-        d_leaves = jax.tree_util.tree_leaves(state.dense, is_leaf=_is_none)
+        d_leaves = treedef.flatten_up_to(state.dense)  # None where not prunable
         dense = treedef.unflatten([p if d is None else d for p, d in zip(p_leaves, d_leaves)])
         if isinstance(pruned_decay, jax.core.Tracer) or pruned_decay:  # traced: may be > 0
             updates = _decay_pruned(updates, dense, state.mask, pruned_decay)
