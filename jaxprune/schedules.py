@@ -36,6 +36,15 @@ def check_steps(minimum: int = 0, **steps: Any) -> None:
             raise ValueError(f"{name} must be >= {minimum}, got {value}.")
 
 
+def _since(step: Any, begin_step: int) -> jax.Array:
+    """``step - begin_step`` in float32, subtracted before the conversion when ``step`` is
+    an integer (float32 holds integers exactly only up to 2^24)."""
+    t = jnp.asarray(step)
+    if jnp.issubdtype(t.dtype, jnp.integer):
+        return (t - begin_step).astype(jnp.float32)
+    return t.astype(jnp.float32) - begin_step
+
+
 def polynomial(
     *, final: float, begin_step: int, end_step: int, initial: float = 0.0, power: float = 3.0
 ) -> Schedule:
@@ -53,11 +62,15 @@ def polynomial(
     for name, v in (("initial", initial), ("final", final)):
         if not 0.0 <= v < 1.0:
             raise ValueError(f"{name} sparsity must be in [0, 1), got {v}.")
+    real = isinstance(power, (int, float, np.integer, np.floating)) and not isinstance(power, bool)
+    if not real or not 0 < power < float("inf"):
+        raise ValueError(
+            f"power must be a finite number > 0 (3 in Zhu & Gupta 2017), got {power!r}: "
+            "otherwise the sparsity never reaches final."
+        )
 
     def schedule(step):
-        frac = jnp.clip(
-            (jnp.asarray(step, jnp.float32) - begin_step) / (end_step - begin_step), 0, 1
-        )
+        frac = jnp.clip(_since(step, begin_step) / (end_step - begin_step), 0, 1)
         return final + (initial - final) * (1.0 - frac) ** power
 
     return schedule

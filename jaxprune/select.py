@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from jaxprune import distributions, filters, masks, placement, scores
@@ -565,7 +566,7 @@ def nm_mask(
       >>> nm_mask(s, 2, 4)["w"].ravel().tolist()
       [False, False, True, True, False, False, True, True]
     """
-    check_nm(n, m)
+    n, m = check_nm(n, m)
     paths, leaves, treedef, flags, _ = _candidates(scores, None, prunable)
     out = []
     for path, s, f in zip(paths, leaves, flags):
@@ -582,14 +583,22 @@ def nm_mask(
     return treedef.unflatten(out)
 
 
-def check_nm(n: Any, m: Any) -> None:
-    """Raises a ValueError unless ``n`` and ``m`` are integers with ``0 <= n <= m``, ``m >= 1``.
+def check_nm(n: Any, m: Any) -> tuple[int, int]:
+    """``(n, m)`` as Python ints; a ValueError unless both are integers (Python or NumPy,
+    not bools) with ``0 <= n <= m``, ``m >= 1``.
 
     Example:
-      >>> check_nm(2, 4)
+      >>> import numpy as np
+      >>> check_nm(np.int64(2), 4)
+      (2, 4)
     """
-    if not (isinstance(n, int) and isinstance(m, int) and 0 <= n <= m and m >= 1):
+
+    def integer(x: Any) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    if not (integer(n) and integer(m) and 0 <= n <= m and m >= 1):
         raise ValueError(f"N:M needs integers 0 <= n <= m, m >= 1; got n={n!r}, m={m!r}.")
+    return int(n), int(m)
 
 
 @functools.partial(jax.jit, static_argnames=("n", "m", "axis"))

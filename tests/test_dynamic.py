@@ -241,6 +241,30 @@ def test_gradual_magnitude_follows_the_schedule():
             assert (np.asarray(ps[k]["kernel"][t])[~m] == 0).all()
 
 
+def test_polynomial_is_exact_at_steps_past_float32s_integers():
+    """Steps beyond 2^24 round in float32; the schedule subtracts in integers first."""
+    t0 = 20_000_000
+    s = schedules.polynomial(final=0.8, begin_step=t0, end_step=t0 + 10)
+    for d in range(11):
+        want = 0.8 - 0.8 * (1 - d / 10) ** 3
+        assert float(s(jnp.int32(t0 + d))) == pytest.approx(want, abs=1e-6), d
+        assert float(s(t0 + d)) == pytest.approx(want, abs=1e-6), d
+
+
+@pytest.mark.parametrize("power", [0, -1.0, float("nan"), float("inf"), True, "3"])
+def test_gradual_power_must_be_a_positive_number(power):
+    with pytest.raises(ValueError, match="power must be a finite number > 0"):
+        jaxprune.gradual_magnitude(optax.sgd(0.1), 0.8, begin_step=0, end_step=10, power=power)
+
+
+@pytest.mark.parametrize("distribution", ["er", "erk"])
+def test_gradual_refuses_er_and_erk_when_built(distribution):
+    with pytest.raises(ValueError, match="'uniform' or 'global'.*topk_mask"):
+        jaxprune.gradual_magnitude(
+            optax.sgd(0.1), 0.8, begin_step=0, end_step=10, distribution=distribution
+        )
+
+
 def test_static_sparse_is_random_erk_and_fixed():
     params = mlp_dict()
     tx = jaxprune.static_sparse(optax.sgd(0.1), 0.8, key=jax.random.key(3))

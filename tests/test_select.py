@@ -298,6 +298,9 @@ def test_nm_mask_on_conv_kernel_and_errors():
         jaxprune.nm_mask(s, 2, 3)
     with pytest.raises(ValueError, match="0 <= n <= m"):
         jaxprune.nm_mask(s, 5, 4)
+    with pytest.raises(ValueError, match="needs integers"):
+        jaxprune.nm_mask(s, True, 4)  # a bool is not a count
+    chex.assert_trees_all_equal(jaxprune.nm_mask(s, np.int64(2), np.int32(4)), mask)
 
 
 def test_random_like_keeps_counts_and_moves_entries():

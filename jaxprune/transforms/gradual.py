@@ -82,6 +82,14 @@ def gradual_magnitude(
     )
     select.check_method(method)
     schedules.check_steps(1, update_every=update_every)
+    if distribution in ("er", "erk"):
+        raise ValueError(
+            f"gradual_magnitude takes distribution 'uniform' or 'global' (or a mapping of "
+            f"per-leaf sparsities), got {distribution!r}: ER/ERK solve their per-layer counts "
+            "on the host from a fixed sparsity, and the schedule's sparsity changes inside "
+            "the jitted step. For an ERK mask, prune once with jaxprune.topk_mask(..., 'erk') "
+            "and train with jaxprune.masked, or use jaxprune.rigl / static_sparse."
+        )
     inner = optax.with_extra_args_support(inner)
 
     def init_fn(params):
