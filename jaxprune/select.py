@@ -485,7 +485,9 @@ def topk_mask(
 
     Args:
       scores: a pytree shaped like the parameters (e.g. from
-        :mod:`jaxprune.scores`); 0-d leaves are not prunable.
+        :mod:`jaxprune.scores`); 0-d leaves are not prunable. Ranked as float32:
+        float64 scores closer than float32's resolution (or below its range) tie,
+        broken by position; scale them first, as ``scores.synflow(float64=True)`` does.
       sparsity: fraction to prune, in [0, 1); may be traced (not for ER/ERK).
       distribution: ``"uniform"`` (every leaf at ``sparsity``), ``"global"`` (one
         ranking over all leaves), ``"er"``, ``"erk"``, or a mapping from path regex
@@ -555,7 +557,8 @@ def nm_mask(
     scores: Any, n: int, m: int, *, axis: int = -2, prunable: filters.FilterLike = None
 ) -> Any:
     """N:M structured sparsity: in every run of ``m`` consecutive entries along ``axis``
-    keep the ``n`` highest scores (ties: the earlier entry).
+    keep the ``n`` highest scores (ties: the earlier entry; ranked as float32, as in
+    :func:`topk_mask`).
 
     ``axis=-2`` is the input axis of Flax Dense ``(in, out)`` and Conv
     ``(kh, kw, in, out)`` kernels, the axis 2:4 sparse tensor cores want.
