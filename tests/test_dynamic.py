@@ -310,6 +310,21 @@ def test_straight_through_forward_is_topk_of_dense_weights():
     )
 
 
+def test_straight_through_starts_sparse_as_its_docstring_says():
+    """init keeps the dense weights; apply_mask(params, mask_of(state)) gives a sparse
+    first forward pass whose step still updates the pruned dense values."""
+    params = mlp_dict()
+    tx = jaxprune.straight_through(optax.sgd(0.05), 0.75)
+    state = tx.init(params)
+    p = jaxprune.apply_mask(params, jaxprune.mask_of(state))
+    grads = jax.grad(loss_fn)(p)
+    u, state = tx.update(grads, state, p)
+    for k in params:
+        w, g = np.asarray(params[k]["kernel"]), np.asarray(grads[k]["kernel"])
+        np.testing.assert_allclose(state.dense[k]["kernel"], w - 0.05 * g, rtol=1e-6)
+        assert (np.asarray(p[k]["kernel"]) == 0).mean() == pytest.approx(0.75, abs=0.01)
+
+
 def test_straight_through_accelerator_path_takes_the_same_steps(monkeypatch):
     """Off the CPU the mask's stand-ins are passed through instead of made anew;
     parameters, masks and optimizer states are the same (the selection method too

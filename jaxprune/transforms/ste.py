@@ -58,7 +58,11 @@ def straight_through(
     the mask were the identity (straight-through); then the mask is recomputed
     from the dense magnitudes and the parameters become the masked dense weights,
     pruned entries exactly 0. Costs one copy of the parameters and one exact top-k
-    (or N:M ranking) per step.
+    (or N:M ranking) per step. ``init`` keeps the parameters it is given as the dense
+    weights and their top-k as the mask; the first step's gradient is taken at the
+    parameters passed to it, so to start sparse pass
+    ``jaxprune.apply_mask(params, jaxprune.mask_of(state))`` (the state keeps the
+    dense values).
 
     With ``pruned_decay`` (SR-STE's lambda_W, Zhou et al. 2021; 2e-4 there, with
     SGD) the gradient the inner optimizer sees is ``g + pruned_decay * (1 - m) * w``:
