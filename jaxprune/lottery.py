@@ -169,7 +169,11 @@ def one_shot(
       3
     """
     return select.topk_mask(
-        scores.magnitude(params, prunable=prunable), sparsity, distribution, overrides=overrides
+        scores.magnitude(params, prunable=prunable),
+        sparsity,
+        distribution,
+        overrides=overrides,
+        prunable=prunable,
     )
 
 

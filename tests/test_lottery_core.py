@@ -51,6 +51,15 @@ def test_rounds_prune_every_leaf_the_mask_prunes_biases_too():
         mask = new
 
 
+def test_one_shot_prunes_the_leaves_its_filter_chooses_biases_too():
+    params = mlp_dict(sizes=(40, 30, 20, 10))
+    with_biases = ["kernel$", "bias$"]
+    mask = lottery.one_shot(params, 0.5, prunable=with_biases)
+    want = lottery.prune_round(params, jaxprune.dense_mask(params, prunable=with_biases), 0.5)
+    chex.assert_trees_all_equal(mask, want)
+    assert lottery.kept_counts(mask)["layers_0/bias"] == 15
+
+
 def test_global_round_prunes_the_total_fraction():
     params = mlp_dict(sizes=(40, 30, 20, 10))
     mask = lottery.prune_round(params, jaxprune.dense_mask(params), 0.3, distribution="global")
