@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import json
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -52,11 +53,15 @@ from jaxprune.train.state import (
     step_of,
 )
 
-__all__ = ["IMPSettings", "run_imp", "VARIANTS", "REWINDS"]
+__all__ = ["IMPSettings", "IMPStalled", "run_imp", "VARIANTS", "REWINDS"]
 
 VARIANTS = ("ticket", "random_reinit", "random_pruning", "one_shot", "kd_ticket")
 REWINDS = ("weights", "lr", "finetune")
 _REINIT_SEED = 100_003  # offset of the fresh initialisations of random_reinit
+
+
+class IMPStalled(UserWarning):
+    """IMP stopped early: a round would prune nothing (the target is out of reach)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +116,24 @@ class IMPSettings:
             raise ValueError(
                 f"distribution must be 'uniform' or 'global', got {self.distribution!r}."
             )
+        if len(set(self.variants)) != len(self.variants):
+            raise ValueError(f"variants must not repeat, got {tuple(self.variants)}.")
+        if not 0 < self.target < 1:
+            raise ValueError(
+                f"target (the fraction of the weights left when IMP stops) must be in (0, 1), "
+                f"got {self.target}; e.g. 0.036 for 3.6%."
+            )
+        rounds = self.rounds
+        integer = isinstance(rounds, (int, np.integer)) and not isinstance(rounds, bool)
+        if rounds is not None and not (integer and rounds >= 1):
+            raise ValueError(f"rounds must be None or an integer >= 1, got {rounds!r}.")
+        if not 0 < self.kd_temperature < float("inf"):
+            raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}.")
+        if not 0 <= self.kd_alpha <= 1:
+            raise ValueError(
+                f"kd_alpha (the weight of the distillation term) must be in [0, 1], "
+                f"got {self.kd_alpha}."
+            )
 
     def prunable(self) -> filters.Filter:
         """The kernels IMP prunes: all Dense/Conv kernels but the excluded ones."""
@@ -159,8 +182,19 @@ def run_imp(
       config: the experiment's config, recorded in ``config.json``.
 
     Returns:
-      The results: per round the fraction of weights remaining (total and per layer)
-      and every variant's test accuracy per seed; the dense accuracies.
+      The results: per round the fraction of weights remaining (total and per layer:
+      the first seed's, which with ``distribution="global"`` differs from the others'
+      layer by layer; every seed's mask is in ``round_NN/mask_seed<S>.npz``) and every
+      variant's test accuracy per seed; the dense accuracies.
+
+    Raises:
+      ValueError: bad settings, a ``rate_scale`` pattern that matches no prunable kernel
+        or scales the rate to 1 or more, or ``eval_data`` without a "test" split; all
+        before any training.
+
+    Warns:
+      IMPStalled: a round would prune no weight (the target is out of reach): the loop
+        stops there and the results hold the rounds done.
 
     Example:
       >>> results = run_imp(lambda s: models.create("mnist1d_mlp", rngs=nnx.Rngs(s)),
@@ -169,6 +203,11 @@ def run_imp(
     """
     if not 0 <= settings.rewind_step < steps:
         raise ValueError(f"rewind_step must be in [0, steps={steps}), got {settings.rewind_step}.")
+    if isinstance(eval_data, Mapping) and "test" not in eval_data:
+        raise ValueError(
+            f"run_imp reports every round's accuracy on the split named 'test'; eval_data "
+            f"has {sorted(eval_data)}. Pass {{'test': dataset, ...}} or one dataset."
+        )
     run = RunDir(workdir)
     run.create()
     run.check_or_write_config(
@@ -199,6 +238,24 @@ def run_imp(
         ensemble=True,
     )
     init = stack_states([create_train_state(make_model(s), tx, seed=s) for s in seeds])
+
+    @jax.jit  # one program for every round (the same shapes), compiled once
+    def prune(params, mask):
+        return jax.vmap(
+            lambda p, m: lottery.prune_round(
+                p,
+                m,
+                settings.rate,
+                distribution=settings.distribution,
+                overrides=settings.overrides() or None,
+            ),
+            in_axes=(ensemble_axes(params), ensemble_axes(mask)),
+            out_axes=ensemble_axes(mask),  # shared stand-ins stay shared: the same input next round
+        )(params, mask)
+
+    # Traced once before the dense training: a rate_scale pattern that matches nothing, or
+    # a scaled rate >= 1, fails now rather than after round 0.
+    jax.eval_shape(prune, init.params, jaxprune.mask_of(init.opt_state))
     dense_dir = os.path.join(workdir, "round_00")
     dense = fit(
         init,
@@ -220,24 +277,23 @@ def run_imp(
     }
     trained = dense.state
     mask = jaxprune.mask_of(trained.opt_state)  # dense; placed as fit left it, as later masks are
-
-    @jax.jit  # one program for every round (the same shapes), compiled once
-    def prune(params, mask):
-        return jax.vmap(
-            lambda p, m: lottery.prune_round(
-                p,
-                m,
-                settings.rate,
-                distribution=settings.distribution,
-                overrides=settings.overrides() or None,
-            ),
-            in_axes=(ensemble_axes(params), ensemble_axes(mask)),
-            out_axes=ensemble_axes(mask),  # shared stand-ins stay shared: the same input next round
-        )(params, mask)
+    kept = masks.sparsity_report(member(mask, 0)).kept
 
     for r in range(1, 10_000):
         mask = prune(trained.params, mask)
         report = masks.sparsity_report(member(mask, 0))
+        if report.kept == kept:
+            warnings.warn(
+                f"IMP stopped before round {r}: pruning a fraction {settings.rate} of what is "
+                f"left removes no weight any more (the kept counts round back to themselves: "
+                f"{report.kept} of {report.size} weights, {1 - report.sparsity:.4f} left), so "
+                f"target={settings.target} is out of reach; the results hold the rounds done. "
+                "Raise the rate or the target.",
+                IMPStalled,
+                stacklevel=2,
+            )
+            break
+        kept = report.kept
         members, names = _members(
             settings, tx, r, mask, rewind_point, trained, dense.state, reinit, seeds
         )
@@ -274,6 +330,7 @@ def run_imp(
         done = settings.rounds is not None and r >= settings.rounds
         if done or (settings.rounds is None and 1.0 - report.sparsity <= settings.target):
             break
+    _write(workdir, results)  # also when no round was run
     return results
 
 
@@ -284,8 +341,10 @@ def _members(settings, tx, r, mask, rewind_point, trained, dense, reinit, seeds)
         for i, s in enumerate(seeds):
             m = member(mask, i)
             base = member(rewind_point, i)
-            if v in ("ticket", "kd_ticket") and settings.rewind in ("lr", "finetune"):
-                base = member(trained, i).replace(step=base.step, rng=base.rng)
+            if settings.rewind in ("lr", "finetune") and v in ("ticket", "kd_ticket", "one_shot"):
+                # The trained weights go on: the tickets', or the dense network's for one_shot.
+                source = dense if v == "one_shot" else trained
+                base = member(source, i).replace(step=base.step, rng=base.rng)
             if v == "random_reinit":
                 base = member(reinit, i).replace(step=base.step)
             elif v == "random_pruning":

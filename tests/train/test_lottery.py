@@ -136,6 +136,85 @@ def test_members_rewind_reinit_and_random_pruning():
             assert lottery.kept_counts(held) == lottery.kept_counts(member(mask, i))
 
 
+@pytest.mark.parametrize("rewind", ["lr", "finetune"])
+def test_without_weight_rewinding_one_shot_goes_on_from_the_trained_dense_network(rewind):
+    """Tickets keep their trained weights; one_shot, the dense network pruned at once,
+    keeps the trained dense weights (it took the rewind point's before)."""
+    tx = jaxprune.masked(optax.sgd(0.1), jaxprune.dense_mask)
+    seeds = (0, 1)
+    rewind_point = stack_states([create_train_state(make(s), tx, seed=s) for s in seeds])
+    trained = jax.tree.map(lambda x: x + 1.0 if x.dtype == np.float32 else x, rewind_point)
+    dense = jax.tree.map(lambda x: x + 2.0 if x.dtype == np.float32 else x, rewind_point)
+    dense_mask = jaxprune.mask_of(rewind_point.opt_state)
+    mask = jax.vmap(
+        lambda p, m: lottery.prune_round(p, m, 0.6),
+        in_axes=(ensemble_axes(trained.params), ensemble_axes(dense_mask)),
+    )(trained.params, dense_mask)
+    settings = IMPSettings(rewind=rewind, variants=("ticket", "one_shot"))
+    members, names = driver._members(
+        settings, tx, 1, mask, rewind_point, trained, dense, None, seeds
+    )
+    assert names == ["ticket/seed0", "ticket/seed1", "one_shot/seed0", "one_shot/seed1"]
+    for i in range(2):
+        for got, source in ((members[i], trained), (members[2 + i], dense)):
+            held = jax.tree.map(np.asarray, jaxprune.mask_of(got.opt_state))
+            for m, p, want in zip(
+                jax.tree.leaves(held),
+                jax.tree.leaves(got.params),
+                jax.tree.leaves(member(source, i).params),
+            ):
+                keep = m if m.ndim else np.ones(np.shape(p), bool)
+                np.testing.assert_array_equal(np.asarray(p)[keep], np.asarray(want)[keep])
+            assert int(got.step) == int(member(rewind_point, i).step)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"target": 0.0}, "target"),
+        ({"target": 1.5}, "target"),
+        ({"rounds": 0}, "rounds must be None or an integer >= 1"),
+        ({"rounds": True}, "rounds must be None or an integer >= 1"),
+        ({"rounds": 2.5}, "rounds must be None or an integer >= 1"),
+        ({"kd_temperature": 0.0}, "kd_temperature must be > 0"),
+        ({"kd_alpha": 2.0}, "kd_alpha"),
+        ({"variants": ("ticket", "ticket")}, "must not repeat"),
+    ],
+)
+def test_imp_settings_refuse_values_that_cannot_run(bad, match):
+    with pytest.raises(ValueError, match=match):
+        IMPSettings(**bad)
+
+
+def test_run_imp_checks_its_inputs_before_the_dense_training(tmp_path):
+    typo = IMPSettings(rounds=1, rate_scale={"heads/": 0.5})
+    with pytest.raises(ValueError, match="'heads/' matches no prunable leaf"):
+        imp(tmp_path / "typo", typo)
+    assert not (tmp_path / "typo" / "round_00").exists()
+    with pytest.raises(ValueError, match="split named 'test'"):
+        run_imp(
+            make,
+            TX,
+            TRAIN,
+            {"val": TEST},
+            workdir=str(tmp_path / "val"),
+            batch_size=50,
+            steps=40,
+            progress=False,
+        )
+    assert not (tmp_path / "val" / "round_00").exists()
+
+
+def test_imp_stops_with_a_warning_when_a_round_would_prune_nothing(tmp_path, monkeypatch):
+    """Kept counts that round back to themselves (a target below what the rate can reach)
+    stop the loop instead of training the same round until round 9999."""
+    monkeypatch.setattr(driver.lottery, "prune_round", lambda params, mask, *a, **k: mask)
+    with pytest.warns(driver.IMPStalled, match="out of reach"):
+        results = imp(tmp_path, IMPSettings(target=0.01))
+    assert results["rounds"] == []
+    assert json.loads((tmp_path / "results.json").read_text())["rounds"] == []
+
+
 def test_weight_rewinding_kd_tickets_and_lr_rewinding_run(tmp_path):
     kd = IMPSettings(
         rate=0.5, rounds=1, rewind_step=10, variants=("ticket", "kd_ticket", "one_shot")
