@@ -44,6 +44,8 @@ def settings(config: ConfigDict) -> IMPSettings:
 
 def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
     """Runs (or resumes) the experiment `config` describes in `workdir`; returns the results."""
+    sweeps.check_seeds_and_length(config)
+    imp = settings(config)  # bad IMP settings fail before the data loads
     train_ds, test_ds = sweeps.datasets(config)
     schedule = train.lr_schedule(config.optim)
     return run_imp(
@@ -53,9 +55,9 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         {"test": test_ds},
         workdir=workdir,
         seeds=list(config.seeds),
-        settings=settings(config),
+        settings=imp,
         batch_size=config.batch_size,
-        steps=config.steps,
+        steps=sweeps.total_steps(config, len(train_ds)),
         data_seed=config.data_seed,
         augment=data.augmentation_for(config.dataset) if config.augment else None,
         eval_every=config.eval_every,

@@ -44,8 +44,25 @@ def _imp(**changes) -> ConfigDict:
     return imp
 
 
+# Fields of a train config the lottery script has no use for (IMP sets the masks, the
+# seeds and the rewind point in `imp`; run_imp keeps one checkpoint per round): removed, so
+# that setting one on the command line is an error rather than silently ignored.
+_UNUSED = (
+    "seed",
+    "mask",
+    "sparsity",
+    "distribution",
+    "rewind_step",
+    "log_every",
+    "eval_batch_size",
+    "keep_last",
+)
+
+
 def _lottery(train_config: ConfigDict, seeds=(0, 1, 2), **imp) -> ConfigDict:
     c = train_config
+    for field in _UNUSED:
+        del c[field]
     c.seeds = tuple(seeds)
     c.imp = _imp(**imp)
     c.checkpoint_every = max(c.checkpoint_every, c.steps // 4)

@@ -283,3 +283,19 @@ def test_the_main_job_smoke_configuration(tmp_path):
     assert "ticket" in script.table(results) and (tmp_path / "lottery.png").exists()
     for name in configs.CONFIGS:  # every config builds valid settings
         script.settings(configs.get_config(name))
+
+
+def test_the_lottery_script_honours_epochs_and_has_no_fields_it_would_ignore(monkeypatch):
+    configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
+    script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
+    config = configs.get_config("smoke")
+    for field in ("seed", "mask", "sparsity", "distribution", "rewind_step", "keep_last"):
+        assert field not in config, field  # IMP's own are in config.imp
+    seen = {}
+    monkeypatch.setattr(script, "run_imp", lambda *a, **k: seen.update(k))
+    config.epochs = 2
+    script.run(config, "unused", progress=False)
+    assert seen["steps"] == 2 * (4000 // config.batch_size)
+    config.epochs, config.seeds = None, ()
+    with pytest.raises(ValueError, match="config.seeds"):
+        script.run(config, "unused", progress=False)
