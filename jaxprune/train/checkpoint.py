@@ -43,6 +43,9 @@ class Checkpoints:
       keep: checkpoints never deleted: a mapping `{name: step}` (e.g.
         `{"rewind": 500}`, loadable later by name) or an iterable of steps.
       async_save: write in a background thread while training goes on.
+      read_only: only read (``restore_checkpoint``): no save, and the temporary
+        directories of a save in flight (another process training into
+        ``directory``) are left alone.
 
     Example:
       >>> ckpts = Checkpoints(run / "checkpoints", keep={"rewind": 500})  # doctest: +SKIP
@@ -57,6 +60,7 @@ class Checkpoints:
         keep_last: int = 3,
         keep: Mapping[str, int] | Iterable[int] = (),
         async_save: bool = True,
+        read_only: bool = False,
     ):
         self.directory = os.path.abspath(os.fspath(directory))
         self.keep = _as_named_steps(keep)
@@ -67,8 +71,9 @@ class Checkpoints:
         )
         options = ocp.CheckpointManagerOptions(
             preservation_policy=preservation,
-            cleanup_tmp_directories=True,  # Leftovers of a killed save.
+            cleanup_tmp_directories=not read_only,  # Leftovers of a killed save.
             enable_async_checkpointing=async_save,
+            read_only=read_only,
         )
         self._manager = ocp.CheckpointManager(
             self.directory, options=options, item_names=("state", "extra")
@@ -169,13 +174,14 @@ class Checkpoints:
             return None
         finally:
             handler.close()
-        count = lambda tree: collections.Counter(  # noqa: E731
-            f"{tuple(x.shape)} {np.dtype(x.dtype).name}" for x in jax.tree.leaves(tree)
-        )
-        held, wanted = count(stored), count(_abstract(template.arrays()))
+        held, wanted = _leaf_specs(stored), _leaf_specs(_abstract(template.arrays()))
         if held == wanted:
             return None
-        only = lambda a, b: ", ".join(f"{n} x {k}" for k, n in list((a - b).items())[:3])  # noqa: E731
+        only = (
+            lambda a, b: ", ".join(  # noqa: E731
+                f"{n} x {k}" if n > 1 else k for k, n in list((a - b).items())[:3]
+            )
+        )
         return (
             f"it holds {only(held, wanted) or 'nothing else'} that this state has not, "
             f"this state {only(wanted, held) or 'nothing else'} that it has not"
@@ -268,7 +274,7 @@ def restore_checkpoint(
         directory = os.path.join(directory, "checkpoints")
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"restore_checkpoint: no directory {directory}.")
-    with Checkpoints(directory) as ckpts:
+    with Checkpoints(directory, read_only=True) as ckpts:  # the run may still be training
         return ckpts.restore(template, which)[0]
 
 
@@ -281,6 +287,22 @@ def _as_named_steps(keep: Mapping[str, int] | Iterable[int]) -> dict[str, int]:
     if bad:
         raise ValueError(f"Checkpoints: keep steps must be >= 0, got {bad}.")
     return named
+
+
+def _leaf_specs(tree: Any) -> collections.Counter[str]:
+    """``"path shape dtype"`` of every leaf, the path's keys as strings (orbax's metadata
+    names a NamedTuple field or a list index as a dict key: they compare equal)."""
+
+    def name(k: Any) -> str:
+        for attr in ("key", "name", "idx"):
+            if hasattr(k, attr):
+                return str(getattr(k, attr))
+        return str(k)
+
+    return collections.Counter(
+        f"{'/'.join(map(name, path))} {tuple(x.shape)} {np.dtype(x.dtype).name}"
+        for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+    )
 
 
 def _is_key(x: Any) -> bool:
