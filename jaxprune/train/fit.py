@@ -183,6 +183,10 @@ def fit(
         raise
     start = start_step if restored is None else step_of(restored[0])
     window = _Window(restored[1].get("pending", []) if restored else [], start)
+    # Wall time and examples of the training before this process's part (a resumed run's
+    # results time the whole run, not the last segment).
+    before = (restored[1] if restored else {}).get("timing", {"wall_s": 0.0, "examples": 0})
+    saved = dict(before)  # the timing in the newest checkpoint: the last one's goes in results
     if restored is not None:
         state = restored[0]
     # RigL and SET: the host tells each step whether it rewires, counting from the
@@ -216,7 +220,12 @@ def fit(
         stop_if_nonfinite()
         if not bool(_all_finite(state.params)):
             raise _nonfinite(f"the parameters are not finite after step {step}", ckpts)
-        ckpts.save(step, state, {"pending": window.host_values()})
+        saved.update(timing())
+        ckpts.save(step, state, {"pending": window.host_values(), "timing": dict(saved)})
+
+    def timing() -> dict[str, float]:
+        wall = before["wall_s"] + time.perf_counter() - t_start
+        return {"wall_s": wall, "examples": before["examples"] + seen}
 
     bar = tqdm(
         total=total, initial=start, disable=not (progress and lead), unit="step", dynamic_ncols=True
@@ -263,8 +272,7 @@ def fit(
     finally:
         bar.close()
         ckpts.close()
-    wall = time.perf_counter() - t_start
-    results = _results(run, total, steps_per_epoch, seen, wall)
+    results = _results(run, total, steps_per_epoch, **saved)
     if lead:
         run.write_results(results)
     return FitResult(state, results)
@@ -365,8 +373,9 @@ def _nonfinite(what: str, ckpts: Checkpoints) -> FloatingPointError:
     )
 
 
-def _results(run: RunDir, total: int, steps_per_epoch: int, seen: int, wall: float):
-    """results.json: final metrics from metrics.jsonl, so resumed runs agree."""
+def _results(run: RunDir, total: int, steps_per_epoch: int, examples: int, wall_s: float):
+    """results.json: final metrics from metrics.jsonl, so resumed runs agree; the wall
+    time and throughput of the training kept (over every segment of a resumed run)."""
     records = read_metrics(run.metrics) if jax.process_index() == 0 else []
     final = [r for r in records if r["step"] == total]
     return {
@@ -374,7 +383,7 @@ def _results(run: RunDir, total: int, steps_per_epoch: int, seen: int, wall: flo
         "epoch": total / steps_per_epoch,
         "train": next((r for r in final if r["split"] == "train"), None),
         "eval": {r["split"]: r for r in final if r["split"] != "train"},
-        "timing": {"wall_s": wall, "examples_per_s": seen / wall if wall > 0 else None},
+        "timing": {"wall_s": wall_s, "examples_per_s": examples / wall_s if wall_s > 0 else None},
     }
 
 

@@ -124,6 +124,12 @@ def test_an_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, crash_
     assert_bitwise_equal(again.state, reference.state)
     assert metrics_text(tmp_path / "run") == metrics_text(tmp_path / "ref")
     assert again.results["eval"] == reference.results["eval"]
+    # Timing covers the training kept, over the segments: every one of the 30 steps' 16
+    # examples once; a rerun with nothing to do reports the finished run's timing.
+    for out in (reference, resumed, again):
+        timing = out.results["timing"]
+        assert timing["examples_per_s"] * timing["wall_s"] == pytest.approx(30 * 16)
+    assert again.results["timing"] == resumed.results["timing"]
 
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
