@@ -29,6 +29,7 @@ from ml_collections import ConfigDict, config_dict
 
 import jaxprune
 from jaxprune import data, train
+from jaxprune.train import rundir
 from jaxprune.train.plots import plot_accuracy_vs_remaining
 
 HERE = Path(__file__).resolve().parent
@@ -251,8 +252,9 @@ def _finished(run: train.RunDir, cfg: dict[str, Any]) -> dict[str, Any] | None:
         stored = json.load(f).get("config")
     if stored != cfg:
         raise ValueError(
-            f"{run.path} holds a cell trained with other settings than this config asks for; "
-            "use a new --workdir (or delete that cell directory to retrain it)."
+            f"{run.path} holds a cell trained with other settings than this config asks for "
+            f"(differs at {rundir.diff_keys(stored, cfg)}); use a new --workdir (or delete "
+            "that cell directory to retrain it)."
         )
     if not os.path.exists(run.results):
         return None
@@ -501,6 +503,19 @@ def check_methods(methods: Sequence[str], known: Sequence[str]) -> None:
             f"config.methods={list(methods)}: unknown {bad or 'empty list'}; choose from "
             f"{list(known)}."
         )
+    _check_unique("methods", methods, str)
+
+
+def _check_unique(field: str, values: Sequence[Any], key: Callable[[Any], str]) -> None:
+    """Raises a ValueError when two of ``values`` share a key (a cell, a summary entry):
+    one run would be trained once and counted twice."""
+    keys = [key(v) for v in values]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ValueError(
+            f"config.{field}={tuple(values)} repeats {repeated}: each would be counted "
+            "once per repetition; give each once."
+        )
 
 
 def check_seeds_and_length(config: ConfigDict) -> None:
@@ -509,6 +524,7 @@ def check_seeds_and_length(config: ConfigDict) -> None:
     seeds = tuple(config.seeds or ())
     if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise ValueError(f"config.seeds={seeds}: give one or more integer seeds, e.g. (0, 1, 2).")
+    _check_unique("seeds", seeds, str)
     for field in ("batch_size", "epochs" if config.get("epochs") is not None else "steps"):
         value = config.get(field)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -522,3 +538,4 @@ def check_sparsities(sparsities: Sequence[float]) -> None:
             f"config.sparsities={list(sparsities)}: give fractions of weights to remove in "
             "(0, 1), e.g. (0.9, 0.95)."
         )
+    _check_unique("sparsities", sparsities, lambda s: f"{s:g}")  # as cells and tables name them

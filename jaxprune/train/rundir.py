@@ -47,7 +47,7 @@ class RunDir:
             with open(self.config) as f:
                 existing = json.load(f)
             if existing != normalized:
-                diff = sorted(_diff_keys(existing, normalized))
+                diff = diff_keys(existing, normalized)
                 raise ValueError(
                     f"{self.path} holds a run with a different config (differs at "
                     f"{diff}); use a new workdir, or delete this one to start over."
@@ -106,10 +106,16 @@ def write_json(path: str, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys at which two JSON-like configs differ, sorted.
+
+    Example:
+      >>> diff_keys({"fit": {"steps": 10, "seed": 0}}, {"fit": {"steps": 20, "seed": 0}})
+      ['fit.steps']
+    """
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in set(a) | set(b):
-            out += _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
+            out += diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
+        return sorted(out)
     return [] if a == b else [prefix.rstrip(".")]
