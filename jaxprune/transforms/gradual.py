@@ -59,7 +59,10 @@ def gradual_magnitude(
       initial_sparsity: ``s_i``.
       power: the exponent (3 in the paper).
       distribution: ``"uniform"`` or ``"global"`` (or an explicit mapping).
-      overrides, prunable, method: as in :func:`jaxprune.topk_mask`.
+      overrides, prunable, method: as in :func:`jaxprune.topk_mask`. A number, in
+        ``overrides`` or in a mapping ``distribution``, holds its leaf at that sparsity
+        from the first update on (as jaxpruner's custom sparsity map); a function of
+        the sparsity follows the schedule, e.g. ``{"head/": lambda s: s / 2}``.
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxprune
