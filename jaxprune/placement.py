@@ -54,7 +54,7 @@ def replicated(x: jax.Array) -> tuple[jax.Array, Callable[[jax.Array], jax.Array
 def match_sharding(x: jax.Array, like: Any) -> jax.Array:
     """Places ``x`` (same shape as ``like``) on ``like``'s sharding, when it has one.
 
-    Concrete arrays are moved with ``device_put``; inside ``jit``, explicitly
+    Concrete arrays (NumPy ones too) are moved with ``device_put``; inside ``jit``, explicitly
     sharded values are resharded; otherwise ``x`` is returned as it is.
 
     Example:
@@ -63,11 +63,9 @@ def match_sharding(x: jax.Array, like: Any) -> jax.Array:
       [0.0, 0.0]
     """
     if isinstance(like, jax.Array) and not isinstance(like, jax.core.Tracer):
-        if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-            if x.sharding == like.sharding:
-                return x
-            return jax.device_put(x, like.sharding)
-        return x
+        if isinstance(x, jax.core.Tracer) or getattr(x, "sharding", None) == like.sharding:
+            return x
+        return jax.device_put(x, like.sharding)  # a jax.Array, or NumPy (a loaded mask)
     sharding = explicit_sharding(like)
     if sharding is None or explicit_sharding(x) == sharding:
         return x

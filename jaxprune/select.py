@@ -549,7 +549,7 @@ def random_like(key: jax.Array, mask: Any) -> Any:
     groups = [((j,), count(leaves[i])) for j, i in enumerate(cand)]
     out = list(leaves)
     for i, m in zip(cand, select(uniform, [None] * len(cand), groups)):
-        out[i] = m
+        out[i] = placement.match_sharding(m, leaves[i])  # the scores were drawn unsharded
     return treedef.unflatten(out)
 
 
@@ -582,7 +582,8 @@ def nm_mask(
                 f"m={m}; leaf {path!r} has shape {tuple(s.shape)}. Exclude it with "
                 "prunable=... or choose another axis."
             )
-        out.append(_nm_leaf(s, n, m, axis))
+        # Placed like the scores: blocks of m across devices come back replicated.
+        out.append(placement.match_sharding(_nm_leaf(s, n, m, axis), s))
     return treedef.unflatten(out)
 
 

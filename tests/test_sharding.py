@@ -93,6 +93,21 @@ def test_sharded_within_nm_and_pack(kind):
     assert_sharded_like(pruned, sharded)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_nm_random_and_loaded_masks_are_placed_like_their_parameters(kind):
+    m = mesh(kind)
+    params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
+    spec = lambda x: P("model", None) if x.ndim == 2 else P()
+    rows = jax.tree.map(lambda x: jax.device_put(x, NamedSharding(m, spec(x))), params)
+    nm = jaxprune.nm_mask(jaxprune.scores.magnitude(rows), 1, 8)  # blocks straddle devices
+    want = jaxprune.nm_mask(jaxprune.scores.magnitude(params), 1, 8)
+    chex.assert_trees_all_equal(jax.device_get(nm), jax.device_get(want))
+    assert_sharded_like(nm, rows)
+    assert_sharded_like(jaxprune.random_like(jax.random.key(0), nm), rows)
+    loaded = jax.tree.map(np.asarray, nm)  # as train.load_mask gives it
+    assert_sharded_like(jaxprune.mask_of(jaxprune.masked(optax.sgd(0.1), loaded).init(rows)), rows)
+
+
 def test_sharded_masked_training_equals_single_device():
     params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
     mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8, "global")
