@@ -184,11 +184,13 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
     (different masks live in the optimizer state, so one `jaxprune.masked` serves
     all; replace the mask with `jaxprune.transforms.replace_mask`).
 
-    Integer and boolean scalars that every member holds alike (the step, optimizer
-    step counters, the 0-d mask stand-ins) stay shared, unstacked: inside the vmapped
-    step they are not batched, so a transform's mask update on its step counter (RigL's
-    at-most-once loop, gradual pruning's `lax.cond`) stays a real branch instead of
-    running for every step.
+    The step counters that every member holds alike (the state's `step`, optimizer
+    states' `count`, `mini_step` and `gradient_step`) and the 0-d stand-ins of a
+    `mask` stay shared, unstacked: inside the vmapped step they are not batched, so a
+    transform's mask update on its step counter (RigL's at-most-once loop, gradual
+    pruning's `lax.cond`) stays a real branch instead of running for every step. Other
+    scalars are stacked (e.g. `optax.apply_if_finite`'s count of non-finite steps,
+    which differs between members once they train).
 
     Example:
       >>> tx = optax.sgd(0.1)
@@ -207,16 +209,27 @@ def stack_states(states: Sequence[TrainState]) -> TrainState:
                 f"stack_states: member {i} has another {what} than member 0; members must "
                 "share one model architecture and one tx object (build tx once)."
             )
-    return jax.tree.map(_stack_leaf, *states)
+    return jax.tree_util.tree_map_with_path(_stack_leaf, *states)
 
 
-def _stack_leaf(*xs: jax.Array) -> jax.Array:
+# Names of the step counters members share (TrainState, optax, jaxprune states).
+_COUNTERS = frozenset({"step", "count", "mini_step", "gradient_step"})
+
+
+def _key_name(k: Any) -> str | None:
+    return getattr(k, "name", getattr(k, "key", None))
+
+
+def _stack_leaf(path: tuple[Any, ...], *xs: jax.Array) -> jax.Array:
     x = xs[0]
+    names = [_key_name(k) for k in path]
+    dtype = jnp.result_type(x)
     shared = jnp.ndim(x) == 0 and (
-        jnp.issubdtype(jnp.result_type(x), jnp.integer) or jnp.result_type(x) == jnp.bool_
+        (jnp.issubdtype(dtype, jnp.integer) and bool(names) and names[-1] in _COUNTERS)
+        or (dtype == jnp.bool_ and "mask" in names)  # a mask's stand-ins
     )
     if shared and all(bool(y == x) for y in xs[1:]):
-        return x
+        return jnp.copy(x)  # its own buffer: a donating step must not delete member 0's
     return jnp.stack(xs)
 
 

@@ -134,3 +134,19 @@ def test_shared_counters_keep_mask_updates_under_a_real_branch():
         alone, _ = make_train_step()(states[i], batch)
         for a, b in zip(jax.tree.leaves(member(out, i).params), jax.tree.leaves(alone.params)):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-5, atol=2e-6)
+
+
+def test_members_scalars_that_diverge_are_stacked_and_shared_ones_are_copies():
+    """Only step counters and mask stand-ins are shared: apply_if_finite's count of
+    non-finite steps differs between members once they train (an ensemble step failed on
+    it); a shared leaf is a buffer of its own (a donating step deleted member 0's)."""
+    tx = jaxprune.masked(optax.apply_if_finite(optax.sgd(0.1), 3), jaxprune.dense_mask)
+    states = [create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(i)), tx, seed=i) for i in (0, 1)]
+    ensemble = stack_states(states)
+    assert ensemble.step.shape == () and ensemble.opt_state.inner_state.notfinite_count.shape == (
+        2,
+    )
+    batch = {"x": TRAIN.x[:16], "y": TRAIN.y[:16]}
+    out, metrics = jax.jit(make_train_step(ensemble=True), donate_argnums=0)(ensemble, batch)
+    assert metrics["loss"].shape == (2,) and out.step.shape == ()
+    make_train_step()(states[0], batch)  # member 0's own arrays are still there
