@@ -2,8 +2,9 @@
 
 Each function scores the (initial) parameters and keeps exactly
 ``round((1 - sparsity) * n)`` entries, globally by default as the papers do
-(``distribution="global"``; any distribution of :func:`jaxprune.topk_mask`
-works: ``"uniform"``, ``"er"``, ``"erk"`` or a per-layer mapping). Only the
+(``distribution="global"``; :func:`random_mask`: ``"uniform"``; any distribution
+of :func:`jaxprune.topk_mask` works: ``"uniform"``, ``"er"``, ``"erk"`` or a
+per-layer mapping). Only the
 prunable leaves are pruned (default: Dense and Conv kernels, so biases and
 normalisation parameters stay dense). Train the result with
 :func:`jaxprune.masked`, from the same initial weights (the SNIP paper) or from

@@ -85,8 +85,9 @@ def prunable_flags(tree: PyTree, prunable: filters.FilterLike = None) -> list[bo
         if flag and not jnp.issubdtype(leaf.dtype, jnp.floating):
             raise TypeError(
                 f"Parameter {path!r} has dtype {leaf.dtype}; only floating-point "
-                "parameters can be pruned. Exclude it with prunable=... (a filter "
-                "such as jaxprune.filters.not_(" + repr(path) + "))."
+                "parameters can be pruned. Exclude it with prunable=... (keeping the "
+                "default's kernels: jaxprune.filters.all_of(jaxprune.filters.kernels, "
+                "jaxprune.filters.not_(" + repr(path) + ")))."
             )
         flags.append(flag)
     require_prunable(paths, flags)

@@ -261,7 +261,7 @@ def rigl(
 
     By default the step count in the state decides, on the device, whether a step
     rewires; every step then carries the rewiring's code (on the CPU the ordinary
-    steps ran 5-9% slower than a dense step, BENCHMARKS.md). A training loop that
+    steps ran 7-9% slower than a dense step, BENCHMARKS.md). A training loop that
     knows its step on the host can pass ``rewire=tx.rewires_at(t)`` to ``update``
     as a static argument instead: the ordinary steps are then plain masked steps
     (see :class:`DSTTransformation`); a scalar boolean array is taken too.

@@ -11,7 +11,7 @@ final update is ``where(mask, u, -params)``: since ``x + (-x)`` is exactly
 with no hook to remember, whatever the optimizer does (weight decay included).
 The mask lives in the optimizer state, so it is checkpointed and sharded with it.
 Every jaxprune transform must be the *last* element of a chain: a transform after it
-changes the final update, and pruned weights move off 0.
+sees the final update and can move pruned weights off 0 (``optax.add_noise`` does).
 """
 
 from __future__ import annotations
