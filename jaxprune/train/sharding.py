@@ -9,7 +9,7 @@ Multi-host (several processes, e.g. a TPU pod slice): call
 `jax.distributed.initialize()` first in every process, then use the same code.
 `make_mesh()` spans `jax.devices()` (all processes' devices); every process
 iterates the same global batches (same seed) and `shard_batch` hands each one
-only its own rows via `jax.make_array_from_process_local_data`. Orbax
+only its own rows (`jax.make_array_from_process_local_data` on the global batch). Orbax
 checkpoints are written by all processes together; `fit` prints and writes
 metrics only on process 0.
 """
@@ -50,6 +50,26 @@ def make_mesh(devices: Sequence[jax.Device] | int | None = None) -> Mesh:
             raise ValueError(f"make_mesh: asked for {devices} devices but {len(available)} exist.")
         devices = available[:devices]
     return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def check_data_axis(mesh: Mesh, batch_size: int | None = None) -> None:
+    """Raises a ValueError unless ``mesh`` has the axis "data" (dividing ``batch_size``).
+
+    Example:
+      >>> check_data_axis(make_mesh(1), batch_size=60)
+    """
+    if DATA_AXIS not in mesh.axis_names:
+        raise ValueError(
+            f"the mesh has axes {mesh.axis_names}; batches are split along an axis named "
+            f"{DATA_AXIS!r}: build it with make_mesh(), or name your batch axis {DATA_AXIS!r}."
+        )
+    n_dev = mesh.shape[DATA_AXIS]
+    if batch_size is not None and batch_size % n_dev:
+        raise ValueError(
+            f"batch_size={batch_size} is not divisible by the {n_dev} devices of the mesh's "
+            f"{DATA_AXIS!r} axis; pick a multiple of {n_dev} or a mesh over fewer devices "
+            "(make_mesh(n))."
+        )
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -101,6 +121,7 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
       >>> b["x"].shape
       (64, 40)
     """
+    check_data_axis(mesh)
     sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     n_dev = mesh.shape[DATA_AXIS]
     out = {}
@@ -112,18 +133,7 @@ def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
                 f"by the {n_dev} devices of the mesh; pick a batch size that is a "
                 f"multiple of {n_dev} or a mesh over fewer devices (make_mesh(n))."
             )
-        out[key] = jax.make_array_from_process_local_data(
-            sharding, _local_rows(value, mesh), value.shape
-        )
+        # The global batch itself: each process takes the rows its devices hold, wherever
+        # the "data" axis lies in the mesh.
+        out[key] = jax.make_array_from_process_local_data(sharding, value, value.shape)
     return out
-
-
-def _local_rows(value: np.ndarray, mesh: Mesh) -> np.ndarray:
-    """The rows of a global batch that live on this process's devices."""
-    if jax.process_count() == 1:
-        return value
-    devices = list(mesh.devices.flat)
-    rows = value.shape[0] // len(devices)
-    mine = [i for i, d in enumerate(devices) if d.process_index == jax.process_index()]
-    # Devices of one process are contiguous in a mesh built from jax.devices().
-    return value[mine[0] * rows : (mine[-1] + 1) * rows]

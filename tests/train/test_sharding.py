@@ -78,6 +78,51 @@ def test_shard_batch_explains_an_indivisible_batch():
         shard_batch({"x": np.zeros((60, 2), np.float32)}, make_mesh(8))
 
 
+TWO_HOSTS = """
+import sys, jax, numpy as np
+from jax.sharding import Mesh
+jax.distributed.initialize(sys.argv[1], num_processes=2, process_id=int(sys.argv[2]))
+from jaxprune.train import make_mesh, shard_batch
+x = np.arange(16, dtype=np.float32)[:, None]
+devices = np.asarray(jax.devices())
+for mesh in (make_mesh(), Mesh(devices.reshape(4, 2), ("data", "model")),
+             Mesh(devices.reshape(2, 4), ("model", "data"))):
+    got = shard_batch({"x": x}, mesh)["x"]
+    for s in got.addressable_shards:
+        assert np.array_equal(np.asarray(s.data), x[s.index]), (mesh, s.index)
+print("ok")
+"""
+
+
+def test_shard_batch_on_two_processes_whatever_the_mesh_layout(tmp_path):
+    """Two processes of 4 CPU devices each (jax.distributed): every device gets its own
+    rows of the global batch, with "data" the outer or the inner mesh axis."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        address = f"localhost:{sock.getsockname()[1]}"
+    env = dict(
+        os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TWO_HOSTS, address, str(i)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in (0, 1)
+    ]
+    outs = [p.communicate(timeout=240)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0 and out.strip().endswith("ok"), out[-2000:]
+
+
 def test_make_mesh_rejects_too_many_devices():
     with pytest.raises(ValueError, match="asked for 9 devices but 8 exist"):
         make_mesh(9)
