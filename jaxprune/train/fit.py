@@ -25,7 +25,13 @@ from tqdm.auto import tqdm
 
 from jaxprune.train.checkpoint import Checkpoints
 from jaxprune.train.rundir import RunDir, read_metrics
-from jaxprune.train.sharding import make_mesh, place_state, shard_batch, state_sharding
+from jaxprune.train.sharding import (
+    check_data_axis,
+    make_mesh,
+    place_state,
+    shard_batch,
+    state_sharding,
+)
 from jaxprune.train.state import TrainState, step_of
 from jaxprune.train.steps import Augment, LossFn, evaluate, make_train_step
 from jaxprune.transforms import DSTTransformation
@@ -151,6 +157,7 @@ def fit(
         raise ValueError("fit: log_every, checkpoint_every and eval_every must be >= 1.")
     evals = _eval_splits(eval_data)
     mesh = _default_mesh(batch_size) if mesh is None else mesh
+    check_data_axis(mesh, batch_size)  # before the run directory is written
     n_dev = mesh.devices.size
     eval_batch_size = math.ceil(eval_batch_size / n_dev) * n_dev
     lead = jax.process_index() == 0

@@ -210,6 +210,12 @@ def test_fit_argument_errors_say_what_to_do(tmp_path):
             run(tmp_path, steps=bad)
     with pytest.raises(ValueError, match=r"epochs=0 \(0 steps\) leaves nothing"):
         run(tmp_path, steps=None, epochs=0)
+    if len(jax.devices()) >= 8:
+        with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
+            run(tmp_path, batch_size=12, mesh=make_mesh(8))
+    other = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
+    with pytest.raises(ValueError, match="axes \\('batch',\\); batches are split along"):
+        run(tmp_path, mesh=other)
     assert not any(tmp_path.iterdir())  # nothing written
     with pytest.raises(ValueError, match="eval split name 'train'"):
         run(tmp_path, eval_data={"train": TEST})
