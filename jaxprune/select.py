@@ -12,7 +12,12 @@ give the identical mask:
 - ``"sort"`` (the GPU/TPU default): stable sorts of all candidates by key, then
   by group, where accelerators sort fast.
 
-Both run under ``jit`` and ``vmap``, with traced ``k``, and on sharded arrays.
+Both run under ``jit`` and ``vmap``, with traced ``k``, and on sharded arrays;
+but not under a ``vmap`` whose mapped axis is sharded on an Explicit mesh (an
+ensemble with one member per device, ``jax.sharding.AxisType.Explicit``): JAX fails
+to batch the radix select's conditional and the sort's gather there. Pass
+``method="count"`` (a counting selection, the same mask) to the transforms then;
+on an Auto mesh all three work.
 """
 
 from __future__ import annotations

@@ -108,6 +108,19 @@ def test_nm_random_and_loaded_masks_are_placed_like_their_parameters(kind):
     assert_sharded_like(jaxprune.mask_of(jaxprune.masked(optax.sgd(0.1), loaded).init(rows)), rows)
 
 
+def test_count_selects_under_a_vmap_over_an_explicitly_sharded_axis():
+    """One member per device on an Explicit mesh: the documented way (method="count")
+    gives every member its own mask, as if selected alone."""
+    m = mesh("Explicit")
+    host = np.asarray(jax.random.normal(jax.random.key(2), (8, 16, 24)))
+    members = jax.device_put({"w": host}, NamedSharding(m, P("model", None, None)))
+    select = lambda q: jaxprune.topk_mask(q, 0.5, method="count")  # noqa: E731
+    got = np.asarray(jax.device_get(jax.jit(jax.vmap(select))(members)["w"]))
+    for i in range(8):
+        want = jaxprune.topk_mask({"w": jnp.asarray(host[i])}, 0.5, method="radix")["w"]
+        np.testing.assert_array_equal(got[i], np.asarray(want))
+
+
 def test_sharded_masked_training_equals_single_device():
     params = mlp_dict(sizes=(32, 64, 32, 16), seed=3)
     mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.8, "global")
