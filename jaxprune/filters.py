@@ -7,7 +7,8 @@ nested dicts or lists: ``"layers/0/kernel"``, ``"Dense_0/kernel"``, ``"0/w"``.
 
 The default, :func:`kernels`, keeps leaves with two or more dimensions: the
 kernels of Dense (``(in, out)``) and Conv (``(kh, kw, in, out)``) layers. Biases
-and normalisation parameters (one dimension) and scalars stay dense.
+(one dimension, or any leaf named ``bias``), normalisation parameters and scalars
+stay dense.
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ FilterLike = None | str | Sequence[str] | Filter
 
 
 def kernels(path: str, leaf: Any) -> bool:
-    """The default filter: leaves with at least two dimensions (Dense/Conv kernels).
+    """The default filter: leaves with at least two dimensions (Dense/Conv kernels), except
+    those named ``bias`` (Equinox's conv biases are ``(out, 1, 1)``).
 
     Example:
       >>> import numpy as np
       >>> kernels("dense/kernel", np.zeros((3, 4))), kernels("dense/bias", np.zeros(4))
       (True, False)
+      >>> kernels("conv/bias", np.zeros((16, 1, 1)))
+      False
     """
-    del path
-    return getattr(leaf, "ndim", 0) >= 2
+    return getattr(leaf, "ndim", 0) >= 2 and path.rsplit("/", 1)[-1] != "bias"
 
 
 def path_matches(*patterns: str) -> Filter:

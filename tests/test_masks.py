@@ -173,3 +173,10 @@ def test_masks_can_be_donated():
     assert len(set(buffers)) == len(buffers)
     out = jax.jit(lambda m: jax.tree.map(jnp.logical_not, m), donate_argnums=0)(mask)
     assert jax.tree.structure(out) == jax.tree.structure(mask)
+
+
+def test_leaves_named_bias_stay_dense_whatever_their_shape():
+    """Equinox's conv biases are (out, 1, 1): a bias all the same."""
+    params = {"conv": {"weight": jnp.ones((16, 3, 3, 3)), "bias": jnp.ones((16, 1, 1))}}
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
+    assert mask["conv"]["bias"].shape == () and mask["conv"]["weight"].shape == (16, 3, 3, 3)
