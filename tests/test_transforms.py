@@ -127,6 +127,43 @@ def test_nnx_optimizer():
             assert (np.asarray(p)[~np.asarray(m)] == 0).all()
     found = jaxprune.mask_of(optimizer.opt_state)
     chex.assert_trees_all_equal(jax.tree.leaves(found), jax.tree.leaves(mask))
+    # The optimizer itself, its nnx.state, and its state as a plain dict (what orbax
+    # restores without a target) hold the same mask.
+    for holder in (optimizer, nnx.state(optimizer), nnx.to_pure_dict(nnx.state(optimizer))):
+        found = jaxprune.mask_of(holder)
+        chex.assert_trees_all_equal(
+            [np.asarray(x) for x in jax.tree.leaves(found)], jax.tree.leaves(mask)
+        )
+
+
+@jax.tree_util.register_pytree_node_class
+class CallableLayer:
+    """A pytree whose type has ``__call__``, as an Equinox module."""
+
+    def __init__(self, w):
+        self.w = w
+
+    def __call__(self, x):
+        return x @ self.w
+
+    def tree_flatten(self):
+        return (self.w,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+
+def test_a_mask_whose_type_is_callable_is_a_mask_not_a_function():
+    params = CallableLayer(jnp.arange(16.0).reshape(4, 4))
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
+    assert callable(mask)
+    for tx in (
+        jaxprune.masked(optax.sgd(0.1), mask),
+        jaxprune.rigl(optax.sgd(0.1), mask=mask, end_step=10, key=jax.random.key(0)),
+    ):
+        held = jaxprune.mask_of(tx.init(params))
+        np.testing.assert_array_equal(held.w, mask.w)
 
 
 @pytest.mark.parametrize("kind", ["masked", "gradual", "rigl", "set", "static", "ste"])

@@ -116,7 +116,11 @@ def own_copy(tree: Any) -> Any:
 def resolve_mask(mask: Any, params: Any) -> Any:
     """A mask given as a tree, or as a function ``params -> mask``, placed like ``params``
     (in buffers of its own: see :func:`own_copy`)."""
-    return own_copy(place_mask(mask(params) if callable(mask) else mask, params))
+    # A callable with array leaves is a mask tree whose type has __call__ (an Equinox
+    # module), not a function.
+    leaves = jax.tree_util.tree_leaves(mask)  # a plain function is its own only leaf
+    function = callable(mask) and not any(hasattr(x, "shape") for x in leaves)
+    return own_copy(place_mask(mask(params) if function else mask, params))
 
 
 def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.Array]) -> Any:
@@ -237,10 +241,14 @@ def _find(tree: Any) -> Any:
     """Depth-first search of an optimizer state for a registered mask state."""
     if isinstance(tree, tuple(_MASK_STATES)):
         return (tree.mask,)
+    if isinstance(tree, Mapping) and "mask" in tree and "inner_state" in tree:
+        return (tree["mask"],)  # a mask state as a mapping: nnx.state(...), orbax untargeted
     if isinstance(tree, (tuple, list)):
         children = list(tree)
     elif isinstance(tree, Mapping):
         children = list(tree.values())
+    elif hasattr(tree, "opt_state"):  # an nnx.Optimizer itself
+        children = [tree.opt_state]
     else:
         return None
     for child in children:
@@ -292,8 +300,9 @@ def replace_mask(opt_state: Any, mask: Any) -> Any:
 def mask_of(opt_state: Any) -> Any:
     """The mask held by a jaxprune transform inside an optimizer state.
 
-    Searches chains, ``inject_hyperparams`` and ``nnx.Optimizer`` states; the
-    outermost jaxprune state wins.
+    Searches chains, ``inject_hyperparams``, an ``nnx.Optimizer`` (or its
+    ``nnx.state``) and states restored without a target (where a jaxprune state is a
+    mapping with ``"inner_state"`` and ``"mask"``); the outermost jaxprune state wins.
 
     Raises:
       ValueError: no jaxprune transform in the state.
