@@ -168,6 +168,67 @@ def test_moments_are_zeroed_inside_optax_wrappers_that_own_some_leaves(wrapper):
         np.testing.assert_array_equal(new, np.where(keep["w"], old, 0))
 
 
+@pytest.mark.parametrize("wrapper", ["masked", "multi_transform"])
+def test_moments_are_found_under_a_prefix_mask_or_prefix_labels(wrapper):
+    """A prefix mask (or labels) puts one MaskedNode in place of a whole sub-tree: the
+    moments of the sub-trees the wrapper owns are per-parameter state all the same."""
+    params = {"enc": {"w": jnp.ones((2, 4)), "b": jnp.ones(4)}, "head": {"w": jnp.ones((4, 3))}}
+    adam = optax.adam(0.1)
+    inner = {
+        "masked": lambda: optax.masked(adam, {"enc": False, "head": True}),
+        "multi_transform": lambda: optax.multi_transform(
+            {"adam": adam, "sgd": optax.sgd(0.1)}, {"enc": "sgd", "head": "adam"}
+        ),
+    }[wrapper]()
+    _, state = inner.update(jax.tree.map(jnp.ones_like, params), inner.init(params), params)
+    keep = jax.tree.map(lambda x: jnp.zeros(x.shape, bool) if x.ndim == 2 else x > 0, params)
+    keep["head"]["w"] = jnp.eye(4, 3, dtype=bool)
+    zeroed = jaxprune.transforms.base.zero_where(state, params, keep)
+    head = lambda t: [x for x in jax.tree.leaves(t) if getattr(x, "shape", ()) == (4, 3)]  # noqa: E731
+    assert len(head(state)) == 2  # mu and nu
+    for new, old in zip(head(zeroed), head(state)):
+        assert np.all(np.asarray(old) != 0)
+        np.testing.assert_array_equal(new, np.where(np.eye(4, 3, dtype=bool), old, 0))
+
+
+@pytest.mark.parametrize("name", ["rigl", "set"])
+def test_grown_weights_get_the_inner_optimizers_fresh_state_not_zeros(name):
+    """rprop's step sizes start at the learning rate: zeroed, a grown weight never moved
+    again (and was the first dropped at the next update)."""
+    params = mlp_dict()
+    make = jaxprune.rigl if name == "rigl" else jaxprune.set_training
+    tx = make(optax.rprop(0.01), 0.8, end_step=100, update_every=5, key=jax.random.key(0))
+    state = tx.init(params)
+    params = jaxprune.apply_mask(params, jaxprune.mask_of(state))
+    update = jax.jit(tx.update, static_argnames="rewire")
+    for _ in range(5):  # the step sizes of the active weights move off 0.01
+        params, state = step(update, params, state, rewire=False)
+    old = jaxprune.mask_of(state)
+    params, state = step(update, params, state, rewire=True)
+    new = jaxprune.mask_of(state)
+    sizes = state.inner_state[0].step_sizes
+    for k in params:
+        grown = np.asarray(new[k]["kernel"]) & ~np.asarray(old[k]["kernel"])
+        kept = np.asarray(new[k]["kernel"]) & np.asarray(old[k]["kernel"])
+        assert grown.any() and (np.asarray(sizes[k]["kernel"])[grown] == 0.01).all()
+        assert (np.asarray(sizes[k]["kernel"])[kept] != 0.01).any()  # theirs kept
+    for _ in range(5):
+        params, state = step(update, params, state, rewire=False)
+    for k in params:
+        grown = np.asarray(new[k]["kernel"]) & ~np.asarray(old[k]["kernel"])
+        # they train (all stayed 0 with zeroed step sizes; SET grows some at dead units)
+        assert (np.asarray(params[k]["kernel"])[grown] != 0).mean() > 0.5
+
+
+def step(update, params, state, **kwargs):
+    x, y = jax.random.normal(jax.random.key(1), (32, 20)), jnp.arange(32) % 4
+    grads = jax.grad(
+        lambda p: optax.softmax_cross_entropy_with_integer_labels(mlp_apply(p, x), y).mean()
+    )(params)
+    u, state = update(grads, state, params, **kwargs)
+    return optax.apply_updates(params, u), state
+
+
 @pytest.mark.parametrize("kind", ["gradual", "static", "rigl"])
 def test_schedule_free_eval_params_are_pruned_too(kind):
     """Schedule-free keeps a copy of the params in its state (z), from which

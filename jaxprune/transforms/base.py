@@ -123,15 +123,19 @@ def resolve_mask(mask: Any, params: Any) -> Any:
     return own_copy(place_mask(mask(params) if function else mask, params))
 
 
-def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.Array]) -> Any:
+def map_per_parameter(state: Any, like: Any, fn: Callable[..., jax.Array], *others: Any) -> Any:
     """Applies ``fn(leaf, index)`` to the per-parameter leaves of an optimizer state.
 
-    A sub-tree of ``state`` whose structure equals ``like``'s (the parameters'
-    or updates') is per-parameter state: momentum, Adam moments, Lion's
-    momentum... Within it, leaves shaped like their parameter get ``fn(leaf, i)``
-    with ``i`` the parameter's leaf index; others (Adafactor's factored row and
-    column statistics, scalars) are left as they are. No list of optimizer state
-    types is needed.
+    A sub-tree of ``state`` whose leaves sit at the paths of ``like``'s (the
+    parameters' or updates') is per-parameter state: momentum, Adam moments, Lion's
+    momentum... optax's ``masked``, ``multi_transform`` and ``partition`` put a
+    ``MaskedNode`` where a leaf, or a whole sub-tree (a prefix mask or labels), is
+    not theirs: those parts are skipped. Within such a sub-tree, leaves shaped like
+    their parameter get ``fn(leaf, i)`` with ``i`` the parameter's leaf index;
+    others (Adafactor's factored row and column statistics, scalars) are left as
+    they are. No list of optimizer state types is needed. ``others``: trees of
+    ``state``'s structure (e.g. a fresh state) whose leaves at the same places are
+    passed too, ``fn(leaf, i, *other_leaves)``.
 
     Example:
       >>> import jax.numpy as jnp, optax
@@ -141,25 +145,59 @@ def map_per_parameter(state: Any, like: Any, fn: Callable[[jax.Array, int], jax.
       >>> state[0].trace["w"].tolist()
       [1.0, 1.0, 1.0]
     """
-    target = jax.tree_util.tree_structure(like)
-    shapes = [tuple(getattr(x, "shape", ())) for x in jax.tree_util.tree_leaves(like)]
+    index = _per_parameter_index(state, like)
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    rest = [treedef.flatten_up_to(o) for o in others]
+    return treedef.unflatten(
+        [fn(x, index[j], *(r[j] for r in rest)) if j in index else x for j, x in enumerate(leaves)]
+    )
+
+
+class _Tag:
+    """A stand-in for a state leaf while its place is matched: its flat index and shape."""
+
+    __slots__ = ("index", "shape")
+
+    def __init__(self, index: int, shape: tuple[int, ...] | None):
+        self.index, self.shape = index, shape
+
+
+def _per_parameter_index(state: Any, like: Any) -> dict[int, int]:
+    """``{flat index of a per-parameter leaf of state: its parameter's leaf index}``."""
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    tagged = treedef.unflatten(
+        [
+            _Tag(j, tuple(getattr(x, "shape", ())) if hasattr(x, "shape") else None)
+            for j, x in enumerate(leaves)
+        ]
+    )
+    flat = jax.tree_util.tree_flatten_with_path(like)[0]
+    where = {path: i for i, (path, _) in enumerate(flat)}
+    shapes = [tuple(getattr(x, "shape", ())) for _, x in flat]
+    found: dict[int, int] = {}
 
     def visit(node):
-        # optax.masked / multi_transform / partition keep a MaskedNode where a leaf
-        # is not theirs: it counts as a leaf here, and is left as it is.
-        if jax.tree_util.tree_structure(node, is_leaf=_is_masked_node) != target:
+        if isinstance(node, _Tag) or _is_masked_node(node):
             return None
-        leaves, treedef = jax.tree_util.tree_flatten(node, is_leaf=_is_masked_node)
-        return treedef.unflatten(
-            [
-                fn(x, i)
-                if not _is_masked_node(x) and tuple(getattr(x, "shape", ())) == shapes[i]
-                else x
-                for i, x in enumerate(leaves)
-            ]
-        )
+        covered, pairs = 0, []
+        for path, x in jax.tree_util.tree_flatten_with_path(node, is_leaf=_is_masked_node)[0]:
+            if _is_masked_node(x):  # a leaf or a whole sub-tree of like that is not its own
+                n = sum(1 for p in where if p[: len(path)] == path)
+                if not n:
+                    return None
+                covered += n
+            elif path in where:
+                pairs.append((x, where[path]))
+                covered += 1
+            else:
+                return None
+        if covered != len(where) or not where:
+            return None
+        found.update({x.index: i for x, i in pairs if x.shape == shapes[i]})
+        return node  # matched: not searched further
 
-    return _rebuild(state, visit)
+    _rebuild(tagged, visit)
+    return found
 
 
 _SCHEDULE_STATES = (
@@ -235,6 +273,27 @@ def zero_where(state: Any, like: Any, keep: Any) -> Any:
         return x if masks.is_stand_in(m) else jnp.where(m, x, jnp.zeros((), x.dtype))
 
     return map_per_parameter(state, like, fn)
+
+
+def reset_where(state: Any, fresh: Any, like: Any, keep: Any) -> Any:
+    """Per-parameter optimizer state where ``keep`` is False taken from ``fresh`` (a state
+    of the same optimizer as ``init`` makes it): 0 for moments, the initial step size of
+    rprop, adagrad's initial accumulator.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> params, tx = {"w": jnp.ones(2)}, optax.adagrad(0.1)
+      >>> s = map_per_parameter(tx.init(params), params, lambda x, i: x + 1)
+      >>> reset_where(s, tx.init(params), params, {"w": jnp.array([True, False])})[0].sum_of_squares["w"].tolist()
+      [1.100000023841858, 0.10000000149011612]
+    """
+    k_leaves = jax.tree_util.tree_leaves(keep)
+
+    def fn(x, i, f):
+        m = k_leaves[i]
+        return x if masks.is_stand_in(m) else jnp.where(m, x, f.astype(x.dtype))
+
+    return map_per_parameter(state, like, fn, fresh)
 
 
 def _find(tree: Any) -> Any:

@@ -4,7 +4,8 @@ Every ``update_every`` steps until ``end_step``, in every layer: drop the ``k``
 active weights of smallest magnitude and grow ``k`` inactive ones, by largest
 dense-gradient magnitude (RigL) or at random (SET), with
 ``k = round(f(t) * active)`` and ``f(t) = alpha / 2 (1 + cos(pi t / end_step))``.
-Grown weights start at 0 with zeroed optimizer state; a weight dropped and
+Grown weights start at 0 with fresh optimizer state (zeroed moments; the inner
+optimizer's initial values where they are not 0, e.g. rprop's step sizes); a weight dropped and
 regrown in the same update keeps its value and state; the optimizer step is
 skipped on update steps, its step counts included (as in RigL's code, where the
 global step that drives the learning rate advances only with the optimizer): after
@@ -196,10 +197,13 @@ def _dst(
             new = base.place_mask(
                 rewire(params, updates, old, fraction(t), grow=grow, key=key, method=method), params
             )
-            # Dropped and grown entries start from zeroed optimizer statistics (kept
-            # entries, a weight dropped and regrown included, keep theirs).
+            # Dropped and grown entries start from fresh optimizer statistics, as the
+            # inner optimizer's init makes them: zeroed moments, rprop's initial step
+            # size, adagrad's initial accumulator (kept entries, a weight dropped and
+            # regrown included, keep theirs).
             kept = jax.tree_util.tree_map(jnp.logical_and, new, old)
-            return new, base.zero_where(inner_state, params, kept)
+            fresh = inner.init(base.where_mask(new, params))
+            return new, base.reset_where(inner_state, fresh, params, kept)
 
         if do is True:  # told by the host: the update step's own program
             mask, inner_state = rewire_and_zero((state.mask, state.inner_state))
