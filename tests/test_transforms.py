@@ -262,3 +262,29 @@ def test_init_checks_the_mask_and_mask_of_explains():
         jaxprune.masked(optax.sgd(0.1), bad).init(params)
     with pytest.raises(ValueError, match="jaxprune.masked"):
         jaxprune.mask_of(optax.adam(1e-3).init(params))
+
+
+@pytest.mark.parametrize("kind", ["masked", "rigl"])
+def test_a_transform_inside_multi_transform_takes_the_mask_of_all_the_parameters(kind):
+    """Inside optax.multi_transform the params hold a MaskedNode where a leaf is another
+    label's; a mask built from all the parameters is cut to the leaves owned."""
+    params = mlp_dict()
+    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
+    labels = {k: {"kernel": "sparse", "bias": "dense"} for k in params}
+    labels["layers_0"]["kernel"] = "dense"
+    sparse = {
+        "masked": lambda: jaxprune.masked(optax.adam(1e-2), mask),
+        "rigl": lambda: jaxprune.rigl(
+            optax.adam(1e-2), mask=mask, end_step=10, update_every=2, key=jax.random.key(0)
+        ),
+    }[kind]()
+    tx = optax.multi_transform({"sparse": sparse, "dense": optax.adam(1e-2)}, labels)
+    params = jaxprune.apply_mask(params, mask)
+    final, state, losses = jax.jit(train, static_argnums=(0, 2))(tx, params, 6, *data())
+    assert float(losses[-1]) < float(losses[0])
+    held = jaxprune.mask_of(state)
+    assert isinstance(held["layers_0"]["kernel"], optax.MaskedNode)
+    for k in ("layers_1", "layers_2"):
+        m = np.asarray(held[k]["kernel"])
+        assert m.mean() == 0.5 and (np.asarray(final[k]["kernel"])[~m] == 0).all()
+    assert (np.asarray(final["layers_0"]["kernel"]) != 0).all()  # the dense label's

@@ -120,7 +120,23 @@ def resolve_mask(mask: Any, params: Any) -> Any:
     # module), not a function.
     leaves = jax.tree_util.tree_leaves(mask)  # a plain function is its own only leaf
     function = callable(mask) and not any(hasattr(x, "shape") for x in leaves)
-    return own_copy(place_mask(mask(params) if function else mask, params))
+    return own_copy(place_mask(_owned(mask(params) if function else mask, params), params))
+
+
+def _owned(mask: Any, params: Any) -> Any:
+    """``mask`` cut to the leaves ``params`` holds: inside ``optax.masked``,
+    ``multi_transform`` or ``partition`` the params have a ``MaskedNode`` where a leaf (or
+    a sub-tree) is not this transform's, and a mask of all the parameters gets one there
+    too. Any other mask is returned as it is (``place_mask`` checks it)."""
+    nodes = jax.tree_util.tree_leaves(params, is_leaf=_is_masked_node)
+    if not any(_is_masked_node(x) for x in nodes):
+        return mask
+    try:
+        return jax.tree_util.tree_map(
+            lambda p, m: p if _is_masked_node(p) else m, params, mask, is_leaf=_is_masked_node
+        )
+    except (ValueError, TypeError):  # not shaped like the parameters: place_mask explains
+        return mask
 
 
 def map_per_parameter(state: Any, like: Any, fn: Callable[..., jax.Array], *others: Any) -> Any:
