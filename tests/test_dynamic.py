@@ -482,6 +482,13 @@ def test_straight_through_n_m_keeps_n_of_every_m_inputs():
     chex.assert_trees_all_equal(
         state.mask, jaxprune.nm_mask(jaxprune.scores.magnitude(params), 2, 4)
     )
+    # (out, in) weights (Equinox's Linear): the runs along the last axis.
+    transposed = jax.tree.map(lambda x: x.T, params)
+    tx = jaxprune.straight_through(optax.sgd(0.1), n_m=(2, 4), axis=-1)
+    chex.assert_trees_all_equal(
+        tx.init(transposed).mask,
+        jaxprune.nm_mask(jaxprune.scores.magnitude(transposed), 2, 4, axis=-1),
+    )
 
 
 @pytest.mark.parametrize(

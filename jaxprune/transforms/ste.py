@@ -51,6 +51,7 @@ def straight_through(
     method: str = "auto",
     pruned_decay: float = 0.0,
     n_m: tuple[int, int] | None = None,
+    axis: int = -2,
 ) -> optax.GradientTransformationExtraArgs:
     """Keeps dense weights in the state; the parameters are their top-k (or N:M) every step.
 
@@ -84,8 +85,10 @@ def straight_through(
       distribution, overrides, prunable, method: as in :func:`jaxprune.topk_mask`
         (with ``n_m``: ``prunable`` only).
       pruned_decay: SR-STE's decay of the pruned dense weights (0: plain STE).
-      n_m: ``(n, m)`` for N:M sparsity along the input axis (``axis=-2``) instead
-        of ``sparsity``.
+      n_m: ``(n, m)`` for N:M sparsity along the input axis instead of ``sparsity``.
+      axis: with ``n_m``, the axis of the runs of ``m``: the kernels' input axis,
+        ``-2`` in Flax's ``(in, out)`` and ``(kh, kw, in, out)`` (Equinox's ``Linear``
+        weight is ``(out, in)``: ``-1``).
 
     Example:
       >>> import jax.numpy as jnp, optax, jaxprune
@@ -107,7 +110,7 @@ def straight_through(
     def top(dense):
         if n_m is not None:
             return select.nm_mask(
-                scores.magnitude(dense, prunable=prunable), *n_m, prunable=prunable
+                scores.magnitude(dense, prunable=prunable), *n_m, axis=axis, prunable=prunable
             )
         return select.topk_mask(
             scores.magnitude(dense, prunable=prunable),
