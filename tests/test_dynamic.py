@@ -189,6 +189,15 @@ def test_moments_are_found_under_a_prefix_mask_or_prefix_labels(wrapper):
     for new, old in zip(head(zeroed), head(state)):
         assert np.all(np.asarray(old) != 0)
         np.testing.assert_array_equal(new, np.where(np.eye(4, 3, dtype=bool), old, 0))
+    # What a jaxprune transform inside such a wrapper sees: params with MaskedNodes too.
+    owned = {"enc": optax.MaskedNode(), "head": params["head"]}
+    inner_state = optax.adam(0.1).init(owned)
+    inner_state = jaxprune.transforms.map_per_parameter(inner_state, owned, lambda x, i: x + 1)
+    zeroed = jaxprune.transforms.base.zero_where(
+        inner_state, owned, {"enc": optax.MaskedNode(), "head": {"w": keep["head"]["w"]}}
+    )
+    for new in head(zeroed):
+        np.testing.assert_array_equal(new, np.where(np.eye(4, 3, dtype=bool), 1, 0))
 
 
 @pytest.mark.parametrize("name", ["rigl", "set"])

@@ -189,6 +189,12 @@ def _per_parameter_index(state: Any, like: Any) -> dict[int, int]:
     )
     flat = jax.tree_util.tree_flatten_with_path(like)[0]
     where = {path: i for i, (path, _) in enumerate(flat)}
+    # like's own MaskedNodes (a jaxprune transform inside multi_transform sees them)
+    elsewhere = {
+        path
+        for path, x in jax.tree_util.tree_flatten_with_path(like, is_leaf=_is_masked_node)[0]
+        if _is_masked_node(x)
+    }
     shapes = [tuple(getattr(x, "shape", ())) for _, x in flat]
     found: dict[int, int] = {}
 
@@ -199,7 +205,7 @@ def _per_parameter_index(state: Any, like: Any) -> dict[int, int]:
         for path, x in jax.tree_util.tree_flatten_with_path(node, is_leaf=_is_masked_node)[0]:
             if _is_masked_node(x):  # a leaf or a whole sub-tree of like that is not its own
                 n = sum(1 for p in where if p[: len(path)] == path)
-                if not n:
+                if not n and path not in elsewhere:
                     return None
                 covered += n
             elif path in where:
