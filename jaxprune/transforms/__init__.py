@@ -5,6 +5,7 @@ from jaxprune.transforms.base import (
     mask_of,
     register_mask_state,
     replace_mask,
+    reset_where,
     zero_where,
 )
 from jaxprune.transforms.dst import DSTState, DSTTransformation, rewire, rigl, set_training
@@ -24,6 +25,7 @@ __all__ = [
     "masked",
     "register_mask_state",
     "replace_mask",
+    "reset_where",
     "rewire",
     "rigl",
     "set_training",
