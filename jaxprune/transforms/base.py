@@ -181,12 +181,7 @@ class _Tag:
 def _per_parameter_index(state: Any, like: Any) -> dict[int, int]:
     """``{flat index of a per-parameter leaf of state: its parameter's leaf index}``."""
     leaves, treedef = jax.tree_util.tree_flatten(state)
-    tagged = treedef.unflatten(
-        [
-            _Tag(j, tuple(getattr(x, "shape", ())) if hasattr(x, "shape") else None)
-            for j, x in enumerate(leaves)
-        ]
-    )
+    tagged = treedef.unflatten([_Tag(j, getattr(x, "shape", None)) for j, x in enumerate(leaves)])
     flat = jax.tree_util.tree_flatten_with_path(like)[0]
     where = {path: i for i, (path, _) in enumerate(flat)}
     # like's own MaskedNodes (a jaxprune transform inside multi_transform sees them)
@@ -288,13 +283,7 @@ def zero_where(state: Any, like: Any, keep: Any) -> Any:
       >>> zero_where(s, params, {"w": jnp.array([True, False])})[0].mu["w"].tolist()
       [1.0, 0.0]
     """
-    k_leaves = jax.tree_util.tree_leaves(keep)
-
-    def fn(x, i):
-        m = k_leaves[i]
-        return x if masks.is_stand_in(m) else jnp.where(m, x, jnp.zeros((), x.dtype))
-
-    return map_per_parameter(state, like, fn)
+    return _keep_else(state, like, keep, lambda x: jnp.zeros((), x.dtype))
 
 
 def reset_where(state: Any, fresh: Any, like: Any, keep: Any) -> Any:
@@ -309,13 +298,18 @@ def reset_where(state: Any, fresh: Any, like: Any, keep: Any) -> Any:
       >>> reset_where(s, tx.init(params), params, {"w": jnp.array([True, False])})[0].sum_of_squares["w"].tolist()
       [1.100000023841858, 0.10000000149011612]
     """
+    return _keep_else(state, like, keep, lambda x, f: f.astype(x.dtype), fresh)
+
+
+def _keep_else(state: Any, like: Any, keep: Any, fill: Callable[..., Any], *others: Any) -> Any:
+    """Per-parameter state where ``keep`` is True, else ``fill(leaf, *other_leaves)``."""
     k_leaves = jax.tree_util.tree_leaves(keep)
 
-    def fn(x, i, f):
+    def fn(x, i, *o):
         m = k_leaves[i]
-        return x if masks.is_stand_in(m) else jnp.where(m, x, f.astype(x.dtype))
+        return x if masks.is_stand_in(m) else jnp.where(m, x, fill(x, *o))
 
-    return map_per_parameter(state, like, fn, fresh)
+    return map_per_parameter(state, like, fn, *others)
 
 
 def _find(tree: Any) -> Any:
