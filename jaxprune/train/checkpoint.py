@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
+from jaxprune import masks
 from jaxprune.train.state import TrainState
 
 __all__ = ["Checkpoints", "CheckpointWarning", "restore_checkpoint"]
@@ -290,17 +291,11 @@ def _as_named_steps(keep: Mapping[str, int] | Iterable[int]) -> dict[str, int]:
 
 
 def _leaf_specs(tree: Any) -> collections.Counter[str]:
-    """``"path shape dtype"`` of every leaf, the path's keys as strings (orbax's metadata
-    names a NamedTuple field or a list index as a dict key: they compare equal)."""
-
-    def name(k: Any) -> str:
-        for attr in ("key", "name", "idx"):
-            if hasattr(k, attr):
-                return str(getattr(k, attr))
-        return str(k)
-
+    """``"path shape dtype"`` of every leaf, paths as ``masks.path_str`` renders them
+    (orbax's metadata names a NamedTuple field or a list index as a dict key: the
+    rendered paths compare equal)."""
     return collections.Counter(
-        f"{'/'.join(map(name, path))} {tuple(x.shape)} {np.dtype(x.dtype).name}"
+        f"{masks.path_str(path)} {tuple(x.shape)} {np.dtype(x.dtype).name}"
         for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
     )
 
