@@ -5,12 +5,12 @@ active weights of smallest magnitude and grow ``k`` inactive ones, by largest
 dense-gradient magnitude (RigL) or at random (SET), with
 ``k = round(f(t) * active)`` and ``f(t) = alpha / 2 (1 + cos(pi t / end_step))``.
 Grown weights start at 0 with fresh optimizer state (zeroed moments; the inner
-optimizer's initial values where they are not 0, e.g. rprop's step sizes); a weight dropped and
-regrown in the same update keeps its value and state; the optimizer step is
-skipped on update steps, its step counts included (as in RigL's code, where the
-global step that drives the learning rate advances only with the optimizer): after
-``t`` steps with ``u`` updates, a learning-rate schedule is at ``t - u``; every layer
-keeps its count.
+optimizer's initial values where they are not 0, e.g. rprop's step sizes); a
+weight dropped and regrown in the same update keeps its value and state; the
+optimizer step is skipped on update steps, its step counts included (as in RigL's
+code, where the global step that drives the learning rate advances only with the
+optimizer): after ``t`` steps with ``u`` updates, a learning-rate schedule is at
+``t - u``; every layer keeps its count.
 """
 
 from __future__ import annotations
