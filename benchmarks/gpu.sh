@@ -5,16 +5,14 @@
 # command buffers (CUDA graphs) extended to conditionals and loops; the anatomy
 # (kernels, device time, optimized HLO) of the CNN's dense step and RigL update steps
 # (decided on the device, and told by the host); the counting selection, whose branches
-# hold no library calls, with conditionals in command buffers; RigL's branch as a
-# select (probe.py); the selection tests on the GPU. Each part runs under its own time
-# limit and writes as it goes, so a part that fails or runs out of time leaves the
-# others' results.
+# hold no library calls, with conditionals in command buffers; the selection tests on
+# the GPU. Each part runs under its own time limit and writes as it goes, so a part that
+# fails or runs out of time leaves the others' results.
 #
 # Usage (from the repository root, jax with CUDA installed; jaxprune needs no install):
 #   bash benchmarks/gpu.sh   # or OUT=DIR bash benchmarks/gpu.sh
 # Writes to $OUT: log.txt (every table and the tests' output), gpu_{cnn,mlp}_auto.json,
-# gpu_cmdbuf.json, gpu_cnn_count_cmdbuf.json, gpu_cnn_probe.json,
-# anatomy/{anatomy.json,hlo.tar.gz}.
+# gpu_cmdbuf.json, gpu_cnn_count_cmdbuf.json, anatomy/{anatomy.json,hlo.tar.gz}.
 set -uo pipefail
 out=${OUT:-benchmarks/results/gpu-$(date -u +%Y%m%d-%H%M)}
 mkdir -p "$out"
@@ -68,11 +66,6 @@ part 70 "CNN, count, command buffers with conditionals" \
   $py benchmarks/overhead.py --models cnn --rounds 15 --calls 20 --method count \
   --variants "dense (again),RigL every 100,RigL update step" \
   --json "$out/gpu_cnn_count_cmdbuf.json"
-# RigL's device-decided update as a select instead of a branch: no predicate for the
-# host to wait for, a selection's kernels at every step.
-part 60 "CNN probe: RigL's branch as a select" $py benchmarks/probe.py --models cnn \
-  --rounds 10 --calls 20 --json "$out/gpu_cnn_probe.json" \
-  --variants "dense (again),RigL every 100,RigL every 100 (branch as a select)"
 # The default options need plugins the GPU image may lack (nbmake): set them here.
 part 40 "selection tests on the GPU" $py -m pytest -o addopts="" -p no:cacheprovider \
   --import-mode=importlib -m "not slow" -q -rfE tests/test_select.py

@@ -157,11 +157,21 @@ def test_vmap_over_seeds_equals_separate_runs():
 
 
 def test_donating_step_matches_and_invalidates_the_old_state():
+    """Donation is implemented on the CPU backend as on GPU and TPU: every buffer of the
+    donated state is deleted (its memory reused for the new state); the plain step
+    leaves its input alive."""
     state, batch = mlp_state(), first_batch()
     expected, _ = train_step(state, batch)
+    assert not any(x.is_deleted() for x in jax.tree.leaves(state))
     copy = jax.tree.map(jnp.copy, state)
     got, _ = make_train_step(donate=True)(copy, batch)
     jax.tree.map(np.testing.assert_array_equal, got.params, expected.params)
+    donated = jax.tree_util.tree_flatten_with_path(copy)[0]
+    alive = [jax.tree_util.keystr(path) for path, x in donated if not x.is_deleted()]
+    assert not alive, f"donated but not invalidated: {alive}"
+    assert not any(x.is_deleted() for x in jax.tree.leaves(got))
+    with pytest.raises(RuntimeError, match="deleted"):
+        np.asarray(copy.params["hidden"]["kernel"])
 
 
 def test_evaluate_counts_every_example_once():
