@@ -1,0 +1,101 @@
+"""The documentation site builds offline with warnings as errors, and its API pages
+list exactly each public module's ``__all__``."""
+
+import importlib
+import inspect
+import os
+import posixpath
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS = os.path.join(ROOT, "docs")
+API = os.path.join(DOCS, "api")
+
+# The modules with an API page: one ``automodule`` page each under docs/api/.
+PUBLIC_MODULES = sorted(n[: -len(".rst")] for n in os.listdir(API) if n != "index.rst")
+
+# TODO(merge): the core modules get their ``__all__`` on another branch; until then
+# autodoc lists every public name they define, helpers included. Empty this after merging.
+PENDING_ALL = {
+    "jaxprune.distributions",
+    "jaxprune.filters",
+    "jaxprune.init_pruning",
+    "jaxprune.lottery",
+    "jaxprune.masks",
+    "jaxprune.schedules",
+    "jaxprune.scores",
+    "jaxprune.select",
+}
+# TODO(merge): module constants in ``__all__`` appear only with a ``#:`` doc comment.
+PENDING_CONSTANTS = {"jaxprune.train.lottery": {"REWINDS", "VARIANTS"}}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> str:
+    """Builds the HTML site once (about 10 s) and returns its directory."""
+    out = str(tmp_path_factory.mktemp("docs-html"))
+    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, out]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+def _inventory(built: str) -> dict[str, dict]:
+    from sphinx.util.inventory import InventoryFile
+
+    with open(os.path.join(built, "objects.inv"), "rb") as f:
+        return InventoryFile.load(f, "", posixpath.join)
+
+
+def test_docs_build_offline_without_warnings(built):
+    for page in ("index", "getting_started", "api/jaxprune", "notebooks/quickstart"):
+        assert os.path.exists(os.path.join(built, f"{page}.html")), page
+    with open(os.path.join(DOCS, "conf.py")) as f:
+        assert "sphinx.ext.intersphinx" not in f.read()  # nothing fetched
+
+
+def test_api_pages_cover_the_public_modules():
+    expected = {
+        "jaxprune",
+        "jaxprune.data",
+        "jaxprune.distributions",
+        "jaxprune.filters",
+        "jaxprune.init_pruning",
+        "jaxprune.lottery",
+        "jaxprune.masks",
+        "jaxprune.models",
+        "jaxprune.schedules",
+        "jaxprune.scores",
+        "jaxprune.select",
+        "jaxprune.train",
+        "jaxprune.transforms",
+    }
+    assert expected <= set(PUBLIC_MODULES)
+
+
+@pytest.mark.parametrize("name", PUBLIC_MODULES)
+def test_documented_api_equals_all(built, name):
+    module = importlib.import_module(name)
+    if not hasattr(module, "__all__") and name in PENDING_ALL:
+        pytest.xfail(f"TODO(merge): {name} has no __all__ yet")
+    assert hasattr(module, "__all__"), f"{name} is public: give it an __all__."
+    inventory = _inventory(built)
+    prefix = f"{name}."
+    documented = {
+        entry[len(prefix) :]
+        for kind, entries in inventory.items()
+        if kind.startswith("py:") and kind != "py:module"
+        for entry in entries
+        if entry.startswith(prefix) and "." not in entry[len(prefix) :]
+    }
+    modules = {n for n in module.__all__ if inspect.ismodule(getattr(module, n))}
+    expected = set(module.__all__) - modules - PENDING_CONSTANTS.get(name, set())
+    assert documented == expected, (
+        f"{name}: documented but not in __all__: {sorted(documented - expected)}; "
+        f"in __all__ but not documented: {sorted(expected - documented)}."
+    )
+    # Submodules in __all__ (jaxprune.scores...) have their own page.
+    assert {f"{name}.{n}" for n in modules} <= set(inventory["py:module"])
