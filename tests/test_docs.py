@@ -99,3 +99,56 @@ def test_documented_api_equals_all(built, name):
     )
     # Submodules in __all__ (jaxprune.scores...) have their own page.
     assert {f"{name}.{n}" for n in modules} <= set(inventory["py:module"])
+
+
+NOTEBOOKS = sorted(
+    os.path.join(ROOT, "colab", n)
+    for n in os.listdir(os.path.join(ROOT, "colab"))
+    if n.endswith(".ipynb")
+)
+
+
+def _notebook(path: str) -> dict:
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
+
+def _install_cell(nb: dict) -> str:
+    cells = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    return "".join(cells[0]["source"])
+
+
+def test_notebooks_share_their_colab_metadata():
+    metadata = [_notebook(p)["metadata"] for p in NOTEBOOKS]
+    assert len(metadata) >= 4
+    for path, md in zip(NOTEBOOKS, metadata):
+        assert list(md) == list(metadata[0]), path
+        assert (md["accelerator"], md["colab"]) == (
+            metadata[0]["accelerator"],
+            metadata[0]["colab"],
+        )
+
+
+def test_notebooks_install_from_one_address_with_the_tested_versions():
+    import ast
+    from importlib.metadata import version
+
+    for path in NOTEBOOKS:
+        nb = _notebook(path)
+        cell = _install_cell(nb)
+        assigned = {
+            node.targets[0].id: ast.literal_eval(node.value)
+            for node in ast.parse(cell).body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        }
+        repo = assigned["REPO"]
+        assert cell.count("https://") == 1, f"{path}: the address is set once, in REPO"
+        assert "git+{REPO}@{REF}" in cell and 'find_spec("jaxprune") is None' in cell, path
+        pins = dict(p.split("==") for p in assigned["TESTED"])
+        assert pins == {n: version(n) for n in ("jax", "flax", "optax")}, path
+        # The "Open in Colab" badge points into the same repository.
+        badge = "".join(nb["cells"][0]["source"])
+        owner_name = repo.removeprefix("https://github.com/")
+        assert f"colab.research.google.com/github/{owner_name}/blob/" in badge, path
