@@ -42,7 +42,7 @@ default_role = "code"
 
 # Notebooks are rendered as committed (with their outputs), never executed here.
 nb_execution_mode = "off"
-myst_enable_extensions = ["colon_fence", "dollarmath"]
+myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
@@ -69,7 +69,8 @@ def _copy_notebooks() -> None:
             g.seek(0)
             if f.read() == g.read():
                 continue  # unchanged: keep the copy's time stamp (no rebuild)
-        shutil.copyfile(source, target)
+        shutil.copyfile(source, target + ".tmp")
+        os.replace(target + ".tmp", target)  # a reader never sees half a notebook
 
 
 _copy_notebooks()

@@ -1,6 +1,7 @@
 """The documentation site builds offline with warnings as errors, and its API pages
 list exactly each public module's ``__all__``."""
 
+import fcntl
 import importlib
 import inspect
 import os
@@ -33,14 +34,23 @@ PENDING_ALL = {
 PENDING_CONSTANTS = {"jaxprune.train.lottery": {"REWINDS", "VARIANTS"}}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory) -> str:
-    """Builds the HTML site once (about 10 s) and returns its directory."""
-    out = str(tmp_path_factory.mktemp("docs-html"))
-    cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html", DOCS, out]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout}\n{proc.stderr}"
-    return out
+    """Builds the HTML site once per test run (about 10 s) and returns its directory.
+
+    The xdist workers of one run share the build: the first builds it under a lock.
+    """
+    root = tmp_path_factory.getbasetemp()
+    if "PYTEST_XDIST_WORKER" in os.environ:
+        root = root.parent  # the run's directory, above every worker's own
+    out = root / "docs-html"
+    with open(root / "docs-html.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "objects.inv").exists():
+            cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", "html"]
+            proc = subprocess.run([*cmd, DOCS, str(out)], cwd=ROOT, capture_output=True, text=True)
+            assert proc.returncode == 0, f"sphinx-build failed:\n{proc.stdout}\n{proc.stderr}"
+    return str(out)
 
 
 def _inventory(built: str) -> dict[str, dict]:
