@@ -13,7 +13,17 @@ Example:
   0.9
 """
 
-from jaxprune import distributions, filters, init_pruning, lottery, schedules, scores, transforms
+from jaxprune import (
+    distributions,
+    filters,
+    init_pruning,
+    lottery,
+    schedules,
+    scores,
+    select,
+    transforms,
+    typing,
+)
 from jaxprune.distributions import keep_count, layer_sparsities
 from jaxprune.init_pruning import grasp_mask, magnitude_mask, random_mask, snip_mask, synflow_mask
 from jaxprune.masks import (
@@ -74,6 +84,7 @@ __all__ = [
     "rigl",
     "schedules",
     "scores",
+    "select",
     "set_training",
     "snip_mask",
     "sparsity",
@@ -81,7 +92,8 @@ __all__ = [
     "static_sparse",
     "straight_through",
     "synflow_mask",
-    "transforms",
     "topk_mask",
+    "transforms",
+    "typing",
     "unpack_mask",
 ]

@@ -14,11 +14,21 @@ stay dense.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-Filter = Callable[[str, Any], bool]
-FilterLike = None | str | Sequence[str] | Filter
+from jaxprune._types import Filter, FilterLike
+
+__all__ = [
+    "Filter",
+    "FilterLike",
+    "all_of",
+    "any_of",
+    "as_filter",
+    "kernels",
+    "not_",
+    "path_matches",
+]
 
 
 def kernels(path: str, leaf: Any) -> bool:

@@ -27,10 +27,15 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxprune import distributions, filters, masks, scores, select
+from jaxprune import _checks, _deprecation, _scoring, filters, scores
+from jaxprune._tree import prunable_flags, stand_in
+from jaxprune._types import Distribution, Mask, Override, Params, PRNGKey, Scores
+from jaxprune.masks import dense_mask
+from jaxprune.select import select, topk_mask
+from jaxprune.select._plan import plan_groups
 
-PyTree = Any
-Mask = Any
+__all__ = ["grasp_mask", "magnitude_mask", "random_mask", "snip_mask", "synflow_mask"]
+
 SCHEDULES = ("exponential", "linear")
 
 
@@ -41,18 +46,18 @@ def _scored(path: str, leaf: Any) -> bool:
     return True
 
 
-def _topk(s: PyTree, sparsity: float, distribution, overrides) -> Mask:
-    return select.topk_mask(s, sparsity, distribution, overrides=overrides, prunable=_scored)
+def _topk(s: Scores, sparsity: float, distribution, overrides) -> Mask:
+    return topk_mask(s, sparsity, distribution, overrides=overrides, prunable=_scored)
 
 
 def snip_mask(
     loss_fn: Callable[..., Any],
-    params: PyTree,
+    params: Params,
     batch: Any,
     sparsity: float,
     *,
-    distribution: distributions.Distribution = "global",
-    overrides: Mapping[str, distributions.Override] | None = None,
+    distribution: Distribution = "global",
+    overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
     has_aux: bool = False,
 ) -> Mask:
@@ -85,12 +90,12 @@ def snip_mask(
 
 def grasp_mask(
     loss_fn: Callable[..., Any],
-    params: PyTree,
+    params: Params,
     batch: Any,
     sparsity: float,
     *,
-    distribution: distributions.Distribution = "global",
-    overrides: Mapping[str, distributions.Override] | None = None,
+    distribution: Distribution = "global",
+    overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
     temperature: float | None = 200.0,
     has_aux: bool = False,
@@ -128,11 +133,11 @@ def grasp_mask(
 
 
 def magnitude_mask(
-    params: PyTree,
+    params: Params,
     sparsity: float,
     *,
-    distribution: distributions.Distribution = "global",
-    overrides: Mapping[str, distributions.Override] | None = None,
+    distribution: Distribution = "global",
+    overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
 ) -> Mask:
     """Magnitude pruning at initialisation: keep the largest ``|w|`` of the initial weights.
@@ -147,19 +152,20 @@ def magnitude_mask(
 
 
 def random_mask(
-    key: jax.Array,
-    params: PyTree,
+    key: PRNGKey,
+    params: Params,
     sparsity: float,
     *,
-    distribution: distributions.Distribution = "uniform",
-    overrides: Mapping[str, distributions.Override] | None = None,
+    distribution: Distribution = "uniform",
+    overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
 ) -> Mask:
-    """Random pruning: every layer keeps a uniformly random subset (the baseline).
+    """Random pruning at a target sparsity: every layer keeps a uniformly random subset.
 
-    ``distribution="uniform"`` (the default) gives every layer the same sparsity,
-    which is what random global ranking gives in expectation; use
-    :func:`jaxprune.random_like` for the same per-layer counts as another mask.
+    The one way to draw a random mask at a sparsity. ``distribution="uniform"`` (the
+    default) gives every layer the same sparsity, which is what random global ranking
+    gives in expectation; use :func:`jaxprune.random_like` for the same per-layer
+    counts as another mask, and :func:`jaxprune.scores.random` for random scores.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -171,7 +177,7 @@ def random_mask(
     return _topk(s, sparsity, distribution, overrides)
 
 
-def kept_schedule(n: int, k: int, rounds: int, schedule: str = "exponential") -> list[int]:
+def _kept_schedule(n: int, k: int, rounds: int, schedule: str = "exponential") -> list[int]:
     """How many of ``n`` entries iterative pruning keeps after each of ``rounds`` rounds.
 
     ``"exponential"`` keeps ``n * (k / n)^(r / rounds)`` after round ``r`` (SynFlow),
@@ -179,13 +185,12 @@ def kept_schedule(n: int, k: int, rounds: int, schedule: str = "exponential") ->
     increasing, and exactly ``k`` after the last round.
 
     Example:
-      >>> kept_schedule(1000, 10, 2), kept_schedule(1000, 10, 2, "linear")
+      >>> _kept_schedule(1000, 10, 2), _kept_schedule(1000, 10, 2, "linear")
       ([100, 10], [505, 10])
     """
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}.")
-    if not (isinstance(rounds, int) and rounds >= 1):
-        raise ValueError(f"rounds must be a positive integer (100 in the paper), got {rounds!r}.")
+    _checks.check_choice(schedule, SCHEDULES, "schedule", where="synflow_mask")
+    if not (_checks.is_integer(rounds) and rounds >= 1):
+        raise ValueError(f"rounds must be a positive integer (100 in the paper); got {rounds!r}.")
     out, last = [], n
     for r in range(1, rounds + 1):
         if r == rounds:
@@ -200,15 +205,15 @@ def kept_schedule(n: int, k: int, rounds: int, schedule: str = "exponential") ->
 
 
 def synflow_mask(
-    apply_fn: Callable[[PyTree, jax.Array], Any],
-    params: PyTree,
+    apply_fn: Callable[[Params, jax.Array], Any],
+    params: Params,
     input_shape: Sequence[int],
     sparsity: float,
     *,
     rounds: int = 100,
     schedule: str = "exponential",
-    distribution: distributions.Distribution = "global",
-    overrides: Mapping[str, distributions.Override] | None = None,
+    distribution: Distribution = "global",
+    overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
     float64: bool = False,
 ) -> Mask:
@@ -250,28 +255,26 @@ def synflow_mask(
       >>> int(m["w1"].sum() + m["w2"].sum())
       19
     """
-    shape = scores.check_input_shape(input_shape)
-    flags = masks.prunable_flags(params, prunable)
+    shape = _scoring.check_input_shape(input_shape)
+    flags = prunable_flags(params, prunable)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    like = scores.score_tree(lambda w: w, params, prunable=prunable)  # stand-ins as in scores
-    cand, groups = select.plan_groups(
-        like, sparsity, distribution, overrides=overrides, prunable=_scored
-    )
+    like = _scoring.score_tree(lambda w: w, params, prunable=prunable)  # stand-ins as in scores
+    cand, groups = plan_groups(like, sparsity, distribution, overrides=overrides, prunable=_scored)
     sizes = [leaves[i].size for i in cand]
     plans = [
-        kept_schedule(sum(sizes[j] for j in idx), int(k), rounds, schedule) for idx, k in groups
+        _kept_schedule(sum(sizes[j] for j in idx), int(k), rounds, schedule) for idx, k in groups
     ]
     dtype = "float64" if float64 else None
 
     @jax.jit
     def round_scores(mask_leaves):
         masked = treedef.unflatten([x if m is None else x * m for x, m in zip(leaves, mask_leaves)])
-        raw = scores.synflow_raw(apply_fn, masked, shape, flags, dtype)
+        raw = _scoring.synflow_raw(apply_fn, masked, shape, flags, dtype)
         if float64:
-            return scores.scale_to_float32(raw)
+            return _scoring.scale_to_float32(raw)
         return [None if s is None else s.astype("float32") for s in raw]
 
-    dense = jax.tree_util.tree_leaves(masks.dense_mask(params, prunable))
+    dense = jax.tree_util.tree_leaves(dense_mask(params, prunable))
     mask_leaves = [m if f else None for m, f in zip(dense, flags)]
     for r in range(rounds):
         if float64:
@@ -279,12 +282,17 @@ def synflow_mask(
                 s = round_scores(mask_leaves)
         else:
             s = round_scores(mask_leaves)
-        scores.check_finite(s, f"synflow_mask (round {r + 1} of {rounds})", float64)
-        new = select.select(
+        _scoring.check_finite(s, f"synflow_mask (round {r + 1} of {rounds})", float64)
+        new = select(
             [s[i] for i in cand],
             [mask_leaves[i] for i in cand],
             [(idx, plan[r]) for (idx, _), plan in zip(groups, plans)],
         )
         for i, m in zip(cand, new):
             mask_leaves[i] = m
-    return treedef.unflatten([masks.stand_in() if m is None else m for m in mask_leaves])
+    return treedef.unflatten([stand_in() if m is None else m for m in mask_leaves])
+
+
+__getattr__ = _deprecation.module_getattr(
+    __name__, {"kept_schedule": ("it is internal", lambda: _kept_schedule)}
+)

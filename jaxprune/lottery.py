@@ -13,7 +13,7 @@ is only the logic, usable in any training code::
                                           overrides={"layers/2/": jaxprune.lottery.half_rate})
 
 Baselines on the same masks: :func:`random_reinit` (same mask, fresh weights),
-:func:`random_pruning` (same per-layer counts, random positions),
+:func:`jaxprune.random_like` (same per-layer counts, random positions),
 :func:`one_shot` (prune to the final sparsity at once).
 """
 
@@ -26,9 +26,24 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprune import distributions, filters, masks, scores, select
+from jaxprune import _checks, _deprecation, filters, masks, scores
+from jaxprune._tree import is_stand_in, leaves_with_paths, matched_leaves, require_prunable
+from jaxprune._types import Distribution, Mask, Override, Params
+from jaxprune.select import random_like, select, topk_mask
+from jaxprune.select._keys import count
 
-PyTree = Any
+__all__ = [
+    "distillation_loss",
+    "half_rate",
+    "kept_counts",
+    "one_shot",
+    "one_shot_like",
+    "prune_round",
+    "random_reinit",
+    "remaining",
+    "rewind",
+    "rounds_to_reach",
+]
 
 
 def half_rate(sparsity: Any) -> Any:
@@ -42,13 +57,13 @@ def half_rate(sparsity: Any) -> Any:
 
 
 def prune_round(
-    params: PyTree,
-    mask: PyTree,
+    params: Params,
+    mask: Mask,
     rate: float,
     *,
-    distribution: distributions.Distribution = "uniform",
-    overrides: Mapping[str, distributions.Override] | None = None,
-) -> PyTree:
+    distribution: Distribution = "uniform",
+    overrides: Mapping[str, Override] | None = None,
+) -> Mask:
     """Prunes ``rate`` of the weights ``mask`` still keeps, by magnitude of ``params``.
 
     Args:
@@ -69,13 +84,13 @@ def prune_round(
       >>> int(mask["w"].sum()), int(prune_round(params, mask, 0.5)["w"].sum())
       (8, 4)
     """
-    paths, leaves, _ = masks.leaves_with_paths(mask)
-    pruned = {p for p, m in zip(paths, leaves) if not masks.is_stand_in(m)}
+    paths, leaves, _ = leaves_with_paths(mask)
+    pruned = {p for p, m in zip(paths, leaves) if not is_stand_in(m)}
 
     def in_mask(path: str, _: Any) -> bool:  # every leaf the mask prunes, 1-d ones too
         return path in pruned
 
-    return select.topk_mask(
+    return topk_mask(
         scores.magnitude(params, prunable=in_mask),
         rate,
         distribution,
@@ -107,7 +122,7 @@ def rounds_to_reach(target: float, rate: float) -> int:
     return max(0, math.ceil(math.log(target) / math.log(1.0 - rate) - 1e-9))
 
 
-def kept_counts(mask: PyTree) -> dict[str, int]:
+def kept_counts(mask: Mask) -> dict[str, int]:
     """Kept entries per prunable leaf, by path (on the host).
 
     Example:
@@ -118,7 +133,7 @@ def kept_counts(mask: PyTree) -> dict[str, int]:
     return {l.path: l.kept for l in masks.sparsity_report(mask).leaves}
 
 
-def rewind(saved: PyTree, mask: PyTree) -> PyTree:
+def rewind(saved: Params, mask: Mask) -> Params:
     """The ticket: the saved parameters (init or step k) with the pruned weights zeroed.
 
     Example:
@@ -129,7 +144,7 @@ def rewind(saved: PyTree, mask: PyTree) -> PyTree:
     return masks.apply_mask(saved, mask)
 
 
-def random_reinit(fresh: PyTree, mask: PyTree) -> PyTree:
+def random_reinit(fresh: Params, mask: Mask) -> Params:
     """Baseline: the same mask on freshly initialised weights (``fresh`` from a new seed).
 
     Example:
@@ -141,26 +156,14 @@ def random_reinit(fresh: PyTree, mask: PyTree) -> PyTree:
     return masks.apply_mask(fresh, mask)
 
 
-def random_pruning(key: jax.Array, mask: PyTree) -> PyTree:
-    """Baseline: a random mask with the same per-layer kept counts as ``mask``.
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> m = random_pruning(jax.random.key(0), {"w": jnp.eye(4, dtype=bool)})
-      >>> int(m["w"].sum())
-      4
-    """
-    return select.random_like(key, mask)
-
-
 def one_shot(
-    params: PyTree,
+    params: Params,
     sparsity: float,
     *,
-    distribution: distributions.Distribution = "uniform",
-    overrides: Mapping[str, distributions.Override] | None = None,
+    distribution: Distribution = "uniform",
+    overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
-) -> PyTree:
+) -> Mask:
     """Baseline: magnitude-prune the trained dense network to ``sparsity`` at once.
 
     Example:
@@ -168,7 +171,7 @@ def one_shot(
       >>> int(one_shot({"w": jnp.arange(10.0).reshape(2, 5)}, 0.7)["w"].sum())
       3
     """
-    return select.topk_mask(
+    return topk_mask(
         scores.magnitude(params, prunable=prunable),
         sparsity,
         distribution,
@@ -177,7 +180,7 @@ def one_shot(
     )
 
 
-def one_shot_like(params: PyTree, mask: PyTree, *, distribution: str = "uniform") -> PyTree:
+def one_shot_like(params: Params, mask: Mask, *, distribution: str = "uniform") -> Mask:
     """Baseline: magnitude-prune ``params`` at once to exactly the kept counts of ``mask``.
 
     Per layer (``"uniform"``) or in total (``"global"``), so a one-shot mask from the
@@ -189,18 +192,17 @@ def one_shot_like(params: PyTree, mask: PyTree, *, distribution: str = "uniform"
       >>> one_shot_like(params, {"w": jnp.eye(2, 4, dtype=bool)})["w"].tolist()
       [[False, False, False, False], [False, False, True, True]]
     """
-    if distribution not in ("uniform", "global"):
-        raise ValueError(f"distribution must be 'uniform' or 'global', got {distribution!r}.")
-    paths, m_leaves, treedef = masks.leaves_with_paths(mask)
-    _, p_leaves, _ = masks.matched_leaves(params, mask, "params", "mask")
-    idx = [i for i, m in enumerate(m_leaves) if not masks.is_stand_in(m)]
-    masks.require_prunable(paths, [i in idx for i in range(len(paths))])
-    counts = [select.count(m_leaves[i]) for i in idx]
+    _checks.check_choice(distribution, ("uniform", "global"), "distribution", "one_shot_like")
+    paths, m_leaves, treedef = leaves_with_paths(mask)
+    _, p_leaves, _ = matched_leaves(params, mask, "params", "mask")
+    idx = [i for i, m in enumerate(m_leaves) if not is_stand_in(m)]
+    require_prunable(paths, [i in idx for i in range(len(paths))])
+    counts = [count(m_leaves[i]) for i in idx]
     if distribution == "uniform":
         groups = [((j,), c) for j, c in enumerate(counts)]
     else:
         groups = [(tuple(range(len(idx))), sum(counts))]
-    kept = select.select([jnp.abs(p_leaves[i]) for i in idx], [None] * len(idx), groups)
+    kept = select([jnp.abs(p_leaves[i]) for i in idx], [None] * len(idx), groups)
     out = list(m_leaves)
     for i, m in zip(idx, kept):
         out[i] = m
@@ -232,3 +234,9 @@ def distillation_loss(
     kl = jnp.sum(jnp.exp(log_p_teacher) * (log_p_teacher - log_p_student), axis=-1)
     ce = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], axis=-1)[..., 0]
     return jnp.mean(alpha * t * t * kl + (1 - alpha) * ce)
+
+
+__getattr__ = _deprecation.module_getattr(
+    __name__,
+    {"random_pruning": ("use jaxprune.random_like (the same function)", lambda: random_like)},
+)

@@ -14,7 +14,6 @@ the pure state ``nnx.as_pure(...)`` and the other way round.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -23,119 +22,30 @@ import numpy as np
 
 from jaxprune import filters, placement
 
-Mask = Any  # a pytree of bool arrays shaped like the parameters
-PyTree = Any
+# is_stand_in, leaves_with_paths and path_str stay importable from here for transforms/ and
+# train/ until they import jaxprune._tree; none of them is public.
+from jaxprune._tree import (
+    is_stand_in,
+    leaves_with_paths,
+    matched_leaves,
+    path_str,  # noqa: F401
+    prunable_flags,
+    require_prunable,
+    stand_in,
+)
+from jaxprune._types import Mask, PyTree
 
-
-def path_str(keypath: Sequence[Any]) -> str:
-    """Renders a JAX key path as ``a/b/0/c``, dropping NNX ``Variable`` ``.value`` keys.
-
-    Example:
-      >>> from jax.tree_util import DictKey, GetAttrKey
-      >>> path_str((DictKey("dense"), DictKey("kernel"), GetAttrKey("value")))
-      'dense/kernel'
-    """
-    keys = [
-        k for k in keypath if not (isinstance(k, jax.tree_util.GetAttrKey) and k.name == "value")
-    ]
-    return jax.tree_util.keystr(tuple(keys), simple=True, separator="/")
-
-
-def leaves_with_paths(tree: PyTree) -> tuple[list[str], list[Any], Any]:
-    """Flattens a tree into (paths, leaves, treedef).
-
-    Example:
-      >>> leaves_with_paths({"a": 1, "b": [2, 3]})[0]
-      ['a', 'b/0', 'b/1']
-    """
-    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
-    return [path_str(p) for p, _ in flat], [x for _, x in flat], treedef
-
-
-def is_stand_in(leaf: Any) -> bool:
-    """Whether a mask (or score) leaf is the 0-d stand-in of a non-prunable leaf."""
-    return getattr(leaf, "ndim", 0) == 0
-
-
-def stand_in() -> jax.Array:
-    """The mask leaf of a parameter that is not prunable: a 0-d ``True``."""
-    return jnp.ones((), jnp.bool_)
-
-
-def prunable_flags(tree: PyTree, prunable: filters.FilterLike = None) -> list[bool]:
-    """Which leaves of ``tree`` are prunable, in flattening order.
-
-    A leaf is prunable when the filter keeps it and it has at least one
-    dimension. Prunable leaves must hold floating-point numbers.
-
-    Raises:
-      TypeError: a leaf the filter keeps is not floating point.
-      ValueError: no leaf is prunable.
-
-    Example:
-      >>> import numpy as np
-      >>> prunable_flags({"kernel": np.ones((2, 3)), "bias": np.ones(3)})
-      [False, True]
-    """
-    keep = filters.as_filter(prunable)
-    paths, leaves, _ = leaves_with_paths(tree)
-    flags = []
-    for path, leaf in zip(paths, leaves):
-        flag = getattr(leaf, "ndim", 0) >= 1 and bool(keep(path, leaf))
-        if flag and not jnp.issubdtype(leaf.dtype, jnp.floating):
-            raise TypeError(
-                f"Parameter {path!r} has dtype {leaf.dtype}; only floating-point "
-                "parameters can be pruned. Exclude it with prunable=... (keeping the "
-                "default's kernels: jaxprune.filters.all_of(jaxprune.filters.kernels, "
-                "jaxprune.filters.not_(" + repr(path) + ")))."
-            )
-        flags.append(flag)
-    require_prunable(paths, flags)
-    return flags
-
-
-def require_prunable(paths: Sequence[str], flags: Sequence[bool]) -> None:
-    """Raises a ValueError naming the paths seen when no leaf is prunable."""
-    if any(flags):
-        return
-    shown = ", ".join(repr(p) for p in paths[:12]) or "none"
-    more = f" (and {len(paths) - 12} more)" if len(paths) > 12 else ""
-    raise ValueError(
-        "Nothing to prune: no leaf is prunable. By default only leaves with two "
-        "or more dimensions (Dense/Conv kernels) are; pass prunable= (a path "
-        f"regex or a filter from jaxprune.filters) to choose. Leaves seen: {shown}{more}."
-    )
-
-
-def matched_leaves(
-    tree: PyTree, reference: PyTree, tree_name: str, ref_name: str
-) -> tuple[list[str], list[Any], list[Any]]:
-    """Pairs the leaves of two trees path by path (NNX wrappers ignored).
-
-    Returns:
-      (paths, tree leaves, reference leaves), in the reference's order.
-
-    Raises:
-      ValueError: naming the first path where the structures differ.
-    """
-    paths, leaves, _ = leaves_with_paths(tree)
-    ref_paths, ref_leaves, _ = leaves_with_paths(reference)
-    if paths != ref_paths:
-        for i in range(max(len(paths), len(ref_paths))):
-            a = paths[i] if i < len(paths) else None
-            b = ref_paths[i] if i < len(ref_paths) else None
-            if a != b:
-                break
-        if b is None or (a is not None and a not in ref_paths):
-            where = f"{tree_name} has a leaf at {a!r} that {ref_name} does not have"
-        else:
-            where = f"{ref_name} has a leaf at {b!r} that {tree_name} does not have"
-        raise ValueError(
-            f"The structure of {tree_name} does not match {ref_name}: {where} "
-            f"({len(paths)} vs {len(ref_paths)} leaves). Build {tree_name} from the "
-            f"same parameter tree as {ref_name}."
-        )
-    return paths, leaves, ref_leaves
+__all__ = [
+    "LeafSparsity",
+    "SparsityReport",
+    "apply_mask",
+    "check_mask",
+    "dense_mask",
+    "pack_mask",
+    "sparsity",
+    "sparsity_report",
+    "unpack_mask",
+]
 
 
 def check_mask(mask: Mask, params: PyTree) -> list[bool]:
@@ -239,15 +149,27 @@ def _pruned_leaves(mask: Mask) -> list[tuple[str, Any]]:
 def sparsity(mask: Mask) -> jax.Array:
     """Fraction of pruned entries over the prunable leaves (0-d float32; jit-safe).
 
+    The prunable leaves are those with at least one dimension. A boolean leaf keeps
+    its ``True`` entries; any other leaf (the parameters themselves, say) keeps its
+    nonzero entries, as :func:`sparsity_report` counts them.
+
     Example:
       >>> import numpy as np
       >>> float(sparsity({"w": np.eye(2, dtype=bool), "b": np.array(True)}))
       0.5
+      >>> float(sparsity({"w": np.array([[0.5, 0.0], [0.0, -2.0]])}))  # weights: nonzeros
+      0.5
     """
     leaves = [m for _, m in _pruned_leaves(mask)]
-    kept = sum(jnp.sum(m, dtype=jnp.int32).astype(jnp.float32) for m in leaves)
+    kept = sum(_kept(m).astype(jnp.float32) for m in leaves)
     total = float(sum(m.size for m in leaves))
     return 1.0 - kept / total
+
+
+def _kept(leaf: Any) -> jax.Array:
+    """The kept entries of a leaf, int32: its True entries, or its nonzeros if not boolean."""
+    leaf = jnp.asarray(leaf)
+    return jnp.sum(leaf if leaf.dtype == jnp.bool_ else leaf != 0, dtype=jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,7 +272,7 @@ def pack_mask(mask: Mask) -> PyTree:
         [
             jnp.ones((), jnp.uint8)
             if is_stand_in(m)
-            else jnp.packbits(jnp.ravel(placement.replicated(m)[0]))
+            else jnp.packbits(jnp.ravel(placement._replicated(m)[0]))
             for m in leaves
         ]
     )

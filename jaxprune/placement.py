@@ -16,6 +16,10 @@ from typing import Any
 import jax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from jaxprune import _deprecation
+
+__all__ = ["explicit_sharding", "match_sharding"]
+
 
 def explicit_sharding(x: Any) -> NamedSharding | None:
     """The sharding of ``x`` if it is explicitly sharded over some mesh axis, else None.
@@ -35,12 +39,15 @@ def explicit_sharding(x: Any) -> NamedSharding | None:
     return sharding
 
 
-def replicated(x: jax.Array) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
-    """A replicated view of an explicitly sharded array, and how to shard a result back.
+def _replicated(x: jax.Array) -> tuple[jax.Array, Callable[[jax.Array], jax.Array]]:
+    """A replicated copy of an explicitly sharded array, and how to shard a result back.
+
+    Internal (named apart from :func:`jaxprune.train.replicated`, a mesh's replicated
+    sharding).
 
     Example:
       >>> import jax.numpy as jnp
-      >>> y, back = replicated(jnp.ones(3))
+      >>> y, back = _replicated(jnp.ones(3))
       >>> back(y * 2).tolist()
       [2.0, 2.0, 2.0]
     """
@@ -70,3 +77,8 @@ def match_sharding(x: jax.Array, like: Any) -> jax.Array:
     if sharding is None or explicit_sharding(x) == sharding:
         return x
     return jax.sharding.reshard(x, sharding)
+
+
+__getattr__ = _deprecation.module_getattr(
+    __name__, {"replicated": ("it is internal, with no public successor", lambda: _replicated)}
+)

@@ -9,31 +9,17 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-Schedule = Callable[[Any], jax.Array]
+# check_steps stays importable from here for transforms/ until they import jaxprune._checks.
+from jaxprune._checks import check_sparsity, check_steps
+from jaxprune._types import Schedule
 
-
-def check_steps(minimum: int = 0, **steps: Any) -> None:
-    """Raises unless every named step count is an integer (Python or NumPy) >= ``minimum``.
-
-    Example:
-      >>> check_steps(begin_step=0, end_step=100)
-      >>> check_steps(1, update_every=2.5)
-      Traceback (most recent call last):
-      ...
-      TypeError: update_every must be an integer number of steps, got 2.5.
-    """
-    for name, value in steps.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            raise TypeError(f"{name} must be an integer number of steps, got {value!r}.")
-        if value < minimum:
-            raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+__all__ = ["Schedule", "cosine_decay", "every", "polynomial"]
 
 
 def _since(step: Any, begin_step: int) -> jax.Array:
@@ -60,8 +46,7 @@ def polynomial(
     if not begin_step < end_step:
         raise ValueError(f"need begin_step < end_step, got {begin_step} and {end_step}.")
     for name, v in (("initial", initial), ("final", final)):
-        if not 0.0 <= v < 1.0:
-            raise ValueError(f"{name} sparsity must be in [0, 1), got {v}.")
+        check_sparsity(v, name, where="schedules.polynomial")
     real = isinstance(power, (int, float, np.integer, np.floating)) and not isinstance(power, bool)
     if not real or not 0 < power < float("inf"):
         raise ValueError(

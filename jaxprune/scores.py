@@ -25,40 +25,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxprune import filters, masks
+from jaxprune import _deprecation, _scoring, filters
+from jaxprune._checks import check_key  # also for transforms/, until they import _checks
+from jaxprune._scoring import score_tree
+from jaxprune._tree import prunable_flags
+from jaxprune._types import Params, PRNGKey, Scores
 
-PyTree = Any
-
-
-def _stand_in() -> jax.Array:
-    return jnp.zeros((), jnp.float32)
-
-
-def score_tree(
-    fn: Callable[..., jax.Array], *trees: PyTree, prunable: filters.FilterLike = None
-) -> PyTree:
-    """Applies ``fn(leaf, *other_leaves)`` on the prunable leaves of ``trees[0]``.
-
-    The building block of score functions; the result is float32, with 0-d
-    stand-ins on the leaves that are not prunable.
-
-    Example:
-      >>> import numpy as np
-      >>> t = {"w": np.ones((2, 2), np.float32), "b": np.ones(2, np.float32)}
-      >>> score_tree(lambda w: 2 * w, t)["b"].shape
-      ()
-    """
-    flags = masks.prunable_flags(trees[0], prunable)
-    leaves, treedef = jax.tree_util.tree_flatten(trees[0])
-    others = [treedef.flatten_up_to(t) for t in trees[1:]]
-    out = [
-        fn(x, *(o[i] for o in others)).astype(jnp.float32) if f else _stand_in()
-        for i, (x, f) in enumerate(zip(leaves, flags))
-    ]
-    return treedef.unflatten(out)
+__all__ = ["grasp", "magnitude", "random", "snip", "synflow"]
 
 
-def magnitude(params: PyTree, *, prunable: filters.FilterLike = None) -> PyTree:
+def magnitude(params: Params, *, prunable: filters.FilterLike = None) -> Scores:
     """|w|: magnitude pruning, the lottery-ticket criterion.
 
     Example:
@@ -69,30 +45,11 @@ def magnitude(params: PyTree, *, prunable: filters.FilterLike = None) -> PyTree:
     return score_tree(jnp.abs, params, prunable=prunable)
 
 
-def check_key(key: Any, name: str = "key") -> None:
-    """Raises a TypeError unless ``key`` is a JAX random key: a typed key
-    (``jax.random.key(0)``) or a raw ``uint32`` one (``jax.random.PRNGKey(0)``).
+def random(key: PRNGKey, params: Params, *, prunable: filters.FilterLike = None) -> Scores:
+    """Uniform random scores (not a mask; each leaf its own key, folded from ``key``).
 
-    Example:
-      >>> import jax
-      >>> check_key(jax.random.key(0))
-      >>> check_key(0)
-      Traceback (most recent call last):
-      ...
-      TypeError: key must be a JAX random key such as jax.random.key(0), got 0.
-    """
-    dtype, shape = getattr(key, "dtype", None), getattr(key, "shape", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    if typed and shape == ():
-        return
-    if not typed and dtype == jnp.uint32 and shape is not None and len(shape) == 1:
-        return
-    got = f"an array of shape {shape} and dtype {dtype}" if shape is not None else repr(key)
-    raise TypeError(f"{name} must be a JAX random key such as jax.random.key(0), got {got}.")
-
-
-def random(key: jax.Array, params: PyTree, *, prunable: filters.FilterLike = None) -> PyTree:
-    """Uniform random scores: random pruning (each leaf its own key, folded from ``key``).
+    For a random mask use :func:`jaxprune.random_mask` (at a target sparsity) or
+    :func:`jaxprune.random_like` (the per-layer counts of a given mask).
 
     Example:
       >>> import jax, numpy as np
@@ -108,13 +65,13 @@ def random(key: jax.Array, params: PyTree, *, prunable: filters.FilterLike = Non
 
 def snip(
     loss_fn: Callable[..., Any],
-    params: PyTree,
+    params: Params,
     batch: Any,
     *,
     prunable: filters.FilterLike = None,
     normalize: bool = True,
     has_aux: bool = False,
-) -> PyTree:
+) -> Scores:
     """SNIP connection sensitivity |g * w| on one batch (Lee et al. 2019).
 
     Args:
@@ -143,7 +100,7 @@ def snip(
     if has_aux:
         grads = grads[0]
     s = score_tree(lambda w, g: jnp.abs(g * w), params, grads, prunable=prunable)
-    check_scores(s, "snip", "the gradients times the weights")
+    _scoring.check_scores(s, "snip", "the gradients times the weights")
     if not normalize:
         return s
     total = sum(jnp.sum(x) for x in jax.tree_util.tree_leaves(s))
@@ -166,13 +123,13 @@ def _accepts_temperature(fn: Callable[..., Any]) -> bool:
 
 def grasp(
     loss_fn: Callable[..., Any],
-    params: PyTree,
+    params: Params,
     batch: Any,
     *,
     prunable: filters.FilterLike = None,
     temperature: float | None = 200.0,
     has_aux: bool = False,
-) -> PyTree:
+) -> Scores:
     """GraSP score ``w * (H g)`` on one batch (Wang et al. 2020); higher = keep.
 
     GraSP removes the weights whose removal reduces the gradient flow
@@ -251,66 +208,23 @@ def grasp(
     g = jax.lax.stop_gradient(grad(params))
     # As GraSP's code, g and H over the scored weights only: H_ww g_w, not (H g)_w
     # (biases and normalisation parameters would add H_wb g_b).
-    flags = masks.prunable_flags(params, prunable)
+    flags = prunable_flags(params, prunable)
     g_leaves, treedef = jax.tree_util.tree_flatten(g)
     g = treedef.unflatten([x if f else jnp.zeros_like(x) for x, f in zip(g_leaves, flags)])
     _, hg = jax.jvp(grad, (params,), (g,))
     out = score_tree(lambda w, h: w * h, params, hg, prunable=prunable)
-    check_scores(out, "grasp", "the Hessian-gradient products times the weights")
+    _scoring.check_scores(out, "grasp", "the Hessian-gradient products times the weights")
     return out
 
 
-def check_input_shape(input_shape: Any) -> tuple[int, ...]:
-    """The shape of SynFlow's all-ones input as a tuple; raises a ValueError if it is not one.
-
-    Example:
-      >>> check_input_shape([1, 40])
-      (1, 40)
-    """
-    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else None
-    if not shape or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise ValueError(
-            f"synflow: input_shape must be the shape of one input batch, positive integers "
-            f"with the batch dimension first, e.g. (1, 28, 28, 1); got {input_shape!r}."
-        )
-    return shape
-
-
-def synflow_raw(
-    apply_fn: Callable[[PyTree, jax.Array], Any],
-    params: PyTree,
-    input_shape: Sequence[int],
-    flags: Sequence[bool],
-    dtype: Any = None,
-) -> list[jax.Array | None]:
-    """``|w dR/dw|`` of the |w| network on ones, in ``dtype``; None on leaves not flagged.
-
-    The building block of :func:`synflow` (and of iterative SynFlow, which jits
-    it once); ``params`` are used as given (mask them first).
-    """
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    cast = lambda x: x.astype(dtype) if dtype is not None else x
-    absolute = [
-        cast(jnp.abs(x)) if jnp.issubdtype(jnp.result_type(x), jnp.inexact) else x for x in leaves
-    ]
-    first = next(x for x, f in zip(absolute, flags) if f)
-    ones = jnp.ones(tuple(input_shape), first.dtype)
-
-    def flow(ls):
-        return jnp.sum(apply_fn(treedef.unflatten(ls), ones))
-
-    grads = jax.grad(flow)(absolute)
-    return [jnp.abs(g * w) if f else None for w, g, f in zip(absolute, grads, flags)]
-
-
 def synflow(
-    apply_fn: Callable[[PyTree, jax.Array], Any],
-    params: PyTree,
+    apply_fn: Callable[[Params, jax.Array], Any],
+    params: Params,
     input_shape: Sequence[int],
     *,
     prunable: filters.FilterLike = None,
     float64: bool = False,
-) -> PyTree:
+) -> Scores:
     """SynFlow score ``|w * dR/dw|`` (Tanaka et al. 2020): data-free synaptic flow.
 
     ``R`` is the sum of the outputs of the network run with every parameter
@@ -362,81 +276,26 @@ def synflow(
         raise TypeError(
             f"synflow: apply_fn must be callable (params, x) -> outputs, got {apply_fn!r}."
         )
-    shape = check_input_shape(input_shape)
-    flags = masks.prunable_flags(params, prunable)
+    shape = _scoring.check_input_shape(input_shape)
+    flags = prunable_flags(params, prunable)
     if float64:
         with jax.enable_x64(True):
-            raw = synflow_raw(apply_fn, params, shape, flags, jnp.float64)
-            out = scale_to_float32(raw)
+            raw = _scoring.synflow_raw(apply_fn, params, shape, flags, jnp.float64)
+            out = _scoring.scale_to_float32(raw)
     else:
         out = [
             None if s is None else s.astype(jnp.float32)
-            for s in synflow_raw(apply_fn, params, shape, flags)
+            for s in _scoring.synflow_raw(apply_fn, params, shape, flags)
         ]
-    check_finite(out, "synflow", float64)
+    _scoring.check_finite(out, "synflow", float64)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    return treedef.unflatten([_stand_in() if s is None else s for s in out])
+    return treedef.unflatten([_scoring.stand_in() if s is None else s for s in out])
 
 
-def scale_to_float32(raw: Sequence[jax.Array | None]) -> list[jax.Array | None]:
-    """Scales non-negative scores by ``2^-e`` so the largest is in [0.5, 1), then to float32.
-
-    An exact power of two keeps the order of all scores that stay normal numbers.
-    """
-    present = [s for s in raw if s is not None]
-    top = jnp.max(jnp.stack([jnp.max(s) for s in present]))
-    _, e = jnp.frexp(jnp.where(top > 0, top, 1))
-    return [None if s is None else jnp.ldexp(s, -e).astype(jnp.float32) for s in raw]
-
-
-def _finite_scores(scores: Sequence[jax.Array | None], nonfinite: str) -> list[jax.Array]:
-    """The concrete, non-empty scores, after a FloatingPointError(``nonfinite``) if one
-    holds inf or NaN; an empty list under jit (nothing can be checked there)."""
-    present = [s for s in scores if s is not None and s.size]
-    if any(isinstance(s, jax.core.Tracer) for s in present):
-        return []
-    if not all(bool(jnp.all(jnp.isfinite(s))) for s in present):
-        raise FloatingPointError(nonfinite)
-    return present
-
-
-# The largest float32 SynFlow score below which smaller ones have flushed to 0.
-_UNDERFLOW = 2.0**-100
-
-
-def check_finite(scores: Sequence[jax.Array | None], where: str, float64: bool = False) -> None:
-    """Raises FloatingPointError when concrete SynFlow scores hold inf or NaN, are all 0, or
-    (in float32) are so small that the smaller ones underflowed (no-op under jit)."""
-    present = _finite_scores(
-        scores,
-        f"{where}: the synaptic flow overflowed (a score or R is inf or NaN): the "
-        "product of |w| over the layers exceeds the float range. Pass float64=True "
-        "(double precision, as the paper's code can), or score a shallower network.",
+__getattr__ = _deprecation.module_getattr(
+    __name__,
+    _deprecation.internal(
+        _scoring, "check_finite", "check_input_shape", "check_scores", "scale_to_float32"
     )
-    if not present:
-        return
-    top = max(float(jnp.max(s)) for s in present)
-    if top == 0.0 or (not float64 and top < _UNDERFLOW):
-        raise FloatingPointError(
-            f"{where}: the largest score is {top:.3g}: the synaptic flow underflowed float32 "
-            "(the product of |w| over the layers is below its range) or the network "
-            "is disconnected (no path from input to output keeps a weight). Pass "
-            "float64=True (double precision, as the paper's code can)."
-        )
-
-
-def check_scores(scores: Any, where: str, what: str) -> None:
-    """Raises when concrete gradient-based scores (SNIP, GraSP) are not finite or all 0,
-    since top-k would then pick by position; ``what`` says where the scores come from.
-    A no-op under jit."""
-    present = _finite_scores(
-        [s for s in jax.tree_util.tree_leaves(scores) if s.ndim],
-        f"{where}: a score is inf or NaN ({what}): check the batch and the loss for "
-        "inf/NaN (and the parameters).",
-    )
-    if present and all(not bool(jnp.any(s != 0)) for s in present):
-        raise ValueError(
-            f"{where}: every score is 0 ({what} vanish for every prunable weight on this "
-            "batch: a constant loss, an all-zero batch, dead units?): there is nothing to "
-            "rank. Score a batch of real examples."
-        )
+    | {"synflow_raw": ("use synflow", lambda: _scoring.synflow_raw)},
+)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from reference import keep_count_reference
 
 import jaxprune
-from jaxprune import distributions
+from jaxprune import _counts, distributions
 
 
 def conv_net_params():
@@ -79,7 +79,7 @@ def test_er_erk_totals_are_exact(shapes, s, kind):
     shapes = [(k, k, a, b) if k > 1 else (a, b) for k, a, b in shapes]
     n = sum(math.prod(sh) for sh in shapes)
     budget = keep_count_reference(n, s)
-    counts = distributions.erk_counts(shapes, budget, kind)
+    counts = _counts.erk_counts(shapes, budget, kind)
     assert sum(counts) == budget
     assert all(0 <= c <= math.prod(sh) for c, sh in zip(counts, shapes))
 
@@ -95,7 +95,7 @@ def test_er_erk_with_caps_meet_the_total_and_the_caps(layers, s, kind):
     shapes = [(a, b) for a, b, _ in layers] + [(30, 20)]
     caps = [round(f * a * b) for a, b, f in layers] + [600]
     budget = keep_count_reference(sum(caps), s)
-    counts = distributions.erk_counts(shapes, budget, kind, caps)
+    counts = _counts.erk_counts(shapes, budget, kind, caps)
     assert sum(counts) == budget
     assert all(0 <= c <= cap for c, cap in zip(counts, caps))
     raw = [(a + b) / (a * b) for a, b in shapes]

@@ -12,7 +12,7 @@ from jax.flatten_util import ravel_pytree
 from trees import mlp_apply, mlp_dict
 
 import jaxprune
-from jaxprune.init_pruning import kept_schedule
+from jaxprune.init_pruning import _kept_schedule as kept_schedule
 
 
 def kept(mask):

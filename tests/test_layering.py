@@ -1,7 +1,10 @@
-"""The core stays light: importing jaxprune pulls in no Flax, Orbax, TFDS or Grain."""
+"""The core stays light (no Flax, Orbax, TFDS or Grain) and draws a public line (``__all__``)."""
 
+import importlib
 import subprocess
 import sys
+
+import pytest
 
 
 def test_the_core_imports_no_engine_dependencies():
@@ -13,3 +16,52 @@ def test_the_core_imports_no_engine_dependencies():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"the core imported {out.stdout.strip()}"
+
+
+PUBLIC_CORE = (
+    "jaxprune",
+    "jaxprune.distributions",
+    "jaxprune.filters",
+    "jaxprune.init_pruning",
+    "jaxprune.lottery",
+    "jaxprune.masks",
+    "jaxprune.placement",
+    "jaxprune.schedules",
+    "jaxprune.scores",
+    "jaxprune.select",
+    "jaxprune.typing",
+)
+
+
+@pytest.mark.parametrize("name", PUBLIC_CORE)
+def test_every_public_core_module_lists_its_api(name):
+    module = importlib.import_module(name)
+    for public in module.__all__:
+        assert not public.startswith("_") and hasattr(module, public), (name, public)
+    # A helper is private: no check_*, path or stand-in helpers in the API.
+    assert not [n for n in module.__all__ if n.startswith("check_") and n != "check_mask"]
+
+
+@pytest.mark.parametrize(
+    "module, old, new",
+    [
+        ("jaxprune.lottery", "random_pruning", "jaxprune.select._topk:random_like"),
+        ("jaxprune.placement", "replicated", "jaxprune.placement:_replicated"),
+        ("jaxprune.distributions", "erk_counts", "jaxprune._counts:erk_counts"),
+        ("jaxprune.distributions", "plan", "jaxprune._counts:plan"),
+        ("jaxprune.distributions", "concrete", "jaxprune._checks:concrete"),
+        ("jaxprune.distributions", "check_sparsity", "jaxprune._checks:check_sparsity"),
+        ("jaxprune.scores", "synflow_raw", "jaxprune._scoring:synflow_raw"),
+        ("jaxprune.scores", "check_scores", "jaxprune._scoring:check_scores"),
+        ("jaxprune.select", "order_keys", "jaxprune.select._keys:order_keys"),
+        ("jaxprune.select", "plan_groups", "jaxprune.select._plan:plan_groups"),
+        ("jaxprune.init_pruning", "kept_schedule", "jaxprune.init_pruning:_kept_schedule"),
+    ],
+)
+def test_a_moved_name_still_works_with_a_deprecation_warning(module, old, new):
+    where, attr = new.split(":")
+    with pytest.warns(DeprecationWarning, match=f"{module}.{old} is deprecated"):
+        got = getattr(importlib.import_module(module), old)
+    assert got is getattr(importlib.import_module(where), attr)
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        importlib.import_module(module).no_such_name  # noqa: B018

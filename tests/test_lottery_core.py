@@ -87,7 +87,7 @@ def test_baselines_keep_the_mask_or_the_counts():
         if m.ndim:
             assert ((np.asarray(a) != 0) == np.asarray(m)).all()  # same mask
             assert not np.allclose(np.asarray(a)[np.asarray(m)], np.asarray(b)[np.asarray(m)])
-    rp = lottery.random_pruning(jax.random.key(0), mask)
+    rp = jaxprune.random_like(jax.random.key(0), mask)
     assert lottery.kept_counts(rp) == lottery.kept_counts(mask)
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rp), jax.tree.leaves(mask)))
 

@@ -180,3 +180,19 @@ def test_leaves_named_bias_stay_dense_whatever_their_shape():
     params = {"conv": {"weight": jnp.ones((16, 3, 3, 3)), "bias": jnp.ones((16, 1, 1))}}
     mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
     assert mask["conv"]["bias"].shape == () and mask["conv"]["weight"].shape == (16, 3, 3, 3)
+
+
+def test_sparsity_of_float_weights_counts_their_nonzeros():
+    # A tree of weights (not a mask), 90% of every kernel zeroed: sparsity counts the
+    # nonzeros as sparsity_report does (it used to sum the weights' values: 1.0036).
+    params = jaxprune.apply_mask(
+        mlp_dict(), jaxprune.topk_mask(jaxprune.scores.magnitude(mlp_dict()), 0.9)
+    )
+    kernels = {k: {"kernel": v["kernel"]} for k, v in params.items()}
+    assert float(jaxprune.sparsity(kernels)) == pytest.approx(
+        jaxprune.sparsity_report(kernels).sparsity
+    )
+    assert float(jaxprune.sparsity(kernels)) == pytest.approx(0.9, abs=1e-3)
+    assert float(jax.jit(jaxprune.sparsity)(params)) == pytest.approx(
+        jaxprune.sparsity_report(params).sparsity
+    )

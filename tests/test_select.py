@@ -11,7 +11,7 @@ from reference import keep_count_reference, topk_reference
 from trees import mlp_dict
 
 import jaxprune
-from jaxprune import select
+from jaxprune.select import _engine, _keys
 
 DIMS = st.sampled_from([1, 2, 3, 5, 8, 13])
 SPARSITY = st.one_of(
@@ -101,10 +101,10 @@ def test_radix_skips_its_last_pass_only_where_the_bucket_fits():
     order = rng.permutation(x.size)
     scores = [jnp.asarray(x[order].reshape(2, 5))]
     for k in range(x.size + 1):
-        got = select.select(scores, [None], [((0,), k)], "radix")[0]
+        got = _engine.select(scores, [None], [((0,), k)], "radix")[0]
         want = np.argsort(-x, kind="stable")[:k]
         np.testing.assert_array_equal(np.asarray(got).ravel(), np.isin(order, want), err_msg=k)
-        chex.assert_trees_all_equal(got, select.select(scores, [None], [((0,), k)], "sort")[0])
+        chex.assert_trees_all_equal(got, _engine.select(scores, [None], [((0,), k)], "sort")[0])
 
 
 def test_nan_scores_rank_last_and_negative_zero_ties_with_zero():
@@ -298,7 +298,7 @@ def test_nm_mask_on_conv_kernel_and_errors():
         jaxprune.nm_mask(s, 2, 3)
     with pytest.raises(ValueError, match="0 <= n <= m"):
         jaxprune.nm_mask(s, 5, 4)
-    with pytest.raises(ValueError, match="needs integers"):
+    with pytest.raises(TypeError, match="needs integers"):
         jaxprune.nm_mask(s, True, 4)  # a bool is not a count
     chex.assert_trees_all_equal(jaxprune.nm_mask(s, np.int64(2), np.int32(4)), mask)
 
@@ -317,7 +317,7 @@ def test_random_like_keeps_counts_and_moves_entries():
 
 def test_order_keys_are_monotone():
     x = jnp.sort(jax.random.normal(jax.random.key(0), (1000,)) * 1e3)
-    keys = np.asarray(select.order_keys(x)).astype(np.int64)
+    keys = np.asarray(_keys.order_keys(x)).astype(np.int64)
     assert (np.diff(keys) >= 0).all() and keys.min() >= 2
 
 
@@ -380,13 +380,37 @@ def test_off_the_cpu_the_plain_sums_give_the_same_masks(monkeypatch):
         ]
 
     on_cpu = masks()
-    assert int(select.count(within["a"])) == int(np.asarray(within["a"]).sum())
-    monkeypatch.setattr(select, "F32_EXACT", 0)
-    select._select_jit.clear_cache()  # trace the selection again, now with int32 sums
+    assert int(_keys.count(within["a"])) == int(np.asarray(within["a"]).sum())
+    monkeypatch.setattr(_keys, "F32_EXACT", 0)
+    _engine._select_jit.clear_cache()  # trace the selection again, now with int32 sums
     chex.assert_trees_all_equal(masks(), on_cpu)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    select._select_jit.clear_cache()  # trace the selection again, now with the sums
+    _engine._select_jit.clear_cache()  # trace the selection again, now with the sums
     chex.assert_trees_all_equal(masks(), on_cpu)
-    assert int(select.count(within["a"])) == int(np.asarray(within["a"]).sum())
+    assert int(_keys.count(within["a"])) == int(np.asarray(within["a"]).sum())
     monkeypatch.undo()
-    select._select_jit.clear_cache()  # not the other programs: later tests reuse them
+    _engine._select_jit.clear_cache()  # not the other programs: later tests reuse them
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda s, d: jaxprune.topk_mask(jaxprune.scores.magnitude(mlp_dict()), s, d),
+        lambda s, d: jaxprune.layer_sparsities(mlp_dict(), s, d),
+        lambda s, d: jaxprune.magnitude_mask(mlp_dict(), s, distribution=d),
+    ],
+    ids=["topk_mask", "layer_sparsities", "magnitude_mask"],
+)
+def test_a_percentage_or_a_miscased_distribution_suggests_the_intended_one(build):
+    with pytest.raises(ValueError, match=r"\[0, 1\); got 95.0.*Did you mean 0.95\?"):
+        build(95, "uniform")
+    for typo in ("ERK", "erk ", " Erk"):
+        with pytest.raises(ValueError, match="Unknown distribution.*Did you mean 'erk'\\?"):
+            build(0.5, typo)
+    with pytest.raises(TypeError, match="distribution must be a name or a mapping"):
+        build(0.5, 3)
+
+
+def test_a_schedule_suggests_a_fraction_for_a_percentage():
+    with pytest.raises(ValueError, match="final must be .*Did you mean 0.9\\?"):
+        jaxprune.schedules.polynomial(final=90, begin_step=0, end_step=10)

@@ -348,7 +348,7 @@ def _members(settings, tx, r, mask, rewind_point, trained, dense, reinit, seeds)
             if v == "random_reinit":
                 base = member(reinit, i).replace(step=base.step)
             elif v == "random_pruning":
-                m = lottery.random_pruning(jax.random.key(1_000_003 * r + s), m)
+                m = jaxprune.random_like(jax.random.key(1_000_003 * r + s), m)
             elif v == "one_shot":
                 m = lottery.one_shot_like(
                     member(dense, i).params, m, distribution=settings.distribution

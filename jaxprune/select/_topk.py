@@ -1,0 +1,101 @@
+"""Masks from scores: exactly the top k per layer or globally, and random masks of equal counts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxprune import _checks, filters, placement
+from jaxprune._tree import is_stand_in, leaves_with_paths, require_prunable, stand_in
+from jaxprune._types import Distribution, Mask, Override, PRNGKey, Scores
+from jaxprune.select._engine import select
+from jaxprune.select._keys import count
+from jaxprune.select._plan import candidates, plan
+
+
+def topk_mask(
+    scores: Scores,
+    sparsity: Any = None,
+    distribution: Distribution = "uniform",
+    *,
+    within: Mask | None = None,
+    overrides: Mapping[str, Override] | None = None,
+    prunable: filters.FilterLike = None,
+    method: str = "auto",
+) -> Mask:
+    """Keeps the highest scores: exactly ``round((1 - s) * n)`` per layer or globally.
+
+    Args:
+      scores: a pytree shaped like the parameters (e.g. from
+        :mod:`jaxprune.scores`); 0-d leaves are not prunable. Ranked as float32:
+        float64 scores closer than float32's resolution (or below its range) tie,
+        broken by position; scale them first, as ``scores.synflow(float64=True)`` does.
+      sparsity: fraction to prune, in [0, 1); may be traced (not for ER/ERK).
+      distribution: ``"uniform"`` (every leaf at ``sparsity``), ``"global"`` (one
+        ranking over all leaves), ``"er"``, ``"erk"``, or a mapping from path regex
+        to sparsity (explicit per-leaf; unmatched leaves take ``sparsity``).
+      within: a current mask; only the entries it keeps are candidates and
+        ``sparsity`` is the fraction *of those* to prune, so ``within=mask,
+        sparsity=0.2`` prunes 20% of what remains. The result is a subset of
+        ``within``: a leaf that is no candidate (``prunable`` leaves it out) keeps
+        ``within``'s leaf.
+      overrides: per-layer rates, path regex -> sparsity or ``f(sparsity)``, e.g.
+        ``{"layers/0/": 0.0, "layers/2/": lambda s: s / 2}``.
+      prunable: which leaves may be pruned (default: leaves with ndim >= 2).
+      method: ``"auto"`` (``"radix"`` on the CPU, else ``"sort"``), ``"radix"`` (a
+        radix select by histograms), ``"sort"`` (stable sorts by key, then by group) or
+        ``"count"`` (a threshold found by a fixed number of counting passes; for
+        accelerators; on a GPU usually slower than the sort). The same result; speed differs.
+
+    Returns:
+      A mask with the structure of ``scores``.
+
+    Example:
+      >>> import jax, jaxprune
+      >>> params = {"w": jax.random.normal(jax.random.key(0), (10, 10)), "b": jax.numpy.zeros(10)}
+      >>> mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.9)
+      >>> int(mask["w"].sum()), mask["b"].shape
+      (10, ())
+      >>> int(jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.2, within=mask)["w"].sum())
+      8
+    """
+    paths, leaves, treedef, flags, w_leaves = candidates(scores, within, prunable)
+    cand, groups = plan(paths, leaves, flags, w_leaves, sparsity, distribution, overrides)
+    kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
+    # Distinct buffers (donating a mask works); a leaf that is no candidate keeps what
+    # `within` prunes there, so the result is always a subset of `within`.
+    out = [stand_in() if w is None or is_stand_in(w) else jnp.copy(w) for w in w_leaves]
+    for i, m in zip(cand, kept):
+        out[i] = m
+    return treedef.unflatten(out)
+
+
+def random_like(key: PRNGKey, mask: Mask) -> Mask:
+    """A random mask keeping the same number of entries in every leaf as ``mask``.
+
+    The baseline "random pruning with the same per-layer counts" (the lottery-ticket
+    papers' random pruning; ``jaxprune.lottery.random_pruning`` was this function).
+    For a random mask at a target sparsity use :func:`jaxprune.random_mask`; for
+    random scores, :func:`jaxprune.scores.random`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> mask = {"w": jnp.eye(4, dtype=bool), "b": jnp.ones((), bool)}
+      >>> r = random_like(jax.random.key(0), mask)
+      >>> int(r["w"].sum()), r["b"].shape
+      (4, ())
+    """
+    _checks.check_key(key)
+    paths, leaves, treedef = leaves_with_paths(mask)
+    flags = [not is_stand_in(m) for m in leaves]
+    require_prunable(paths, flags)
+    cand = [i for i, f in enumerate(flags) if f]
+    uniform = [jax.random.uniform(jax.random.fold_in(key, i), leaves[i].shape) for i in cand]
+    groups = [((j,), count(leaves[i])) for j, i in enumerate(cand)]
+    out = list(leaves)
+    for i, m in zip(cand, select(uniform, [None] * len(cand), groups)):
+        out[i] = placement.match_sharding(m, leaves[i])  # the scores were drawn unsharded
+    return treedef.unflatten(out)
