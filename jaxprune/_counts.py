@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxprune._checks import check_distribution, check_sparsity, concrete
-from jaxprune._types import Distribution, Override
+from jaxprune.typing import Distribution, Override
 
 
 def keep_count(n: Any, sparsity: Any) -> Any:

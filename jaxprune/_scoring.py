@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from jaxprune import filters
 from jaxprune._tree import prunable_flags
-from jaxprune._types import Params, PyTree, Scores
+from jaxprune.typing import Params, PyTree, Scores
 
 
 def stand_in() -> jax.Array:

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune import filters
-from jaxprune._types import PyTree
+from jaxprune.typing import PyTree
 
 
 def path_str(keypath: Sequence[Any]) -> str:

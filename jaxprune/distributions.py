@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from jaxprune import _checks, _counts, _deprecation, filters
 from jaxprune._counts import keep_count
 from jaxprune._tree import leaves_with_paths, prunable_flags
-from jaxprune._types import Distribution, Override, Params
+from jaxprune.typing import Distribution, Override, Params
 
-__all__ = ["Distribution", "Override", "keep_count", "layer_sparsities"]
+__all__ = ["keep_count", "layer_sparsities"]
 
 
 def layer_sparsities(

@@ -17,11 +17,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from jaxprune._types import Filter, FilterLike
+from jaxprune.typing import Filter, FilterLike
 
 __all__ = [
-    "Filter",
-    "FilterLike",
     "all_of",
     "any_of",
     "as_filter",

@@ -29,10 +29,10 @@ import numpy as np
 
 from jaxprune import _checks, _deprecation, _scoring, filters, scores
 from jaxprune._tree import prunable_flags, stand_in
-from jaxprune._types import Distribution, Mask, Override, Params, PRNGKey, Scores
 from jaxprune.masks import dense_mask
 from jaxprune.select import select, topk_mask
 from jaxprune.select._plan import plan_groups
+from jaxprune.typing import Distribution, Mask, Override, Params, PRNGKey, Scores
 
 __all__ = ["grasp_mask", "magnitude_mask", "random_mask", "snip_mask", "synflow_mask"]
 

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 
 from jaxprune import _checks, _deprecation, filters, masks, scores
 from jaxprune._tree import is_stand_in, leaves_with_paths, matched_leaves, require_prunable
-from jaxprune._types import Distribution, Mask, Override, Params
 from jaxprune.select import random_like, select, topk_mask
 from jaxprune.select._keys import count
+from jaxprune.typing import Distribution, Mask, Override, Params
 
 __all__ = [
     "distillation_loss",

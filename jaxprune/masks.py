@@ -33,7 +33,7 @@ from jaxprune._tree import (
     require_prunable,
     stand_in,
 )
-from jaxprune._types import Mask, PyTree
+from jaxprune.typing import Mask, PyTree
 
 __all__ = [
     "LeafSparsity",

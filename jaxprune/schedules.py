@@ -17,9 +17,9 @@ import numpy as np
 
 # check_steps stays importable from here for transforms/ until they import jaxprune._checks.
 from jaxprune._checks import check_sparsity, check_steps
-from jaxprune._types import Schedule
+from jaxprune.typing import Schedule
 
-__all__ = ["Schedule", "cosine_decay", "every", "polynomial"]
+__all__ = ["cosine_decay", "every", "polynomial"]
 
 
 def _since(step: Any, begin_step: int) -> jax.Array:

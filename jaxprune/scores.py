@@ -29,7 +29,7 @@ from jaxprune import _deprecation, _scoring, filters
 from jaxprune._checks import check_key  # also for transforms/, until they import _checks
 from jaxprune._scoring import score_tree
 from jaxprune._tree import prunable_flags
-from jaxprune._types import Params, PRNGKey, Scores
+from jaxprune.typing import Params, PRNGKey, Scores
 
 __all__ = ["grasp", "magnitude", "random", "snip", "synflow"]
 

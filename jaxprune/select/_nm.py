@@ -9,9 +9,9 @@ import jax.numpy as jnp
 
 from jaxprune import _checks, filters, placement
 from jaxprune._tree import stand_in
-from jaxprune._types import Mask, Scores
 from jaxprune.select._keys import order_keys
 from jaxprune.select._plan import candidates
+from jaxprune.typing import Mask, Scores
 
 
 def nm_mask(

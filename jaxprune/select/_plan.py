@@ -9,8 +9,8 @@ import jax.numpy as jnp
 
 from jaxprune import _counts, filters
 from jaxprune._tree import is_stand_in, leaves_with_paths, matched_leaves, require_prunable
-from jaxprune._types import Distribution, Override, Scores
 from jaxprune.select._keys import Groups, count
+from jaxprune.typing import Distribution, Override, Scores
 
 
 def candidates(scores, within, prunable):

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 
 from jaxprune import _checks, filters, placement
 from jaxprune._tree import is_stand_in, leaves_with_paths, require_prunable, stand_in
-from jaxprune._types import Distribution, Mask, Override, PRNGKey, Scores
 from jaxprune.select._engine import select
 from jaxprune.select._keys import count
 from jaxprune.select._plan import candidates, plan
+from jaxprune.typing import Distribution, Mask, Override, PRNGKey, Scores
 
 
 def topk_mask(
