@@ -116,21 +116,6 @@ def test_check_mask_names_shape_and_dtype_errors():
         jaxprune.apply_mask(params, mask)
 
 
-def test_custom_prunable_filters():
-    params = mlp_dict()
-    with_bias = jaxprune.dense_mask(params, prunable=jaxprune.filters.any_of(None, "bias$"))
-    assert with_bias["layers_0"]["bias"].shape == (16,)
-    no_first = jaxprune.dense_mask(
-        params, prunable=jaxprune.filters.all_of(None, jaxprune.filters.not_("layers_0/"))
-    )
-    assert no_first["layers_0"]["kernel"].shape == ()
-    assert no_first["layers_1"]["kernel"].shape == (16, 12)
-    only = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5, prunable=r"layers_1/kernel")
-    assert [m.ndim for m in jax.tree.leaves(only)].count(2) == 1
-    with pytest.raises(TypeError, match="prunable must be"):
-        jaxprune.dense_mask(params, prunable=3)
-
-
 @given(
     st.lists(st.tuples(st.integers(1, 9), st.integers(1, 17)), min_size=1, max_size=4),
     st.integers(0, 1000),
@@ -173,13 +158,6 @@ def test_masks_can_be_donated():
     assert len(set(buffers)) == len(buffers)
     out = jax.jit(lambda m: jax.tree.map(jnp.logical_not, m), donate_argnums=0)(mask)
     assert jax.tree.structure(out) == jax.tree.structure(mask)
-
-
-def test_leaves_named_bias_stay_dense_whatever_their_shape():
-    """Equinox's conv biases are (out, 1, 1): a bias all the same."""
-    params = {"conv": {"weight": jnp.ones((16, 3, 3, 3)), "bias": jnp.ones((16, 1, 1))}}
-    mask = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.5)
-    assert mask["conv"]["bias"].shape == () and mask["conv"]["weight"].shape == (16, 3, 3, 3)
 
 
 def test_sparsity_of_float_weights_counts_their_nonzeros():
