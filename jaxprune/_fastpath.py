@@ -1,4 +1,12 @@
-"""Steps that happen now and then, without copying the optimizer state every step.
+"""The XLA-specific fast paths, fenced in one place, each with a plain reference path.
+
+Everything here computes what a straightforward formula computes (``lax.cond``,
+``where``), only faster on some backend. ``with reference_paths():`` turns every
+fast path off while a step is traced, so tests can check that both agree; select
+and the transforms ask :func:`backend` (not ``jax.default_backend``) which backend
+they trace for.
+
+Steps that happen now and then, without copying the optimizer state every step.
 
 A transform that sometimes does something else instead of the inner optimizer's
 step (RigL rewires its mask and skips the step) must not slow the ordinary steps.
@@ -23,7 +31,8 @@ optimizers (Lion, whose update reads the old momentum) run their step in a
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import jax
@@ -32,6 +41,40 @@ import jax.numpy as jnp
 import optax
 
 Carry = TypeVar("Carry")
+
+_REFERENCE = [False]
+
+
+@contextlib.contextmanager
+def reference_paths() -> Iterator[None]:
+    """While active, steps traced take the plain reference paths (no fast path).
+
+    Example:
+      >>> with reference_paths():
+      ...     backend()
+      'reference'
+    """
+    _REFERENCE.append(True)
+    try:
+        yield
+    finally:
+        _REFERENCE.pop()
+
+
+def backend() -> str:
+    """The backend a fast path is chosen for: ``jax.default_backend()`` (read when a
+    step is traced), or ``"reference"`` inside :func:`reference_paths`."""
+    return "reference" if _REFERENCE[-1] else jax.default_backend()
+
+
+def on_cpu() -> bool:
+    """Whether the CPU's fast paths apply (False inside :func:`reference_paths`)."""
+    return backend() == "cpu"
+
+
+def on_accelerator() -> bool:
+    """Whether an accelerator's fast paths apply (False inside :func:`reference_paths`)."""
+    return backend() not in ("cpu", "reference")
 
 
 def run_if(pred: Any, fn: Callable[[Carry], Carry], carry: Carry) -> Carry:
@@ -59,7 +102,7 @@ def run_if(pred: Any, fn: Callable[[Carry], Carry], carry: Carry) -> Carry:
       [0.0, 0.0]
     """
 
-    if jax.default_backend() == "gpu":
+    if backend() in ("gpu", "reference"):
         return jax.lax.cond(pred, fn, lambda c: c, carry)
 
     def body(c):
@@ -114,6 +157,9 @@ def skippable_update(
       ([-1.0, -1.0], [1.0, 1.0])
     """
     skip = jnp.asarray(skip, bool)
+    if backend() == "reference":
+        u, new = inner.update(grads, state, params, **extra_args)
+        return u, jax.tree_util.tree_map(lambda a, b: jnp.where(skip, a, b), state, new)
     g_leaves = jax.tree_util.tree_leaves(grads)
     s_leaves = jax.tree_util.tree_leaves(state)
     p_leaves, p_tree = jax.tree_util.tree_flatten(params)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprune import distributions, filters, masks, scores, select
+from jaxprune import _fastpath, distributions, filters, masks, scores, select
 from jaxprune.transforms import _base as base
 from jaxprune.transforms._gradual import need_params
 
@@ -140,7 +140,7 @@ def straight_through(
         u, inner_state = inner.update(updates, state.inner_state, dense, **extra_args)
         dense = optax.apply_updates(dense, u)
         new = jax.tree_util.tree_leaves(base.place_mask(top(dense), params))
-        if jax.default_backend() != "cpu":
+        if _fastpath.on_accelerator():
             # The old stand-ins, passed through: XLA:GPU copies new constants into the
             # outputs, one device copy each (43 per ResNet-20 step). On the CPU the
             # pass-through measured slower (a donated input returned unchanged).
