@@ -86,13 +86,11 @@ def run_if(pred: Any, fn: Callable[[Carry], Carry], carry: Carry) -> Carry:
 
     On a GPU it is a ``lax.cond``: XLA:GPU copies a loop's predicate to the host
     before every iteration and waits for it, which stalls the launch of the rest of
-    the step; the cond measured faster there (RigL every 100 on an H200: 1.46x a
-    dense step with the loop, 1.22x with the cond, ResNet-20;
-    ``benchmarks/probe.py``). The backend is ``jax.default_backend()``, read when
-    the step is traced. The cond still waits for its predicate on the host: where
-    ``fn`` reads values made late in the step (RigL's gradients), the host waits for
-    the forward and backward passes before it launches the rest of the step (RigL
-    every 100 through ``benchmarks/overhead.py``, 2026-12-04: 1.47-1.50x; BENCHMARKS.md).
+    the step, and the cond measured faster there (BENCHMARKS.md). The backend is
+    :func:`backend`, read when the step is traced. The cond still waits for its
+    predicate on the host: where ``fn`` reads values made late in the step (RigL's
+    gradients), the host waits for the forward and backward passes before it
+    launches the rest of the step.
 
     Example:
       >>> import jax.numpy as jnp
