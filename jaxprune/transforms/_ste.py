@@ -142,7 +142,7 @@ def straight_through(
         new = jax.tree_util.tree_leaves(base.place_mask(top(dense), params))
         if _fastpath.on_accelerator():
             # The old stand-ins, passed through: XLA:GPU copies new constants into the
-            # outputs, one device copy each (43 per ResNet-20 step). On the CPU the
+            # outputs, one device copy each. On the CPU the
             # pass-through measured slower (a donated input returned unchanged).
             new = [o if masks.is_stand_in(o) else n for n, o in zip(new, m_leaves)]
         mask = treedef.unflatten(new)
