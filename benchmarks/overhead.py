@@ -124,7 +124,7 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
     def step_and_update(params, rest, opt_state, batch):
         params, rest, opt_state, loss = masked_step(params, rest, opt_state, batch)
         params, new = update_mask(params)
-        return params, rest, opt_state._replace(mask=new), loss
+        return params, rest, opt_state._replace(jaxprune_mask=new), loss
 
     def train(tx, p=sparse_params, calls=None):
         step = jax.jit(_train_step(graphdef, tx), donate_argnums=(0, 1, 2))
@@ -164,7 +164,7 @@ def _variants(name: str, method: str = "auto") -> dict[str, Variant]:
         ),
         "RigL every 100": train(rigl(100), calls=100),
         "RigL every 100 (host-scheduled)": _host_scheduled(graphdef, rigl(100), train),
-        "RigL ordinary step": train(rigl(100, begin_step=never)),
+        "RigL ordinary step": train(rigl(100, begin_step=never // 2)),
         "RigL update step": _at_update(graphdef, rigl(100), (sparse_params, rest, batch)),
         "RigL update step (host-scheduled)": _at_update(
             graphdef, rigl(100), (sparse_params, rest, batch), rewire=True

@@ -12,7 +12,7 @@ import pytest
 from trees import OPTIMIZERS, mlp_dict
 
 import jaxprune
-from jaxprune.transforms import inplace
+from jaxprune import _fastpath as inplace
 
 
 def _grads(params, seed):

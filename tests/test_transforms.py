@@ -160,7 +160,7 @@ def test_a_mask_whose_type_is_callable_is_a_mask_not_a_function():
     assert callable(mask)
     for tx in (
         jaxprune.masked(optax.sgd(0.1), mask),
-        jaxprune.rigl(optax.sgd(0.1), mask=mask, end_step=10, key=jax.random.key(0)),
+        jaxprune.rigl(optax.sgd(0.1), mask=mask, end_step=10, update_every=5),
     ):
         held = jaxprune.mask_of(tx.init(params))
         np.testing.assert_array_equal(held.w, mask.w)
@@ -172,8 +172,10 @@ def test_updates_shaped_unlike_the_mask_and_bad_keys_are_named(kind):
     make = {
         "masked": lambda: jaxprune.masked(sgd, jaxprune.dense_mask),
         "gradual": lambda: jaxprune.gradual_magnitude(sgd, 0.5, begin_step=0, end_step=10),
-        "rigl": lambda key=key: jaxprune.rigl(sgd, 0.5, end_step=10, key=key),
-        "set": lambda key=key: jaxprune.set_training(sgd, 0.5, end_step=10, key=key),
+        "rigl": lambda key=key: jaxprune.rigl(sgd, 0.5, end_step=10, update_every=5, key=key),
+        "set": lambda key=key: jaxprune.set_training(
+            sgd, 0.5, end_step=10, update_every=5, key=key
+        ),
         "static": lambda key=key: jaxprune.static_sparse(sgd, 0.5, key=key),
         "ste": lambda: jaxprune.straight_through(sgd, 0.5),
     }[kind]

@@ -34,7 +34,7 @@ from jaxprune.train.sharding import (
 )
 from jaxprune.train.state import TrainState, step_of
 from jaxprune.train.steps import Augment, LossFn, evaluate, make_train_step
-from jaxprune.transforms import DSTTransformation
+from jaxprune.transforms import rewire_schedule
 
 __all__ = ["fit", "FitResult"]
 
@@ -198,7 +198,7 @@ def fit(
         state = restored[0]
     # RigL and SET: the host tells each step whether it rewires, counting from the
     # optimizer's own step count, so that the ordinary steps are plain masked steps.
-    rewires_at = state.tx.rewires_at if isinstance(state.tx, DSTTransformation) else None
+    rewires_at = rewire_schedule(state.tx)
     count = int(np.ravel(state.opt_state.count)[0]) if rewires_at else 0
     if lead:
         # After a restore, the lines up to its step are already on disk; without

@@ -378,7 +378,7 @@ def _at(state: TrainState, step: int | None = None) -> TrainState:
     schedule counts (a fresh optimizer's schedules start at 0; a ticket rewound to k
     must go on from k)."""
     step = step_of(state) if step is None else step
-    opt_state = jaxprune.transforms.base.map_schedule_counts(
+    opt_state = jaxprune.transforms.map_schedule_counts(
         state.opt_state, lambda c: jnp.full_like(c, step)
     )
     return state.replace(step=jnp.full_like(state.step, step), opt_state=opt_state)

@@ -226,7 +226,7 @@ def _stack_leaf(path: tuple[Any, ...], *xs: jax.Array) -> jax.Array:
     dtype = jnp.result_type(x)
     shared = jnp.ndim(x) == 0 and (
         (jnp.issubdtype(dtype, jnp.integer) and bool(names) and names[-1] in _COUNTERS)
-        or (dtype == jnp.bool_ and "mask" in names)  # a mask's stand-ins
+        or (dtype == jnp.bool_ and "jaxprune_mask" in names)  # a mask's stand-ins
     )
     if shared and all(bool(y == x) for y in xs[1:]):
         return jnp.copy(x)  # its own buffer: a donating step must not delete member 0's

@@ -23,15 +23,16 @@ import jax
 import optax
 
 from jaxprune import distributions, scores, select
-from jaxprune.transforms import base
+from jaxprune.transforms import _base as base
 
 
-@base.register_mask_state
 class MaskedState(NamedTuple):
     """State of :func:`masked`: the inner optimizer's state and the fixed mask."""
 
     inner_state: optax.OptState
-    mask: Any
+    jaxprune_mask: Any
+
+    mask = base.MASK_PROPERTY
 
 
 def masked(
@@ -69,7 +70,9 @@ def masked(
     def init_fn(params):
         m = base.resolve_mask(mask, params)
         # Per-parameter state is 0 where pruned (schedule-free's copy of the params too).
-        return MaskedState(inner_state=base.zero_where(inner.init(params), params, m), mask=m)
+        return MaskedState(
+            inner_state=base.zero_where(inner.init(params), params, m), jaxprune_mask=m
+        )
 
     def update_fn(updates, state, params=None, **extra_args):
         base.check_update_args(updates, state.mask, params)
@@ -104,6 +107,7 @@ def static_sparse(
       4
     """
     scores.check_key(key)
+    base.check_target(sparsity, None, distribution)
     prunable = mask_kwargs.pop("prunable", None)
 
     def random_mask(params):
