@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from jaxprune import _checks, placement
+from jaxprune import _checks, _fastpath, placement
 from jaxprune.select._counting import counting
 from jaxprune.select._keys import Groups, order_keys
 from jaxprune.select._radix import radix
@@ -60,7 +60,7 @@ def select(
     """
     check_method(method)
     if method == "auto":
-        method = "radix" if jax.default_backend() == "cpu" else "sort"
+        method = "radix" if _fastpath.on_cpu() else "sort"
     index = tuple(tuple(idx) for idx, _ in groups)
     ks = jnp.stack([jnp.asarray(k, jnp.int32) for _, k in groups])
     return _select_jit(list(scores), list(within), ks, index, method)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxprune import placement
+from jaxprune import _fastpath, placement
 
 Groups = Sequence[tuple[tuple[int, ...], Any]]
 F32_EXACT = 1 << 24  # groups smaller than this take their bins' sums in float32 (CPU)
@@ -60,7 +60,7 @@ def _sum(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     CPU, so counts go through float32 where that is exact. Other backends, and
     explicitly sharded arrays (a sum reduces over the shards), use ``jnp.sum``.
     """
-    if jax.default_backend() != "cpu" or placement.explicit_sharding(x) is not None:
+    if not _fastpath.on_cpu() or placement.explicit_sharding(x) is not None:
         return jnp.sum(x, axis=axes)
     ones = jnp.ones([x.shape[a] for a in axes], x.dtype)
     return lax.dot_general(x, ones, ((axes, tuple(range(len(axes)))), ((), ())))

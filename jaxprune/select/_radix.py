@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxprune import placement
+from jaxprune import _fastpath, placement
 from jaxprune.select import _keys
 from jaxprune.select._keys import Groups, keep, positions, sum_last
 
@@ -19,7 +19,7 @@ def _suffix_sum(x: jax.Array, exact_f32: bool) -> jax.Array:
     """Sums of ``x[..., j:]`` along a short last axis of counts. On XLA:CPU a product
     with a triangular matrix, in float32 where the caller knows every sum is below
     2**24 (else int32, much slower there): quick to compile, unlike a scan's slices."""
-    if jax.default_backend() != "cpu" or placement.explicit_sharding(x) is not None:
+    if not _fastpath.on_cpu() or placement.explicit_sharding(x) is not None:
         return lax.associative_scan(jnp.add, x, reverse=True, axis=x.ndim - 1)
     n = x.shape[-1]
     dtype = jnp.float32 if exact_f32 else x.dtype

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxprune import distributions, masks, placement
+from jaxprune import _checks, masks, placement
+from jaxprune._tree import is_stand_in, path_str
 
 # The name of the field that holds the mask in every jaxprune state (``state.mask``
 # reads it): unique, so that mask_of and replace_mask find it by name with
@@ -51,8 +52,8 @@ def check_shapes(
     any shape)."""
     leaves, m_leaves, treedef = mask_leaves_like(tree, mask)
     for i, (x, m) in enumerate(zip(leaves, m_leaves)):
-        if not masks.is_stand_in(m) and jnp.shape(x) != jnp.shape(m):
-            path = masks.path_str(jax.tree_util.tree_flatten_with_path(tree)[0][i][0])
+        if not is_stand_in(m) and jnp.shape(x) != jnp.shape(m):
+            path = path_str(jax.tree_util.tree_flatten_with_path(tree)[0][i][0])
             raise ValueError(
                 f"Leaf {path!r} has shape {jnp.shape(x)} in {what}, but the mask there has "
                 f"shape {jnp.shape(m)}: pass {what} of the parameters the optimizer was "
@@ -78,7 +79,7 @@ def where_mask(mask: Any, tree: Any, fill: Any = None) -> Any:
     fills = [None] * len(leaves) if fill is None else jax.tree_util.tree_leaves(fill)
     out = []
     for x, m, f in zip(leaves, m_leaves, fills):
-        if masks.is_stand_in(m):
+        if is_stand_in(m):
             out.append(x)
         else:
             m = placement.match_sharding(m, x)
@@ -99,7 +100,7 @@ def place_mask(mask: Any, params: Any) -> Any:
     p_leaves, m_leaves, treedef = mask_leaves_like(params, mask)
     return treedef.unflatten(
         [
-            m if masks.is_stand_in(m) else placement.match_sharding(m, p)
+            m if is_stand_in(m) else placement.match_sharding(m, p)
             for m, p in zip(m_leaves, p_leaves)
         ]
     )
@@ -120,12 +121,8 @@ def check_target(sparsity: Any, mask: Any, distribution: Any) -> None:
         )
     if sparsity is None:
         return
-    distributions.check_sparsity(sparsity)
-    if isinstance(distribution, str) and distribution not in distributions.KINDS:
-        raise ValueError(
-            f"Unknown distribution {distribution!r}; expected one of {distributions.KINDS} "
-            "or a mapping from path regex to sparsity."
-        )
+    _checks.check_sparsity(sparsity)
+    _checks.check_distribution(distribution)
 
 
 def own_copy(tree: Any) -> Any:
@@ -332,7 +329,7 @@ def _keep_else(state: Any, like: Any, keep: Any, fill: Callable[..., Any], *othe
 
     def fn(x, i, *o):
         m = k_leaves[i]
-        return x if masks.is_stand_in(m) else jnp.where(m, x, fill(x, *o))
+        return x if is_stand_in(m) else jnp.where(m, x, fill(x, *o))
 
     return map_per_parameter(state, like, fn, *others)
 

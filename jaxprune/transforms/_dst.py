@@ -23,7 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprune import _fastpath, distributions, filters, masks, schedules, scores, select
+from jaxprune import _checks, _fastpath, distributions, filters, schedules, scores, select
+from jaxprune._tree import is_stand_in
+from jaxprune.select._engine import check_method
+from jaxprune.select._engine import select as select_topk
+from jaxprune.select._keys import count
 from jaxprune.transforms import _base as base
 from jaxprune.transforms._gradual import need_params
 
@@ -160,10 +164,10 @@ def rewire(
         raise ValueError(f"grow must be one of {GROW}, got {grow!r}.")
     p_leaves, m_leaves, treedef = base.mask_leaves_like(params, mask)
     g_leaves = jax.tree_util.tree_leaves(grads)
-    idx = [i for i, m in enumerate(m_leaves) if not masks.is_stand_in(m)]
-    active = [select.count(m_leaves[i]) for i in idx]
+    idx = [i for i, m in enumerate(m_leaves) if not is_stand_in(m)]
+    active = [count(m_leaves[i]) for i in idx]
     keep = [distributions.keep_count(a, drop_fraction) for a in active]
-    remained = select.select(
+    remained = select_topk(
         [jnp.abs(p_leaves[i]) for i in idx],
         [m_leaves[i] for i in idx],
         [((j,), k) for j, k in enumerate(keep)],
@@ -175,7 +179,7 @@ def rewire(
         grow_scores = [
             jax.random.uniform(jax.random.fold_in(key, i), p_leaves[i].shape) for i in idx
         ]
-    grown = select.select(
+    grown = select_topk(
         grow_scores,
         [~r for r in remained],
         [((j,), a - k) for j, (a, k) in enumerate(zip(active, keep))],
@@ -203,10 +207,10 @@ def _dst(
     prunable,
     method,
 ):
-    select.check_method(method)
-    scores.check_key(key)
-    schedules.check_steps(begin_step=begin_step)
-    schedules.check_steps(1, update_every=update_every)
+    check_method(method)
+    _checks.check_key(key)
+    _checks.check_steps(begin_step=begin_step)
+    _checks.check_steps(1, update_every=update_every)
     fraction = schedules.cosine_decay(alpha=drop_fraction, end_step=end_step)
     schedule = _Schedule(begin_step, update_every, end_step)
     if schedule.first() >= end_step:

@@ -9,7 +9,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxprune import distributions, filters, masks, schedules, scores, select
+from jaxprune import _checks, distributions, filters, masks, schedules, scores, select
+from jaxprune.select._engine import check_method
 from jaxprune.transforms import _base as base
 
 
@@ -84,8 +85,8 @@ def gradual_magnitude(
         initial=initial_sparsity,
         power=power,
     )
-    select.check_method(method)
-    schedules.check_steps(1, update_every=update_every)
+    check_method(method)
+    _checks.check_steps(1, update_every=update_every)
     if distribution in ("er", "erk"):
         raise ValueError(
             f"gradual_magnitude takes distribution 'uniform' or 'global' (or a mapping of "

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from jaxprune import distributions, scores, select
+from jaxprune import _checks, distributions, scores, select
 from jaxprune.transforms import _base as base
 
 
@@ -106,7 +106,7 @@ def static_sparse(
       >>> int(jaxprune.mask_of(tx.init({"w": jnp.ones((4, 4))}))["w"].sum())
       4
     """
-    scores.check_key(key)
+    _checks.check_key(key)
     base.check_target(sparsity, None, distribution)
     prunable = mask_kwargs.pop("prunable", None)
 

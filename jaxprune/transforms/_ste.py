@@ -14,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxprune import _fastpath, distributions, filters, masks, scores, select
+from jaxprune import _checks, _fastpath, distributions, filters, scores, select
+from jaxprune._tree import is_stand_in
+from jaxprune.select._engine import check_method
 from jaxprune.transforms import _base as base
 from jaxprune.transforms._gradual import need_params
 
@@ -38,7 +40,7 @@ class STEState(NamedTuple):
 def _prunable_only(tree: Any, m_leaves: list[Any], treedef: Any) -> Any:
     """``tree`` with ``()`` in place of the leaves whose mask leaf is a stand-in."""
     leaves = jax.tree_util.tree_leaves(tree)
-    return treedef.unflatten([() if masks.is_stand_in(m) else x for x, m in zip(leaves, m_leaves)])
+    return treedef.unflatten([() if is_stand_in(m) else x for x, m in zip(leaves, m_leaves)])
 
 
 def straight_through(
@@ -102,7 +104,7 @@ def straight_through(
       >>> tx.init(params).mask["w"].tolist()  # 1 of every 2 along the input axis
       [[False, False], [True, True]]
     """
-    select.check_method(method)
+    check_method(method)
     pruned_decay = _check_decay(pruned_decay)
     _check_target(sparsity, n_m, distribution, overrides)
     inner = optax.with_extra_args_support(inner)
@@ -144,12 +146,12 @@ def straight_through(
             # The old stand-ins, passed through: XLA:GPU copies new constants into the
             # outputs, one device copy each. On the CPU the
             # pass-through measured slower (a donated input returned unchanged).
-            new = [o if masks.is_stand_in(o) else n for n, o in zip(new, m_leaves)]
+            new = [o if is_stand_in(o) else n for n, o in zip(new, m_leaves)]
         mask = treedef.unflatten(new)
         # Parameters that are not pruned take the inner update as it is.
         step = treedef.unflatten(
             [
-                x if masks.is_stand_in(m) else d - p
+                x if is_stand_in(m) else d - p
                 for x, d, p, m in zip(
                     jax.tree_util.tree_leaves(u),
                     jax.tree_util.tree_leaves(dense),
@@ -177,7 +179,7 @@ def _check_target(sparsity: Any, n_m: Any, distribution: Any, overrides: Any) ->
         return
     if not isinstance(n_m, (tuple, list)) or len(n_m) != 2:
         raise ValueError(f"n_m must be a pair (n, m), e.g. (2, 4); got {n_m!r}.")
-    select.check_nm(*n_m)
+    _checks.check_nm(*n_m)
     if distribution != "uniform" or overrides:
         raise ValueError(
             "With n_m every run of m weights keeps n: there are no per-layer counts, so "
