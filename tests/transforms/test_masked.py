@@ -1,4 +1,4 @@
-"""masked(): pruned weights stay exactly 0 with every optimizer, in chains and nnx.Optimizer."""
+"""masked() and static_sparse(): pruned weights stay exactly 0 with every optimizer, in chains and nnx.Optimizer."""
 
 import chex
 import jax
@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from loops import kernel_counts, run
 from trees import OPTIMIZERS, mlp_apply, mlp_dict, nnx_model
 
 import jaxprune
@@ -290,3 +291,14 @@ def test_a_transform_inside_multi_transform_takes_the_mask_of_all_the_parameters
         m = np.asarray(held[k]["kernel"])
         assert m.mean() == 0.5 and (np.asarray(final[k]["kernel"])[~m] == 0).all()
     assert (np.asarray(final["layers_0"]["kernel"]) != 0).all()  # the dense label's
+
+
+def test_static_sparse_is_random_erk_and_fixed():
+    params = mlp_dict()
+    tx = jaxprune.static_sparse(optax.sgd(0.1), 0.8, key=jax.random.key(3))
+    state, (ps, masks, _) = run(tx, params, 5)
+    erk = jaxprune.layer_sparsities(params, 0.8, "erk")
+    for k in params:
+        n = params[k]["kernel"].size
+        assert (kernel_counts(masks)[k] == round((1 - erk[f"{k}/kernel"]) * n)).all()
+    chex.assert_trees_all_equal(jax.tree.map(lambda m: m[-1], masks), state.mask)
