@@ -277,17 +277,14 @@ def _train_cell(
         batch_size=config.batch_size,
         steps=steps,
         seed=config.data_seed,
-        eval_data={"test": test_ds},
-        eval_every=config.eval_every,
-        eval_batch_size=config.eval_batch_size,
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
-        keep_last=config.keep_last,
+        eval=train.Evaluation(
+            data={"test": test_ds}, every=config.eval_every, batch_size=config.eval_batch_size
+        ),
+        checkpoints=train.Checkpointing(every=config.checkpoint_every, keep_last=config.keep_last),
+        logging=train.Logging(every=config.log_every, progress=progress, lr_schedule=schedule),
+        parallel=train.Parallel(ensemble=ensemble),
         augment=data.augmentation_for(config.dataset) if config.augment else None,
-        lr_schedule=schedule,
         config=cfg,
-        progress=progress,
-        ensemble=ensemble,
     )
     wall = out.results["timing"]["wall_s"]  # the training's, over every resumed segment
     as_list = lambda v: list(v) if ensemble else [v]

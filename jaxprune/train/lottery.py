@@ -41,6 +41,7 @@ from jaxprune import filters, lottery, masks
 from jaxprune.train.checkpoint import restore_checkpoint
 from jaxprune.train.fit import fit
 from jaxprune.train.maskio import save_mask
+from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.plots import plot_accuracy_vs_remaining
 from jaxprune.train.rundir import RunDir, write_json
 from jaxprune.train.state import (
@@ -228,14 +229,10 @@ def run_imp(
     fit_args = dict(
         batch_size=batch_size,
         seed=data_seed,
-        eval_data=eval_data,
-        eval_every=eval_every,
-        checkpoint_every=checkpoint_every,
-        keep_last=1,
+        eval=Evaluation(data=eval_data, every=eval_every),
         augment=augment,
-        progress=progress,
-        mesh=mesh,
-        ensemble=True,
+        logging=Logging(progress=progress),
+        parallel=Parallel(mesh=mesh, ensemble=True),
     )
     init = stack_states([create_train_state(make_model(s), tx, seed=s) for s in seeds])
 
@@ -262,7 +259,9 @@ def run_imp(
         train_data,
         workdir=dense_dir,
         steps=steps,
-        keep={"rewind": k} if k else (),
+        checkpoints=Checkpointing(
+            every=checkpoint_every, keep_last=1, keep={"rewind": k} if k else ()
+        ),
         **fit_args,
     )
     rewind_point = restore_checkpoint(dense_dir, init, "rewind") if k else init
@@ -308,6 +307,7 @@ def run_imp(
             loss_fn=loss_fn,
             aux=aux,
             config={"round": r, "members": names},
+            checkpoints=Checkpointing(every=checkpoint_every, keep_last=1),
             **fit_args,
         )
         for i, s in enumerate(seeds):
