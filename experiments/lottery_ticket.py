@@ -22,6 +22,7 @@ import sys
 import time
 from typing import Any
 
+import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
@@ -31,6 +32,7 @@ sys.path.insert(0, HERE)
 import sweeps  # noqa: E402
 
 from jaxprune import data, train  # noqa: E402
+from jaxprune.plots import plot_imp  # noqa: E402
 from jaxprune.train.lottery import IMPSettings, run_imp  # noqa: E402
 
 
@@ -48,7 +50,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
     imp = settings(config)  # bad IMP settings fail before the data loads
     train_ds, test_ds = sweeps.datasets(config)
     schedule = train.lr_schedule(config.optim)
-    return run_imp(
+    results = run_imp(
         sweeps.model_maker(config, train_ds.num_classes),
         train.optimizer(config.optim, schedule),
         train_ds,
@@ -65,6 +67,9 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         progress=progress,
         config=config,
     )
+    if jax.process_index() == 0:
+        plot_imp(results, os.path.join(workdir, "lottery.png"))
+    return results
 
 
 def table(results: dict[str, Any]) -> str:

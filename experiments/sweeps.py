@@ -29,8 +29,8 @@ from ml_collections import ConfigDict, config_dict
 
 import jaxprune
 from jaxprune import data, train
+from jaxprune.plots import plot_accuracy_vs_remaining
 from jaxprune.train import rundir
-from jaxprune.train.plots import plot_accuracy_vs_remaining
 
 HERE = Path(__file__).resolve().parent
 PLOT = "accuracy_vs_sparsity.png"
@@ -435,7 +435,7 @@ def plot(
     labels: dict[str, str],
 ) -> str:
     """Test accuracy against % of weights remaining (log x): mean and min-max band over
-    seeds per method, dense as a horizontal line (`jaxprune.train.plots`)."""
+    seeds per method, dense as a horizontal line (`jaxprune.plots`)."""
     values: dict[str, dict[float, list[float]]] = {}
     for r in records:
         values.setdefault(r["method"], {}).setdefault(r["sparsity"], []).append(r["test_accuracy"])

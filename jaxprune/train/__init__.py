@@ -10,8 +10,8 @@ Example:
 from jaxprune.train.checkpoint import Checkpoints, CheckpointWarning, restore_checkpoint
 from jaxprune.train.fit import FitResult, fit
 from jaxprune.train.maskio import load_mask, save_mask
-from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
+from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, replicated, shard_batch, state_sharding
 from jaxprune.train.state import (
