@@ -1,9 +1,9 @@
 """The lottery-ticket experiment: iterative magnitude pruning against its baselines.
 
-    python experiments/lottery_ticket.py --workdir=runs/lottery
-    python experiments/lottery_ticket.py --workdir=runs/lt_smoke \
+    python -m experiments.lottery_ticket --workdir=runs/lottery
+    python -m experiments.lottery_ticket --workdir=runs/lt_smoke \
         --config=experiments/configs/lottery.py:smoke
-    python experiments/lottery_ticket.py --workdir=runs/lt_lenet \
+    python -m experiments.lottery_ticket --workdir=runs/lt_lenet \
         --config=experiments/configs/lottery.py:lenet_fashion
 
 By default: the MNIST-1D MLP (generated locally), 3 seeds, pruning 20% of the
@@ -18,7 +18,6 @@ resumes when rerun with the same command.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any
 
@@ -27,13 +26,12 @@ import numpy as np
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import sweeps  # noqa: E402
+from experiments import sweeps
+from jaxprune import data, train
+from jaxprune.plots import plot_imp
+from jaxprune.train.lottery import IMPSettings, run_imp
 
-from jaxprune import data, train  # noqa: E402
-from jaxprune.plots import plot_imp  # noqa: E402
-from jaxprune.train.lottery import IMPSettings, run_imp  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def settings(config: ConfigDict) -> IMPSettings:

@@ -1,10 +1,10 @@
 """Train any zoo model on any dataset, dense or under a mask; one run directory per run.
 
-    python experiments/train.py --config=experiments/configs/train.py:lenet_fashion \
+    python -m experiments.train --config=experiments/configs/train.py:lenet_fashion \
         --workdir=runs/lenet_fashion
-    python experiments/train.py --config=experiments/configs/train.py:mnist1d_mlp \
+    python -m experiments.train --config=experiments/configs/train.py:mnist1d_mlp \
         --workdir=runs/mlp_s90 --config.sparsity=0.9 --config.mask=magnitude
-    python experiments/train.py --config=experiments/configs/train.py:mnist1d_mlp \
+    python -m experiments.train --config=experiments/configs/train.py:mnist1d_mlp \
         --workdir=runs/mlp_same_mask --config.mask=runs/mlp_s90 --config.seed=1
 
 The run directory gets `config.json`, `metrics.jsonl`, `checkpoints/`,

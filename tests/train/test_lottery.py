@@ -8,7 +8,6 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import load_module
 
 import jaxprune
 from jaxprune import data, lottery, models
@@ -17,7 +16,6 @@ from jaxprune.train import create_train_state, ensemble_axes, member, stack_stat
 from jaxprune.train import lottery as driver
 from jaxprune.train.lottery import IMPSettings, run_imp
 
-REPO = Path(__file__).resolve().parents[2]
 TRAIN = data.load("mnist1d", "train", subset=400, seed=0)
 TEST = data.load("mnist1d", "test")
 TX = optax.adam(3e-3)
@@ -274,35 +272,6 @@ def test_a_rewound_ticket_goes_on_with_the_schedule_at_its_step(tmp_path, rewind
         ]
         assert int(np.max(stored.state["step"])) == last == (60 if rewind == "finetune" else 30)
         assert counts and all(c == last for c in counts), (name, counts)  # not last - k
-
-
-def test_the_main_job_smoke_configuration(tmp_path):
-    configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
-    script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
-    results = script.run(configs.get_config("smoke"), str(tmp_path), progress=False)
-    remaining = [r["remaining"] for r in results["rounds"]]
-    assert len(remaining) == 3 and remaining == sorted(remaining, reverse=True)
-    assert remaining[-1] < 0.2
-    assert "ticket" in script.table(results) and (tmp_path / "lottery.png").exists()
-    for name in configs.CONFIGS:  # every config builds valid settings
-        script.settings(configs.get_config(name))
-
-
-def test_the_lottery_script_honours_epochs_and_has_no_fields_it_would_ignore(monkeypatch):
-    configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
-    script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
-    config = configs.get_config("smoke")
-    for field in ("seed", "mask", "sparsity", "distribution", "rewind_step", "keep_last"):
-        assert field not in config, field  # IMP's own are in config.imp
-    seen = {}
-    monkeypatch.setattr(script, "run_imp", lambda *a, **k: seen.update(k))
-    monkeypatch.setattr(script, "plot_imp", lambda *a, **k: None)
-    config.epochs = 2
-    script.run(config, "unused", progress=False)
-    assert seen["steps"] == 2 * (4000 // config.batch_size)
-    config.epochs, config.seeds = None, ()
-    with pytest.raises(ValueError, match="config.seeds"):
-        script.run(config, "unused", progress=False)
 
 
 def test_the_plots_of_old_live_in_jaxprune_plots_and_the_old_name_warns():

@@ -147,13 +147,8 @@ def test_fit_under_rigl_changes_the_mask_and_resumes_bit_for_bit(tmp_path):
     # RigL's state holds a typed PRNG key and a changing mask: both must survive a resume.
     model = TinyCNN(1, 8, 4, rngs=nnx.Rngs(0))
     tx = jaxprune.rigl(optax.adam(1e-2), 0.5, end_step=18, update_every=4, key=jax.random.key(1))
-    kwargs = dict(
-        batch_size=16,
-        steps=20,
-        checkpoints=Checkpointing(every=3),
-        parallel=Parallel(mesh=make_mesh(1)),
-        logging=Logging(progress=False),
-    )
+    kwargs = dict(batch_size=16, steps=20, checkpoints=Checkpointing(every=3))
+    kwargs |= dict(parallel=Parallel(mesh=make_mesh(1)), logging=Logging(progress=False))
     reference = fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "ref"), **kwargs)
     initial = jaxprune.mask_of(create_train_state(model, tx).opt_state)
     final = jaxprune.mask_of(reference.state.opt_state)

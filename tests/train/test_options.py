@@ -8,16 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxprune.train import (
-    Checkpointing,
-    Evaluation,
-    Logging,
-    Parallel,
-    create_train_state,
-    fit,
-    make_mesh,
-    read_metrics,
-)
+from jaxprune import train
+from jaxprune.train import Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
 TRAIN = synthetic_dataset(64, (16, 1), 4, seed=0)
@@ -59,23 +51,23 @@ def test_option_groups_normalise_what_they_hold():
 
 def fresh():
     model = TinyCNN(1, 4, 4, rngs=nnx.Rngs(0))
-    return create_train_state(model, optax.sgd(0.1), seed=0)
+    return train.create_train_state(model, optax.sgd(0.1), seed=0)
 
 
 def test_the_flat_keywords_of_old_warn_and_train_the_same(tmp_path):
     common = dict(batch_size=16, steps=6, seed=0)
-    new = fit(
+    new = train.fit(
         fresh(),
         TRAIN,
         workdir=str(tmp_path / "new"),
         eval=Evaluation(data=TEST, every=3, batch_size=10),
         checkpoints=Checkpointing(every=2, keep_last=1, keep={"rewind": 1}),
         logging=Logging(every=2, progress=False, lr_schedule=optax.constant_schedule(0.1)),
-        parallel=Parallel(mesh=make_mesh(1)),
+        parallel=Parallel(mesh=train.make_mesh(1)),
         **common,
     )
     with pytest.warns(DeprecationWarning, match=r"pass eval=Evaluation\(data=..., every=..."):
-        old = fit(
+        old = train.fit(
             fresh(),
             TRAIN,
             workdir=str(tmp_path / "old"),
@@ -88,10 +80,10 @@ def test_the_flat_keywords_of_old_warn_and_train_the_same(tmp_path):
             log_every=2,
             progress=False,
             lr_schedule=optax.constant_schedule(0.1),
-            mesh=make_mesh(1),
+            mesh=train.make_mesh(1),
             **common,
         )
-    assert read_metrics(tmp_path / "old") == read_metrics(tmp_path / "new")
+    assert train.read_metrics(tmp_path / "old") == train.read_metrics(tmp_path / "new")
     assert (tmp_path / "old" / "config.json").read_text() == (
         tmp_path / "new" / "config.json"
     ).read_text()
@@ -102,5 +94,5 @@ def test_the_flat_keywords_of_old_warn_and_train_the_same(tmp_path):
 
 def test_an_unknown_keyword_is_a_type_error(tmp_path):
     with pytest.raises(TypeError, match="unexpected keyword argument 'eval_evry'"):
-        fit(fresh(), TRAIN, workdir=str(tmp_path), batch_size=16, steps=2, eval_evry=1)
+        train.fit(fresh(), TRAIN, workdir=str(tmp_path), batch_size=16, steps=2, eval_evry=1)
     assert not any(tmp_path.iterdir())
