@@ -114,7 +114,9 @@ class IMPPlan(NamedTuple):
     steps: int  # the dense training's
     round_start: int | None  # a pruning round's starting step (None: the members' own)
     round_steps: int  # the step a pruning round's training ends at
-    dense_keep: dict[str, int]  # checkpoints the dense run keeps ({"rewind": k} if k > 0)
+    # Checkpoints the dense run keeps: {"rewind": k} if k > 0, else none (an empty tuple,
+    # as earlier releases stored it in config.json: their run directories still resume).
+    dense_keep: dict[str, int] | tuple[()]
     rounds: int | None  # a fixed number of pruning rounds, or None: until `target`
     target: float  # the fraction of weights remaining at which IMP stops
     record: dict[str, Any]  # the experiment's `config.json`
@@ -168,7 +170,7 @@ def plan_imp(
         steps=steps,
         round_start=start,
         round_steps=total,
-        dense_keep={"rewind": k} if k else {},
+        dense_keep={"rewind": k} if k else (),
         rounds=settings.rounds,
         target=settings.target,
         record={

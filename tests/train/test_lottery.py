@@ -294,7 +294,7 @@ def test_plan_imp_names_members_rounds_and_the_stop_without_training():
     assert plan.record["imp"]["variants"] == ["ticket", "one_shot"]
     assert not plan.last_round(5, 0.04) and plan.last_round(5, 0.036)
     fixed = driver.plan_imp(IMPSettings(rounds=2), seeds=(0,), batch_size=50, steps=40)
-    assert (fixed.round_start, fixed.round_steps, fixed.dense_keep) == (None, 40, {})
+    assert (fixed.round_start, fixed.round_steps, fixed.dense_keep) == (None, 40, ())
     assert not fixed.last_round(1, 0.01) and fixed.last_round(2, 0.9)
     with pytest.raises(ValueError, match=r"rewind_step must be in \[0, steps=40\), got 40"):
         driver.plan_imp(IMPSettings(rewind_step=40), seeds=(0,), batch_size=50, steps=40)
