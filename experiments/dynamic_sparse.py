@@ -1,9 +1,9 @@
 """Sparse training at a fixed sparsity: RigL vs SET vs static vs gradual magnitude vs
 straight-through vs dense.
 
-    python experiments/dynamic_sparse.py --config=experiments/configs/dynamic_sparse.py \
+    python -m experiments.dynamic_sparse --config=experiments/configs/dynamic_sparse.py \
         --workdir=runs/dst_mnist1d
-    python experiments/dynamic_sparse.py \
+    python -m experiments.dynamic_sparse \
         --config=experiments/configs/dynamic_sparse.py:lenet5_fashion \
         --config.sparsities="(0.9,)" --workdir=runs/dst_lenet5
 
@@ -26,19 +26,15 @@ accuracy_vs_sparsity.png into --workdir.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Any
 
 import jax
 from absl import app
 from ml_collections import ConfigDict
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sweeps  # noqa: E402
-
-import jaxprune  # noqa: E402
-from jaxprune import train  # noqa: E402
+import jaxprune
+from experiments import sweeps
+from jaxprune import train
 
 METHODS = (
     "dense",

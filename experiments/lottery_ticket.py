@@ -1,9 +1,9 @@
 """The lottery-ticket experiment: iterative magnitude pruning against its baselines.
 
-    python experiments/lottery_ticket.py --workdir=runs/lottery
-    python experiments/lottery_ticket.py --workdir=runs/lt_smoke \
+    python -m experiments.lottery_ticket --workdir=runs/lottery
+    python -m experiments.lottery_ticket --workdir=runs/lt_smoke \
         --config=experiments/configs/lottery.py:smoke
-    python experiments/lottery_ticket.py --workdir=runs/lt_lenet \
+    python -m experiments.lottery_ticket --workdir=runs/lt_lenet \
         --config=experiments/configs/lottery.py:lenet_fashion
 
 By default: the MNIST-1D MLP (generated locally), 3 seeds, pruning 20% of the
@@ -18,20 +18,20 @@ resumes when rerun with the same command.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any
 
+import jax
 import numpy as np
 from absl import app, flags
 from ml_collections import ConfigDict, config_flags
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import sweeps  # noqa: E402
+from experiments import sweeps
+from jaxprune import data, train
+from jaxprune.plots import plot_imp
+from jaxprune.train.lottery import IMPSettings, run_imp
 
-from jaxprune import data, train  # noqa: E402
-from jaxprune.train.lottery import IMPSettings, run_imp  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def settings(config: ConfigDict) -> IMPSettings:
@@ -48,7 +48,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
     imp = settings(config)  # bad IMP settings fail before the data loads
     train_ds, test_ds = sweeps.datasets(config)
     schedule = train.lr_schedule(config.optim)
-    return run_imp(
+    results = run_imp(
         sweeps.model_maker(config, train_ds.num_classes),
         train.optimizer(config.optim, schedule),
         train_ds,
@@ -65,6 +65,9 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         progress=progress,
         config=config,
     )
+    if jax.process_index() == 0:
+        plot_imp(results, os.path.join(workdir, "lottery.png"))
+    return results
 
 
 def table(results: dict[str, Any]) -> str:

@@ -1,8 +1,8 @@
 """Pruning at initialisation: SNIP, GraSP, SynFlow, magnitude and random masks, then training.
 
-    python experiments/prune_at_init.py --config=experiments/configs/prune_at_init.py \
+    python -m experiments.prune_at_init --config=experiments/configs/prune_at_init.py \
         --workdir=runs/pai_mnist1d
-    python experiments/prune_at_init.py \
+    python -m experiments.prune_at_init \
         --config=experiments/configs/prune_at_init.py:lenet_fashion \
         --config.sparsities="(0.95, 0.98)" --workdir=runs/pai_lenet
 
@@ -15,7 +15,8 @@ SNIP mask on a fresh init, what its public code does), `grasp`, `synflow`
 layer); and, only when `--config.methods` names them, `snip_shuffled`,
 `grasp_shuffled` and `synflow_shuffled`: that method's mask shuffled at random
 within each layer (`jaxprune.random_like`: the same per-layer counts, the random
-baseline of REFERENCE and of Frankle et al. 2021), trained from the same init.
+baseline of Frankle, Dziugaite, Roy & Carbin, 2021, "Pruning Neural Networks at
+Initialization: Why Are We Missing the Mark?"), trained from the same init.
 All methods and seeds of one sparsity train together as one vmapped ensemble
 (`--config.ensemble=False` trains them one by one). Rerunning the same command
 skips finished cells and resumes the others. Writes results.json, results.md and
@@ -25,8 +26,6 @@ accuracy_vs_sparsity.png into --workdir.
 from __future__ import annotations
 
 import dataclasses
-import os
-import sys
 from typing import Any
 
 import jax
@@ -35,11 +34,9 @@ import optax
 from absl import app
 from ml_collections import ConfigDict
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import sweeps  # noqa: E402
-
-import jaxprune  # noqa: E402
-from jaxprune import train  # noqa: E402
+import jaxprune
+from experiments import sweeps
+from jaxprune import train
 
 SHUFFLED = ("snip_shuffled", "grasp_shuffled", "synflow_shuffled")
 METHODS = ("dense", "snip", "snip_fresh", "grasp", "synflow", "magnitude", "random", *SHUFFLED)

@@ -1,4 +1,4 @@
-"""A first sparse run: a one-shot lottery ticket on MNIST-1D, in under a minute on a CPU.
+"""A first sparse run: a one-shot lottery ticket on MNIST-1D.
 
 Trains the MNIST-1D MLP dense, prunes 90% of its weights by magnitude (ERK
 distribution), then retrains the survivors from their initial values (the
@@ -6,7 +6,7 @@ ticket) and, as the baseline, from a fresh initialisation with the same mask.
 Uses only the core API in a plain optax loop: ``topk_mask``, ``apply_mask``,
 ``masked``.
 
-  python experiments/quickstart.py [--sparsity 0.9] [--epochs 100] [--seed 0]
+  python -m experiments.quickstart [--sparsity 0.9] [--epochs 100] [--seed 0]
 """
 
 from __future__ import annotations

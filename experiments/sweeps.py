@@ -13,12 +13,10 @@ one resumes from its last checkpoint). At the end the script writes
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import platform
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -28,11 +26,12 @@ from absl import flags
 from ml_collections import ConfigDict, config_dict
 
 import jaxprune
+from experiments import train as _setup
+from experiments.configs import train as _train_configs
 from jaxprune import data, train
+from jaxprune.plots import plot_accuracy_vs_remaining
 from jaxprune.train import rundir
-from jaxprune.train.plots import plot_accuracy_vs_remaining
 
-HERE = Path(__file__).resolve().parent
 PLOT = "accuracy_vs_sparsity.png"
 
 # Fields of a train.py config that a sweep does not read (it has its own seeds,
@@ -105,16 +104,6 @@ def total_steps(config: ConfigDict, n_train: int) -> int:
     return config.steps
 
 
-def _load(name: str, path: Path) -> Any:
-    """Imports a sibling script or config file by path (experiments/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_setup = _load("train_script", HERE / "train.py")
-_train_configs = _load("train_configs", HERE / "configs" / "train.py")
 named_config = _train_configs.named_config  # `configs[name]()`, or an error listing the names
 datasets = _setup.datasets  # (train, test) splits of `config.dataset`, as train.py loads them
 model_maker = _setup.model_maker  # `seed -> model` of `config.model`, as train.py builds it
@@ -127,10 +116,6 @@ def with_mask(state: train.TrainState, mask: Any) -> train.TrainState:
         params=jaxprune.apply_mask(state.params, mask),
         opt_state=jaxprune.transforms.replace_mask(state.opt_state, mask),
     )
-
-
-def _json(x: Any) -> Any:
-    return json.loads(json.dumps(x, sort_keys=True, default=str))
 
 
 def _cell_name(member: Member, tx_key: str, ensemble: bool) -> str:
@@ -213,7 +198,7 @@ def run_sweep(
     for number, (name, group) in enumerate(cells, 1):
         run = train.RunDir(os.path.join(workdir, "cells", name))
         ids = [dataclasses.asdict(m) for m in group]
-        cfg = _json({"training": config.to_dict(), "cell": cell_config, "members": ids})
+        cfg = rundir.jsonable({"training": config.to_dict(), "cell": cell_config, "members": ids})
         for field in SWEEP_FIELDS:  # the grid is not part of a cell's training
             cfg["training"].pop(field, None)
         for field, only in (method_fields or {}).items():
@@ -277,17 +262,14 @@ def _train_cell(
         batch_size=config.batch_size,
         steps=steps,
         seed=config.data_seed,
-        eval_data={"test": test_ds},
-        eval_every=config.eval_every,
-        eval_batch_size=config.eval_batch_size,
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
-        keep_last=config.keep_last,
+        eval=train.Evaluation(
+            data={"test": test_ds}, every=config.eval_every, batch_size=config.eval_batch_size
+        ),
+        checkpoints=train.Checkpointing(every=config.checkpoint_every, keep_last=config.keep_last),
+        logging=train.Logging(every=config.log_every, progress=progress, lr_schedule=schedule),
+        parallel=train.Parallel(ensemble=ensemble),
         augment=data.augmentation_for(config.dataset) if config.augment else None,
-        lr_schedule=schedule,
         config=cfg,
-        progress=progress,
-        ensemble=ensemble,
     )
     wall = out.results["timing"]["wall_s"]  # the training's, over every resumed segment
     as_list = lambda v: list(v) if ensemble else [v]
@@ -393,7 +375,7 @@ def write_outputs(
         "machine": machine(),
         "seeds": seeds,
     }
-    train.RunDir(workdir).write_results(_json(results))
+    train.RunDir(workdir).write_results(rundir.jsonable(results))
     head = ["method"] + [f"{100 * (1 - s):.3g}% left (s={s:g})" for s in sparsities]
     lines = [
         f"# {title}",
@@ -438,7 +420,7 @@ def plot(
     labels: dict[str, str],
 ) -> str:
     """Test accuracy against % of weights remaining (log x): mean and min-max band over
-    seeds per method, dense as a horizontal line (`jaxprune.train.plots`)."""
+    seeds per method, dense as a horizontal line (`jaxprune.plots`)."""
     values: dict[str, dict[float, list[float]]] = {}
     for r in records:
         values.setdefault(r["method"], {}).setdefault(r["sparsity"], []).append(r["test_accuracy"])

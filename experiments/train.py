@@ -1,10 +1,10 @@
 """Train any zoo model on any dataset, dense or under a mask; one run directory per run.
 
-    python experiments/train.py --config=experiments/configs/train.py:lenet_fashion \
+    python -m experiments.train --config=experiments/configs/train.py:lenet_fashion \
         --workdir=runs/lenet_fashion
-    python experiments/train.py --config=experiments/configs/train.py:mnist1d_mlp \
+    python -m experiments.train --config=experiments/configs/train.py:mnist1d_mlp \
         --workdir=runs/mlp_s90 --config.sparsity=0.9 --config.mask=magnitude
-    python experiments/train.py --config=experiments/configs/train.py:mnist1d_mlp \
+    python -m experiments.train --config=experiments/configs/train.py:mnist1d_mlp \
         --workdir=runs/mlp_same_mask --config.mask=runs/mlp_s90 --config.seed=1
 
 The run directory gets `config.json`, `metrics.jsonl`, `checkpoints/`,
@@ -105,17 +105,17 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         steps=None if config.epochs is not None else config.steps,
         epochs=config.epochs,
         seed=config.data_seed,
-        eval_data={"test": test_ds},
-        eval_every=config.eval_every,
-        eval_batch_size=config.eval_batch_size,
-        log_every=config.log_every,
-        checkpoint_every=config.checkpoint_every,
-        keep_last=config.keep_last,
-        keep={} if config.rewind_step is None else {"rewind": config.rewind_step},
+        eval=train.Evaluation(
+            data={"test": test_ds}, every=config.eval_every, batch_size=config.eval_batch_size
+        ),
+        checkpoints=train.Checkpointing(
+            every=config.checkpoint_every,
+            keep_last=config.keep_last,
+            keep={} if config.rewind_step is None else {"rewind": config.rewind_step},
+        ),
+        logging=train.Logging(every=config.log_every, progress=progress, lr_schedule=schedule),
         augment=data.augmentation_for(config.dataset) if config.augment else None,
-        lr_schedule=schedule,
         config=config,
-        progress=progress,
     )
     results = dict(out.results)
     if mask is not None:

@@ -1,24 +1,21 @@
 """Configs for experiments/dynamic_sparse.py: training settings from configs/train.py, plus the grid.
 
-    python experiments/dynamic_sparse.py --config=experiments/configs/dynamic_sparse.py:NAME \
+    python -m experiments.dynamic_sparse --config=experiments/configs/dynamic_sparse.py:NAME \
         --workdir=DIR [--config.sparsities="(0.9,)"] [--config.seeds="(0, 1, 2)"]
 
-Names: `mnist1d` (the default: MNIST-1D MLP, minutes on a CPU), `lenet_fashion`
+Names: `mnist1d` (the default: the MNIST-1D MLP), `lenet_fashion`
 (LeNet-300-100 on Fashion-MNIST), `lenet5_fashion` (LeNet-5 on Fashion-MNIST: the
 conv net a CPU can train), `conv2_fashion` (Conv-2 on 28x28x1 images; slow on CPU),
 `wrn22_2_cifar10` (RigL's WRN-22-2 setting, for GPUs; TFDS needs a network on first
-use) and `smoke` (seconds; for tests).
-RigL's defaults (REFERENCE.md): update every 100 steps until 75% of training,
-drop fraction 0.3 with cosine decay, ERK.
+use) and `smoke` (tiny; for tests).
+RigL's defaults (Evci, Gale, Menick, Castro & Elsen, 2020, "Rigging the Lottery: Making
+All Tickets Winners"): update every 100 steps until 75% of training, drop fraction 0.3
+with cosine decay, ERK.
 """
-
-import os
-import sys
 
 from ml_collections import ConfigDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import sweeps  # noqa: E402
+from experiments import sweeps
 
 
 def _sweep(train_name: str, sparsities: tuple[float, ...]) -> ConfigDict:

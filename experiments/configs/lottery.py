@@ -1,45 +1,30 @@
 """Configs for experiments/lottery_ticket.py: the training of every round (as in
 experiments/configs/train.py) plus `imp` (how to prune and rewind) and `seeds`.
 
-    python experiments/lottery_ticket.py --workdir=runs/lt                      # mnist1d_mlp
-    python experiments/lottery_ticket.py --config=experiments/configs/lottery.py:smoke \
+    python -m experiments.lottery_ticket --workdir=runs/lt                      # mnist1d_mlp
+    python -m experiments.lottery_ticket --config=experiments/configs/lottery.py:smoke \
         --workdir=runs/lt_smoke
-    python experiments/lottery_ticket.py --config=experiments/configs/lottery.py:lenet_fashion \
+    python -m experiments.lottery_ticket --config=experiments/configs/lottery.py:lenet_fashion \
         --workdir=runs/lt_lenet --config.imp.target=0.2 --config.seeds="(0, 1)"
 
-Numbers come from /work/shared/REFERENCE.md; those marked (unverified) are defaults.
+The IMP defaults are `IMPSettings`' own (Frankle & Carbin, 2019, "The Lottery Ticket
+Hypothesis: Finding Sparse, Trainable Neural Networks"); rewinding to an early step
+follows Frankle, Dziugaite, Roy & Carbin, 2020, "Linear Mode Connectivity and the
+Lottery Ticket Hypothesis". Numbers marked (unverified) are defaults, not the papers'.
 """
-
-import importlib.util
-import os
 
 from ml_collections import ConfigDict, config_dict
 
-_spec = importlib.util.spec_from_file_location(
-    "train_configs", os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py")
-)
-train_configs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(train_configs)
+from experiments.configs import train as train_configs
+from jaxprune.train.lottery import IMPSettings
 
 
 def _imp(**changes) -> ConfigDict:
-    """IMP settings (jaxprune.train.lottery.IMPSettings), defaults of Frankle & Carbin."""
-    imp = ConfigDict(
-        dict(
-            rate=0.2,
-            rate_scale={"head/": 0.5},  # the output layer at half rate
-            distribution="uniform",
-            exclude=(),  # tuples, not lists: they can be overridden on the command line
-            target=0.036,
-            rounds=config_dict.placeholder(int),
-            rewind="weights",
-            rewind_step=0,
-            rewind_optimizer=False,
-            variants=("ticket", "random_reinit", "random_pruning"),
-            kd_temperature=4.0,
-            kd_alpha=0.9,
-        )
-    )
+    """IMP settings: `IMPSettings`' defaults (Frankle & Carbin's), the output layer at half
+    rate, and `changes`."""
+    imp = ConfigDict(train_configs.defaults_of(IMPSettings))  # tuples stay tuples: they
+    imp.rate_scale = {"head/": 0.5}  # can be overridden on the command line
+    imp.rounds = config_dict.placeholder(int)  # None, and --config.imp.rounds=N works
     imp.update(changes)
     return imp
 
@@ -77,7 +62,7 @@ def mnist1d_mlp() -> ConfigDict:
 
 
 def smoke() -> ConfigDict:
-    """A minute-long check of the whole pipeline: 2 seeds, 3 rounds at 50%, short training."""
+    """A quick check of the whole pipeline: 2 seeds, 3 rounds at 50%, short training."""
     c = mnist1d_mlp()
     c.seeds = (0, 1)
     c.steps = c.eval_every = 200

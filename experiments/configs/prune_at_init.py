@@ -1,22 +1,18 @@
 """Configs for experiments/prune_at_init.py: training settings from configs/train.py, plus the grid.
 
-    python experiments/prune_at_init.py --config=experiments/configs/prune_at_init.py:NAME \
+    python -m experiments.prune_at_init --config=experiments/configs/prune_at_init.py:NAME \
         --workdir=DIR [--config.sparsities="(0.95, 0.98)"] [--config.seeds="(0, 1, 2)"]
 
-Names: `mnist1d` (the default: MNIST-1D MLP, minutes on a CPU), `lenet_fashion`
+Names: `mnist1d` (the default: the MNIST-1D MLP), `lenet_fashion`
 (LeNet-300-100 on Fashion-MNIST, the SNIP paper's MNIST net), `lenet5_fashion`
 (LeNet-5 on Fashion-MNIST: the conv net a CPU can train), `conv2_fashion` (Conv-2 on
 28x28x1 images; slow on CPU), `wrn22_2_cifar10` (for GPUs; TFDS needs
-a network on first use) and `smoke` (seconds; for tests).
+a network on first use) and `smoke` (tiny; for tests).
 """
-
-import os
-import sys
 
 from ml_collections import ConfigDict
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import sweeps  # noqa: E402
+from experiments import sweeps
 
 
 def _sweep(train_name: str, sparsities: tuple[float, ...]) -> ConfigDict:
@@ -41,8 +37,9 @@ def mnist1d() -> ConfigDict:
 def lenet_fashion() -> ConfigDict:
     """LeNet-300-100 on Fashion-MNIST: Adam 1.2e-3, batch 60, 50K steps (the LTH settings).
 
-    SNIP's LeNet-300-100 numbers are on MNIST (REFERENCE.md): dense error 1.7%, 95%
-    sparse 1.6%, 98% sparse 2.4%.
+    SNIP's LeNet-300-100 numbers are on MNIST (Lee, Ajanthan & Torr, 2019, "SNIP:
+    Single-shot Network Pruning based on Connection Sensitivity"): dense error 1.7%,
+    95% sparse 1.6%, 98% sparse 2.4%.
     """
     return _sweep("lenet_fashion", (0.8, 0.9, 0.95, 0.98))
 

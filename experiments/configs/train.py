@@ -1,16 +1,42 @@
 """Configs for experiments/train.py, one per model and dataset the papers use.
 
-    python experiments/train.py --config=experiments/configs/train.py:lenet_fashion \
+    python -m experiments.train --config=experiments/configs/train.py:lenet_fashion \
         --workdir=runs/lenet_fashion --config.steps=2000
 
 Any field can be overridden on the command line (`--config.optim.learning_rate=3e-4`,
-`--config.sparsity=0.9 --config.mask=magnitude`). Numbers come from
-/work/shared/REFERENCE.md; those marked (unverified) are defaults, not facts.
+`--config.sparsity=0.9 --config.mask=magnitude`). The settings are the papers':
+Frankle & Carbin, 2019, "The Lottery Ticket Hypothesis: Finding Sparse, Trainable Neural
+Networks" (LeNet-300-100, Conv-2/4/6); Frankle, Dziugaite, Roy & Carbin, 2020, "Linear
+Mode Connectivity and the Lottery Ticket Hypothesis" (ResNet-20, VGG-19); Evci, Gale,
+Menick, Castro & Elsen, 2020, "Rigging the Lottery: Making All Tickets Winners"
+(WRN-22-2); Greydanus, 2020, "Scaling down Deep Learning" (MNIST-1D). Numbers marked
+(unverified) are defaults, not the papers'. How often to evaluate, log and checkpoint
+defaults to `fit`'s own option groups (`jaxprune.train.Evaluation`, `Logging`,
+`Checkpointing`).
 """
 
+import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 from ml_collections import ConfigDict, config_dict
+
+from jaxprune.train import Checkpointing, Evaluation, Logging
+
+
+def defaults_of(settings_class: type) -> dict[str, Any]:
+    """The field defaults of a settings dataclass, by field name, so that configs repeat
+    no number the library already holds.
+
+    Example:
+      >>> defaults_of(Checkpointing)["keep_last"]
+      3
+    """
+    return {
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for f in dataclasses.fields(settings_class)
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
 
 
 def base() -> ConfigDict:
@@ -34,11 +60,12 @@ def base() -> ConfigDict:
     c.mask = "none"
     c.sparsity = 0.0
     c.distribution = "uniform"  # "uniform", "global", "er" or "erk"
-    c.eval_every = 1000
-    c.eval_batch_size = 1000
-    c.log_every = 100
-    c.checkpoint_every = 1000
-    c.keep_last = 3
+    evaluation, checkpointing = defaults_of(Evaluation), defaults_of(Checkpointing)
+    c.eval_every = 1000  # `fit` evaluates at the start and the end only unless told
+    c.eval_batch_size = evaluation["batch_size"]
+    c.log_every = defaults_of(Logging)["every"]
+    c.checkpoint_every = checkpointing["every"]
+    c.keep_last = checkpointing["keep_last"]
     c.rewind_step = config_dict.placeholder(int)  # keep this step as checkpoint "rewind"
     return c
 

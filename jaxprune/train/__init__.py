@@ -3,13 +3,15 @@
 Example:
   >>> from jaxprune import train
   >>> state = train.create_train_state(model, train.optimizer(cfg), seed=0)  # doctest: +SKIP
-  >>> out = train.fit(state, ds, workdir="runs/a", batch_size=60, steps=1000)  # doctest: +SKIP
+  >>> out = train.fit(state, ds, workdir="runs/a", batch_size=60, steps=1000,
+  ...                 eval=train.Evaluation(data=test, every=250))  # doctest: +SKIP
 """
 
 from jaxprune.train.checkpoint import Checkpoints, CheckpointWarning, restore_checkpoint
 from jaxprune.train.fit import FitResult, fit
 from jaxprune.train.maskio import load_mask, save_mask
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
+from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, replicated, shard_batch, state_sharding
 from jaxprune.train.state import (
@@ -32,8 +34,12 @@ from jaxprune.train.steps import (
 
 __all__ = [
     "CheckpointWarning",
+    "Checkpointing",
     "Checkpoints",
+    "Evaluation",
     "FitResult",
+    "Logging",
+    "Parallel",
     "RunDir",
     "TrainState",
     "apply_model",

@@ -10,21 +10,23 @@ for bit on CPU, as one that was never interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import warnings
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from tqdm.auto import tqdm
 
 from jaxprune.train.checkpoint import Checkpoints
-from jaxprune.train.rundir import RunDir, read_metrics
+from jaxprune.train.options import GROUPS, LEGACY, Checkpointing, Evaluation, Logging, Parallel
+from jaxprune.train.rundir import RunDir, jsonable, read_metrics
 from jaxprune.train.sharding import (
     check_data_axis,
     make_mesh,
@@ -57,23 +59,16 @@ def fit(
     steps: int | None = None,
     epochs: int | None = None,
     seed: int = 0,
-    eval_data: Any = None,
-    eval_every: int | None = None,
-    eval_batch_size: int = 1000,
-    log_every: int = 100,
-    checkpoint_every: int = 1000,
-    keep_last: int = 3,
-    keep: Mapping[str, int] | Iterable[int] = (),
+    eval: Evaluation = Evaluation(),  # noqa: B008 (frozen: a shared default is safe)
+    checkpoints: Checkpointing = Checkpointing(),  # noqa: B008
+    logging: Logging = Logging(),  # noqa: B008
+    parallel: Parallel = Parallel(),  # noqa: B008
     augment: Augment | None = None,
     loss_fn: LossFn | None = None,
     aux: Any = None,
-    lr_schedule: optax.Schedule | None = None,
-    mesh: jax.sharding.Mesh | None = None,
-    sharding_rule: Callable | None = None,
     config: Mapping[str, Any] | None = None,
-    progress: bool = True,
     batches: Callable[..., Iterator[dict[str, np.ndarray]]] | None = None,
-    ensemble: bool = False,
+    **deprecated: Any,
 ) -> FitResult:
     """Trains `state` on `train_data`, writing a resumable run directory.
 
@@ -93,33 +88,20 @@ def fit(
       steps: total optimizer steps; or give `epochs` instead.
       epochs: total epochs (steps = epochs * (len(train_data) // batch_size)).
       seed: data-order seed (the state's rng drives augmentation).
-      eval_data: a dataset or `{split_name: dataset}`; a single one is "test".
-        Evaluated at the start, every `eval_every` steps and at the end.
-      eval_every: steps between evaluations (None: start and end only).
-      eval_batch_size: examples per eval step (rounded up to the device count).
-      log_every: steps per train-metrics line (the mean over those steps).
-      checkpoint_every: steps between checkpoints (also one at start and end).
-      keep_last: how many recent checkpoints to keep.
-      keep: checkpoints kept for good and saved even off the interval:
-        `{"rewind": 500}` (load with `restore_checkpoint(workdir, t, "rewind")`)
-        or a set of steps.
+      eval: what to evaluate and how often (:class:`Evaluation`).
+      checkpoints: when to save checkpoints and which to keep (:class:`Checkpointing`).
+      logging: metric lines, progress bar, learning rate (:class:`Logging`).
+      parallel: device mesh, state sharding, ensembles (:class:`Parallel`).
       augment: optional `augment(rng, x)` applied to each training batch.
       loss_fn: optional `loss_fn(logits, batch, aux)` replacing cross-entropy.
       aux: passed to `loss_fn` at every step (e.g. a teacher `TrainState`).
-      lr_schedule: optional schedule, only to log the learning rate (at `state.step`;
-        under RigL/SET the optimizer's own schedule lags by one step per mask update,
-        as update steps skip the optimizer step).
-      mesh: device mesh; default all devices if `batch_size` divides evenly
-        among them, else one device.
-      sharding_rule: optional `rule(path, leaf) -> PartitionSpec | None` for the
-        state (default: replicated).
       config: the experiment config, stored in `config.json`; a rerun with a
         different config on the same directory is refused.
-      progress: show a tqdm progress bar.
       batches: the batch iterator, `jaxprune.data.batches` by default.
-      ensemble: `state` is a stack of members (`stack_states`) trained at once
-        with `jax.vmap` on the same batches (and `aux` stacked the same way);
-        metrics hold one value per member.
+      **deprecated: the flat keywords of earlier releases (`eval_data`, `eval_every`,
+        `eval_batch_size`, `checkpoint_every`, `keep_last`, `keep`, `log_every`,
+        `progress`, `lr_schedule`, `mesh`, `sharding_rule`, `ensemble`): they still
+        work, with a DeprecationWarning naming the group that replaces them.
 
     Returns:
       `FitResult(state, results)`.
@@ -132,157 +114,247 @@ def fit(
       >>> train = jaxprune.data.load("mnist1d", "train")  # doctest: +SKIP
       >>> state = create_train_state(model, optax.adam(1e-3))  # doctest: +SKIP
       >>> out = fit(state, train, workdir="runs/mlp", batch_size=100, epochs=5,
-      ...           eval_data=jaxprune.data.load("mnist1d", "test"))  # doctest: +SKIP
+      ...           eval=Evaluation(data=jaxprune.data.load("mnist1d", "test")))  # doctest: +SKIP
       >>> out.results["eval"]["test"]["accuracy"]  # doctest: +SKIP
     """
+    groups = _with_legacy_keywords(
+        deprecated, eval=eval, checkpoints=checkpoints, logging=logging, parallel=parallel
+    )
+    eval, checkpoints, logging, parallel = (groups[name] for name in GROUPS)
     if batches is None:
         from jaxprune.data import batches  # Lazily: data pulls in optional deps.
+    plan = _plan(state, train_data, batch_size, steps, epochs, eval, parallel)
+    run = RunDir(workdir)
+    if plan.lead:
+        run.create()
+        settings = dict(
+            batch_size=batch_size,
+            steps=plan.total,
+            seed=seed,
+            log_every=logging.every,
+            eval_every=eval.every,
+            checkpoint_every=checkpoints.every,
+            keep=jsonable(checkpoints.keep),
+            eval_splits=sorted(plan.evals),
+        )
+        run.check_or_write_config({"config": jsonable(config), "fit": settings})
+
+    state = place_state(state, plan.mesh, parallel.sharding_rule)
+    shardings, treedef = jax.tree.flatten(state_sharding(state, plan.mesh, parallel.sharding_rule))
+    step_fn = _train_step(augment, loss_fn, parallel.ensemble, tuple(shardings), treedef)
+    ckpts = Checkpoints(run.checkpoints, keep_last=checkpoints.keep_last, keep=checkpoints.keep)
+    try:
+        state, session = _resume(state, run, ckpts, plan, parallel.ensemble)
+        bar = tqdm(
+            total=plan.total,
+            initial=session.start,
+            disable=not (logging.progress and plan.lead),
+            unit="step",
+            dynamic_ncols=True,
+        )
+        try:
+            stream = _stream(
+                batches, train_data, batch_size, seed, session.start, plan.total, plan.per_epoch
+            )
+            state = _loop(state, stream, step_fn, aux, session, plan, checkpoints, logging, bar)
+            ckpts.wait()
+        finally:
+            bar.close()
+    finally:
+        ckpts.close()  # also before an error goes up: no orbax threads left behind
+    results = _results(run, plan.total, plan.per_epoch, **session.saved)
+    if plan.lead:
+        run.write_results(results)
+    return FitResult(state, results)
+
+
+class _Plan(NamedTuple):
+    """The checked numbers of a `fit` call, before anything is written."""
+
+    total: int  # the step training ends at
+    start: int  # the state's own step
+    per_epoch: int  # steps per epoch
+    batch_size: int
+    evals: dict[str, Any]  # split name -> dataset
+    eval_every: int | None
+    eval_batch_size: int  # rounded up to the device count
+    mesh: jax.sharding.Mesh
+    lead: bool  # this process writes the run directory
+
+
+def _plan(state, train_data, batch_size, steps, epochs, eval, parallel) -> _Plan:
+    """Checks the run's length and devices; raises a ValueError saying what to change."""
     n_train = len(train_data.y)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"fit: batch_size must be a positive integer, got {batch_size!r}.")
-    steps_per_epoch = n_train // batch_size
-    if steps_per_epoch < 1:
+    per_epoch = n_train // batch_size
+    if per_epoch < 1:
         raise ValueError(f"fit: batch_size={batch_size} exceeds the {n_train} training examples.")
     if (steps is None) == (epochs is None):
         raise ValueError(f"fit: give exactly one of steps or epochs (got {steps}, {epochs}).")
-    total = steps if steps is not None else epochs * steps_per_epoch
-    start_step = step_of(state)
-    if not isinstance(total, (int, np.integer)) or total <= start_step:
+    total = steps if steps is not None else epochs * per_epoch
+    start = step_of(state)
+    if not isinstance(total, (int, np.integer)) or total <= start:
         what = f"steps={steps!r}" if steps is not None else f"epochs={epochs!r} ({total} steps)"
         raise ValueError(
-            f"fit: {what} leaves nothing to train: the state is at step {start_step}; give "
+            f"fit: {what} leaves nothing to train: the state is at step {start}; give "
             "more steps (or epochs) than that, as an integer."
         )
-    if min(log_every, checkpoint_every, eval_every or 1) < 1:
-        raise ValueError("fit: log_every, checkpoint_every and eval_every must be >= 1.")
-    evals = _eval_splits(eval_data)
-    mesh = _default_mesh(batch_size) if mesh is None else mesh
+    mesh = _default_mesh(batch_size) if parallel.mesh is None else parallel.mesh
     check_data_axis(mesh, batch_size)  # before the run directory is written
     n_dev = mesh.devices.size
-    eval_batch_size = math.ceil(eval_batch_size / n_dev) * n_dev
-    lead = jax.process_index() == 0
-
-    run = RunDir(workdir)
-    settings = dict(
+    return _Plan(
+        total=total,
+        start=start,
+        per_epoch=per_epoch,
         batch_size=batch_size,
-        steps=total,
-        seed=seed,
-        log_every=log_every,
-        eval_every=eval_every,
-        checkpoint_every=checkpoint_every,
-        keep=_jsonable_keep(keep),
-        eval_splits=sorted(evals),
+        evals=eval.splits(),
+        eval_every=eval.every,
+        eval_batch_size=math.ceil(eval.batch_size / n_dev) * n_dev,
+        mesh=mesh,
+        lead=jax.process_index() == 0,
     )
-    if lead:
-        run.create()
-        run.check_or_write_config({"config": _as_dict(config), "fit": settings})
 
-    state = place_state(state, mesh, sharding_rule)
-    place = lambda b: shard_batch(b, mesh)  # noqa: E731
-    shardings, treedef = jax.tree.flatten(state_sharding(state, mesh, sharding_rule))
-    step_fn = _train_step(augment, loss_fn, ensemble, tuple(shardings), treedef)
-    ckpts = Checkpoints(run.checkpoints, keep_last=keep_last, keep=keep)
-    keep_steps = set(ckpts.keep.values())
-    try:
-        restored = ckpts.restore_latest(state)
-    except ValueError:
-        ckpts.close()  # before the error goes up: no orbax threads left behind
-        raise
-    start = start_step if restored is None else step_of(restored[0])
-    window = _Window(restored[1].get("pending", []) if restored else [], start)
-    # Wall time and examples of the training before this process's part (a resumed run's
-    # results time the whole run, not the last segment).
-    before = (restored[1] if restored else {}).get("timing", {"wall_s": 0.0, "examples": 0})
-    saved = dict(before)  # the timing in the newest checkpoint: the last one's goes in results
+
+def _with_legacy_keywords(deprecated: Mapping[str, Any], **groups: Any) -> dict[str, Any]:
+    """The option groups with the flat keywords of earlier releases folded in (warned)."""
+    unknown = sorted(set(deprecated) - set(LEGACY))
+    if unknown:
+        raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}.")
+    if not deprecated:
+        return groups
+    changes: dict[str, dict[str, Any]] = {}
+    for old, value in deprecated.items():
+        group, field = LEGACY[old]
+        changes.setdefault(group, {})[field] = value
+    spelled = ", ".join(
+        f"{group}={GROUPS[group].__name__}(" + ", ".join(f"{field}=..." for field in fields) + ")"
+        for group, fields in changes.items()
+    )
+    warnings.warn(
+        f"fit({', '.join(f'{k}=...' for k in deprecated)}) is deprecated; pass {spelled} "
+        "(from jaxprune.train) instead.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return {
+        name: dataclasses.replace(value, **changes.get(name, {})) for name, value in groups.items()
+    }
+
+
+class _Session:
+    """One process's part of a run: its checkpoints, metric window, timing and evaluation."""
+
+    def __init__(self, run, ckpts, plan, ensemble, start, restored):
+        self.run, self.ckpts, self.plan, self.ensemble = run, ckpts, plan, ensemble
+        self.start = start
+        self.window = _Window(restored[1].get("pending", []) if restored else [], start)
+        # Wall time and examples of the training before this process's part (a resumed
+        # run's results time the whole run, not the last segment).
+        extra = restored[1] if restored else {}
+        self.before = extra.get("timing", {"wall_s": 0.0, "examples": 0})
+        # The timing in the newest checkpoint: the last one's goes in the results.
+        self.saved = dict(self.before)
+        self.t_start, self.seen = time.perf_counter(), 0
+
+    def place(self, batch: Any) -> Any:
+        return shard_batch(batch, self.plan.mesh)
+
+    def evaluate(self, state: TrainState, step: int) -> None:
+        """Evaluates every split at `step` and appends the records to the metrics."""
+        records = [
+            {
+                "step": step,
+                "epoch": step / self.plan.per_epoch,
+                "split": name,
+                **evaluate(
+                    state,
+                    ds,
+                    batch_size=self.plan.eval_batch_size,
+                    place=self.place,
+                    ensemble=self.ensemble,
+                ),
+            }
+            for name, ds in self.plan.evals.items()
+        ]
+        if self.plan.lead:
+            self.run.append_metrics(records)
+
+    def stop_if_nonfinite(self) -> None:
+        bad = self.window.first_nonfinite()
+        if bad is not None:
+            raise _nonfinite(f"the loss is {bad[1]} at step {bad[0]}", self.ckpts)
+
+    def checkpoint(self, state: TrainState, step: int) -> None:
+        """Saves `state` at `step`, refusing non-finite values."""
+        self.stop_if_nonfinite()
+        if not bool(_all_finite(state.params)):
+            raise _nonfinite(f"the parameters are not finite after step {step}", self.ckpts)
+        self.saved.update(self.timing())
+        extra = {"pending": self.window.host_values(), "timing": dict(self.saved)}
+        self.ckpts.save(step, state, extra)
+
+    def timing(self) -> dict[str, float]:
+        wall = self.before["wall_s"] + time.perf_counter() - self.t_start
+        return {"wall_s": wall, "examples": self.before["examples"] + self.seen}
+
+
+def _resume(state, run, ckpts, plan, ensemble) -> tuple[TrainState, _Session]:
+    """The state to train from (the newest checkpoint's, if any) and the session."""
+    restored = ckpts.restore_latest(state)
+    start = plan.start if restored is None else step_of(restored[0])
     if restored is not None:
         state = restored[0]
+    if plan.lead:
+        # After a restore, the lines up to its step are already on disk; without
+        # one, any lines are leftovers of a run killed before its first checkpoint.
+        run.truncate_metrics(start if restored else start - 1)
+    session = _Session(run, ckpts, plan, ensemble, start, restored)
+    if restored is None:
+        if plan.evals:
+            session.evaluate(state, start)
+        session.checkpoint(state, start)
+    return state, session
+
+
+def _loop(state, stream, step_fn, aux, session, plan, checkpoints, logging, bar) -> TrainState:
+    """Trains over `stream`, logging, evaluating and checkpointing on their intervals."""
     # RigL and SET: the host tells each step whether it rewires, counting from the
     # optimizer's own step count, so that the ordinary steps are plain masked steps.
     rewires_at = rewire_schedule(state.tx)
     count = int(np.ravel(state.opt_state.count)[0]) if rewires_at else 0
-    if lead:
-        # After a restore, the lines up to its step are already on disk; without
-        # one, any lines are leftovers of a run killed before its first checkpoint.
-        run.truncate_metrics(start if restored else start - 1)
-
-    def evaluate_all(step: int) -> None:
-        records = [
-            {
-                "step": step,
-                "epoch": step / steps_per_epoch,
-                "split": name,
-                **evaluate(state, ds, batch_size=eval_batch_size, place=place, ensemble=ensemble),
-            }
-            for name, ds in evals.items()
-        ]
-        if lead:
-            run.append_metrics(records)
-
-    def stop_if_nonfinite() -> None:
-        bad = window.first_nonfinite()
-        if bad is not None:
-            raise _nonfinite(f"the loss is {bad[1]} at step {bad[0]}", ckpts)
-
-    def checkpoint(step: int) -> None:
-        stop_if_nonfinite()
-        if not bool(_all_finite(state.params)):
-            raise _nonfinite(f"the parameters are not finite after step {step}", ckpts)
-        saved.update(timing())
-        ckpts.save(step, state, {"pending": window.host_values(), "timing": dict(saved)})
-
-    def timing() -> dict[str, float]:
-        wall = before["wall_s"] + time.perf_counter() - t_start
-        return {"wall_s": wall, "examples": before["examples"] + seen}
-
-    bar = tqdm(
-        total=total, initial=start, disable=not (progress and lead), unit="step", dynamic_ncols=True
-    )
-    t_start, seen = time.perf_counter(), 0
-    t_log, seen_log = t_start, 0
-    try:
-        if restored is None:
-            if evals:
-                evaluate_all(start)
-            checkpoint(start)
-        for epoch, batch in _stream(
-            batches, train_data, batch_size, seed, start, total, steps_per_epoch
-        ):
-            rewire = rewires_at(count) if rewires_at else None
-            count += 1
-            state, metrics = step_fn(state, place(batch), aux, rewire=rewire)
-            window.add(metrics)
-            done = window.step
-            seen += batch_size
-            bar.update(1)
-            if done % log_every == 0 or done == total:
-                stop_if_nonfinite()
-                record = window.flush(epoch=done / steps_per_epoch)
-                if lr_schedule is not None:
-                    record["lr"] = float(lr_schedule(done - 1))
-                if lead:
-                    run.append_metrics([record])
-                now = time.perf_counter()
-                rate = (seen - seen_log) / max(now - t_log, 1e-9)
-                t_log, seen_log = now, seen
-                bar.set_postfix(
-                    epoch=epoch,
-                    loss=f"{np.mean(record['loss']):.4f}",
-                    acc=f"{np.mean(record['accuracy']):.3f}",
-                    ex_s=f"{rate:,.0f}",
-                )
-            if evals and ((eval_every and done % eval_every == 0) or done == total):
-                stop_if_nonfinite()
-                evaluate_all(done)
-            if done % checkpoint_every == 0 or done in keep_steps or done == total:
-                checkpoint(done)
-        ckpts.wait()
-    finally:
-        bar.close()
-        ckpts.close()
-    results = _results(run, total, steps_per_epoch, **saved)
-    if lead:
-        run.write_results(results)
-    return FitResult(state, results)
+    keep_steps = set(session.ckpts.keep.values())
+    t_log, seen_log = session.t_start, 0
+    for epoch, batch in stream:
+        rewire = rewires_at(count) if rewires_at else None
+        count += 1
+        state, metrics = step_fn(state, session.place(batch), aux, rewire=rewire)
+        session.window.add(metrics)
+        done = session.window.step
+        session.seen += plan.batch_size
+        bar.update(1)
+        if done % logging.every == 0 or done == plan.total:
+            session.stop_if_nonfinite()
+            record = session.window.flush(epoch=done / plan.per_epoch)
+            if logging.lr_schedule is not None:
+                record["lr"] = float(logging.lr_schedule(done - 1))
+            if plan.lead:
+                session.run.append_metrics([record])
+            now = time.perf_counter()
+            rate = (session.seen - seen_log) / max(now - t_log, 1e-9)
+            t_log, seen_log = now, session.seen
+            bar.set_postfix(
+                epoch=epoch,
+                loss=f"{np.mean(record['loss']):.4f}",
+                acc=f"{np.mean(record['accuracy']):.3f}",
+                ex_s=f"{rate:,.0f}",
+            )
+        if plan.evals and ((plan.eval_every and done % plan.eval_every == 0) or done == plan.total):
+            session.stop_if_nonfinite()
+            session.evaluate(state, done)
+        if done % checkpoints.every == 0 or done in keep_steps or done == plan.total:
+            session.checkpoint(state, done)
+    return state
 
 
 @functools.lru_cache(maxsize=8)
@@ -394,19 +466,6 @@ def _results(run: RunDir, total: int, steps_per_epoch: int, examples: int, wall_
     }
 
 
-def _eval_splits(eval_data: Any) -> dict[str, Any]:
-    if eval_data is None:
-        return {}
-    if isinstance(eval_data, Mapping):
-        if "train" in eval_data:
-            raise ValueError(
-                "fit: eval split name 'train' is taken by the training metrics; "
-                "name it e.g. 'train_eval'."
-            )
-        return dict(eval_data)
-    return {"test": eval_data}
-
-
 def _default_mesh(batch_size: int) -> jax.sharding.Mesh:
     n = jax.device_count()
     if batch_size % n:
@@ -418,13 +477,3 @@ def _default_mesh(batch_size: int) -> jax.sharding.Mesh:
         )
         return make_mesh(1)
     return make_mesh()
-
-
-def _jsonable_keep(keep: Any) -> Any:
-    return dict(keep) if isinstance(keep, Mapping) else sorted(int(s) for s in keep)
-
-
-def _as_dict(config: Any) -> Any:
-    if config is None:
-        return None
-    return config.to_dict() if hasattr(config, "to_dict") else dict(config)

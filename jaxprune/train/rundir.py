@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["RunDir", "read_metrics"]
+__all__ = ["RunDir", "jsonable", "read_metrics"]
 
 
 class RunDir:
@@ -42,7 +42,7 @@ class RunDir:
           ValueError: the directory holds a run with another config; resuming it
             would mix two experiments.
         """
-        normalized = json.loads(json.dumps(config, sort_keys=True, default=str))
+        normalized = jsonable(config)
         if os.path.exists(self.config):
             with open(self.config) as f:
                 existing = json.load(f)
@@ -101,9 +101,32 @@ def write_json(path: str, obj: Any) -> None:
     """Writes JSON to `path` through a temporary file and an atomic rename."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        json.dump(obj, f, indent=2, sort_keys=True, default=_json_default)
         f.write("\n")
     os.replace(tmp, path)
+
+
+def jsonable(obj: Any) -> Any:
+    """`obj` as plain JSON values (what `json.load` of its file gives back), keys sorted.
+
+    A config object becomes its `to_dict()`, any mapping a dict, a set its sorted list;
+    anything else JSON cannot hold becomes its `str`.
+
+    Example:
+      >>> jsonable({"b": (1, 2), "a": {3, 1}, "c": None})
+      {'a': [1, 3], 'b': [1, 2], 'c': None}
+    """
+    return json.loads(json.dumps(obj, sort_keys=True, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    return str(obj)
 
 
 def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -1,28 +1,21 @@
-"""experiments/prune_at_init.py and dynamic_sparse.py: smoke configs end to end, and their parts."""
+"""experiments.prune_at_init and experiments.dynamic_sparse: smoke configs end to end, and their parts."""
 
 import json
-import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import load_module
 from ml_collections import ConfigDict
 
 import jaxprune
+from experiments import dynamic_sparse as dst
+from experiments import prune_at_init as pai
+from experiments import sweeps
+from experiments.configs import dynamic_sparse as dst_configs
+from experiments.configs import prune_at_init as pai_configs
 from jaxprune import train
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-pai = load_module("prune_at_init", REPO / "experiments" / "prune_at_init.py")
-dst = load_module("dynamic_sparse", REPO / "experiments" / "dynamic_sparse.py")
-pai_configs = load_module("pai_configs", REPO / "experiments" / "configs" / "prune_at_init.py")
-dst_configs = load_module("dst_configs", REPO / "experiments" / "configs" / "dynamic_sparse.py")
-sweeps = sys.modules["sweeps"]
 
 
 def check_outputs(workdir, summary, methods, sparsity):
@@ -231,7 +224,8 @@ def test_snip_fresh_trains_the_snip_mask_on_other_weights():
 
 @pytest.mark.parametrize("method", ["snip", "grasp", "synflow"])
 def test_shuffled_baselines_keep_each_layers_count_elsewhere(method):
-    """REFERENCE's random baseline: the method's per-layer counts, placed at random."""
+    """The random baseline of Frankle et al. (2021): the method's per-layer counts, placed
+    at random."""
     config = pai_configs.get_config("smoke")
     config.synflow_rounds = 5
     train_ds, _ = sweeps.datasets(config)

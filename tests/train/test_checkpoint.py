@@ -14,8 +14,11 @@ from flax import nnx
 
 from jaxprune.data import batches
 from jaxprune.train import (
+    Checkpointing,
     Checkpoints,
     CheckpointWarning,
+    Logging,
+    Parallel,
     create_train_state,
     fit,
     make_mesh,
@@ -207,7 +210,8 @@ def test_a_checkpoint_whose_contents_disagree_with_its_step_is_refused(tmp_path)
 
 @ORBAX_STRAGGLERS
 def test_fit_resumes_past_a_corrupt_latest_checkpoint_to_the_same_result(tmp_path):
-    kwargs = dict(batch_size=16, steps=10, checkpoint_every=4, mesh=make_mesh(1), progress=False)
+    kwargs = dict(batch_size=16, steps=10, checkpoints=Checkpointing(every=4))
+    kwargs |= dict(parallel=Parallel(mesh=make_mesh(1)), logging=Logging(progress=False))
     reference = fit(fresh(), DS, workdir=str(tmp_path / "ref"), **kwargs)
     fit(fresh(), DS, workdir=str(tmp_path / "run"), **kwargs)
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["10", "4", "8"]

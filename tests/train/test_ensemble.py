@@ -9,6 +9,10 @@ from helpers import Crash, crashing_at
 
 import jaxprune
 from jaxprune.train import (
+    Checkpointing,
+    Evaluation,
+    Logging,
+    Parallel,
     create_train_state,
     fit,
     make_mesh,
@@ -28,13 +32,10 @@ def run(workdir, state, ensemble, **overrides):
         workdir=str(workdir),
         batch_size=16,
         steps=20,
-        eval_data=TEST,
-        eval_every=10,
-        log_every=5,
-        checkpoint_every=7,
-        mesh=make_mesh(1),
-        progress=False,
-        ensemble=ensemble,
+        eval=Evaluation(data=TEST, every=10),
+        logging=Logging(every=5, progress=False),
+        checkpoints=Checkpointing(every=7),
+        parallel=Parallel(mesh=make_mesh(1), ensemble=ensemble),
     )
     return fit(state, TRAIN, **(kwargs | overrides))
 

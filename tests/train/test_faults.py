@@ -37,7 +37,8 @@ CHILD = textwrap.dedent(
 
     import jax, numpy as np, optax
     from flax import nnx
-    from jaxprune.train import create_train_state, fit, make_mesh
+    from jaxprune.train import (Checkpointing, Evaluation, Logging, Parallel,
+                                create_train_state, fit, make_mesh)
     from jaxprune.train.testing import TinyCNN, synthetic_dataset
 
     def noise(rng, x):
@@ -46,9 +47,10 @@ CHILD = textwrap.dedent(
     train = synthetic_dataset(200, (16, 1), 4, seed=0)  # 12 steps per epoch
     state = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(0)), optax.adam(1e-2), seed=0)
     out = fit(state, train, workdir=workdir, batch_size=16, steps=STEPS, seed=0,
-              eval_data=synthetic_dataset(70, (16, 1), 4, seed=1), eval_every=10,
-              log_every=3, checkpoint_every=5, keep_last=2, augment=noise,
-              mesh=make_mesh(1), progress=False)
+              eval=Evaluation(data=synthetic_dataset(70, (16, 1), 4, seed=1), every=10),
+              logging=Logging(every=3, progress=False),
+              checkpoints=Checkpointing(every=5, keep_last=2), augment=noise,
+              parallel=Parallel(mesh=make_mesh(1)))
     leaves = jax.tree.leaves((out.state.params, out.state.model_state, out.state.opt_state))
     np.savez(os.path.join(workdir, "final.npz"), *[np.asarray(x) for x in leaves])
     """

@@ -1,5 +1,6 @@
 """`fit`: run directory, reproducibility, resume, NaN stop, named checkpoints."""
 
+import dataclasses
 import json
 import os
 
@@ -13,6 +14,10 @@ from helpers import Crash, crashing_at
 
 from jaxprune.data import batches
 from jaxprune.train import (
+    Checkpointing,
+    Evaluation,
+    Logging,
+    Parallel,
     create_train_state,
     fit,
     make_mesh,
@@ -35,21 +40,21 @@ def noise(rng, x):
 
 
 def run(workdir, state=None, **overrides):
+    """`fit` with this file's settings; an option group given as a dict changes those fields."""
     kwargs = dict(
         workdir=str(workdir),
         batch_size=16,
         steps=30,
         seed=0,
-        eval_data=TEST,
-        eval_every=10,
-        log_every=4,
-        checkpoint_every=7,
+        eval=Evaluation(data=TEST, every=10),
+        logging=Logging(every=4, progress=False),
+        checkpoints=Checkpointing(every=7),
         augment=noise,
-        mesh=make_mesh(1),
-        progress=False,
+        parallel=Parallel(mesh=make_mesh(1)),
         config={"model": "tiny_cnn"},
     )
-    kwargs.update(overrides)
+    for name, value in overrides.items():
+        kwargs[name] = dataclasses.replace(kwargs[name], **value) if type(value) is dict else value
     return fit(fresh() if state is None else state, TRAIN, **kwargs)
 
 
@@ -134,7 +139,7 @@ def test_an_interrupted_fit_resumes_to_the_uninterrupted_result(tmp_path, crash_
 
 def test_a_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     with pytest.raises(FloatingPointError, match=r"loss is nan at step 17;.* good one is step 14"):
-        run(tmp_path, batches=poisoned_at(16), log_every=100)
+        run(tmp_path, batches=poisoned_at(16), logging=dict(every=100))
     steps = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))
     assert steps[-1] == 14  # 21 would have held NaN parameters
     last = restore_checkpoint(tmp_path, fresh(), 14)
@@ -159,7 +164,7 @@ def test_non_finite_parameters_are_never_checkpointed(tmp_path):
     state = fresh(tx=optax.chain(optax.adam(1e-2), nan_update_at(13)))
     # The loss of update 14 is finite (computed before it); its parameters are not.
     with pytest.raises(FloatingPointError, match=r"parameters are not finite after step 14"):
-        run(tmp_path, state=state, log_every=100)
+        run(tmp_path, state=state, logging=dict(every=100))
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints"))[-1] == 7
 
 
@@ -170,7 +175,9 @@ def test_a_rerun_with_another_config_is_refused(tmp_path):
 
 
 def test_epochs_and_a_named_rewind_point(tmp_path):
-    out = run(tmp_path, steps=None, epochs=2, keep={"rewind": 5}, checkpoint_every=100, keep_last=1)
+    out = run(
+        tmp_path, steps=None, epochs=2, checkpoints=dict(keep={"rewind": 5}, every=100, keep_last=1)
+    )
     assert int(out.state.step) == 24
     assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints")) == [5, 24]
     rewound = restore_checkpoint(tmp_path, fresh(), "rewind")
@@ -189,7 +196,7 @@ def test_fit_starts_at_a_rewound_states_step(tmp_path):
 
 def test_fit_on_eight_devices_follows_one_device(tmp_path):
     one = run(tmp_path / "one", steps=12)
-    eight = run(tmp_path / "eight", steps=12, mesh=make_mesh(8))
+    eight = run(tmp_path / "eight", steps=12, parallel=dict(mesh=make_mesh(8)))
     for a, b in zip(read_metrics(tmp_path / "one"), read_metrics(tmp_path / "eight"), strict=True):
         assert (a["step"], a["split"]) == (b["step"], b["split"])
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
@@ -212,10 +219,10 @@ def test_fit_argument_errors_say_what_to_do(tmp_path):
         run(tmp_path, steps=None, epochs=0)
     if len(jax.devices()) >= 8:
         with pytest.raises(ValueError, match="batch_size=12 is not divisible by the 8 devices"):
-            run(tmp_path, batch_size=12, mesh=make_mesh(8))
+            run(tmp_path, batch_size=12, parallel=dict(mesh=make_mesh(8)))
     other = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
     with pytest.raises(ValueError, match="axes \\('batch',\\); batches are split along"):
-        run(tmp_path, mesh=other)
+        run(tmp_path, parallel=dict(mesh=other))
     assert not any(tmp_path.iterdir())  # nothing written
     with pytest.raises(ValueError, match="eval split name 'train'"):
-        run(tmp_path, eval_data={"train": TEST})
+        run(tmp_path, eval=dict(data={"train": TEST}))

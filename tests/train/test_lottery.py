@@ -8,15 +8,14 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import load_module
 
 import jaxprune
 from jaxprune import data, lottery, models
+from jaxprune.plots import plot_imp
 from jaxprune.train import create_train_state, ensemble_axes, member, stack_states
 from jaxprune.train import lottery as driver
 from jaxprune.train.lottery import IMPSettings, run_imp
 
-REPO = Path(__file__).resolve().parents[2]
 TRAIN = data.load("mnist1d", "train", subset=400, seed=0)
 TEST = data.load("mnist1d", "test")
 TX = optax.adam(3e-3)
@@ -70,6 +69,8 @@ def test_rounds_prune_at_the_layer_rates_and_an_interrupted_run_resumes_the_same
                     assert not (saved[(r, s)][path] & ~saved[(r - 1, s)][path]).any()
         assert set(record["accuracy"]) == {"ticket", "random_reinit", "random_pruning"}
         assert all(len(v) == 2 for v in record["accuracy"].values())
+    assert not (tmp_path / "full" / "lottery.png").exists()  # the engine does not plot
+    plot_imp(results, tmp_path / "full" / "lottery.png")  # the experiment script does
     assert (tmp_path / "full" / "lottery.png").stat().st_size > 0
     assert (
         json.loads((tmp_path / "full" / "results.json").read_text())["rounds"] == results["rounds"]
@@ -273,29 +274,27 @@ def test_a_rewound_ticket_goes_on_with_the_schedule_at_its_step(tmp_path, rewind
         assert counts and all(c == last for c in counts), (name, counts)  # not last - k
 
 
-def test_the_main_job_smoke_configuration(tmp_path):
-    configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
-    script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
-    results = script.run(configs.get_config("smoke"), str(tmp_path), progress=False)
-    remaining = [r["remaining"] for r in results["rounds"]]
-    assert len(remaining) == 3 and remaining == sorted(remaining, reverse=True)
-    assert remaining[-1] < 0.2
-    assert "ticket" in script.table(results) and (tmp_path / "lottery.png").exists()
-    for name in configs.CONFIGS:  # every config builds valid settings
-        script.settings(configs.get_config(name))
+def test_the_plots_of_old_live_in_jaxprune_plots_and_the_old_name_warns():
+    import jaxprune.plots
+    import jaxprune.train.plots
+
+    with pytest.warns(DeprecationWarning, match="moved to jaxprune.plots"):
+        old = jaxprune.train.plots.plot_accuracy_vs_remaining
+    assert old is jaxprune.plots.plot_accuracy_vs_remaining
+    with pytest.raises(AttributeError):
+        jaxprune.train.plots.plot_imp  # noqa: B018
 
 
-def test_the_lottery_script_honours_epochs_and_has_no_fields_it_would_ignore(monkeypatch):
-    configs = load_module("lottery_configs", REPO / "experiments" / "configs" / "lottery.py")
-    script = load_module("lottery_script", REPO / "experiments" / "lottery_ticket.py")
-    config = configs.get_config("smoke")
-    for field in ("seed", "mask", "sparsity", "distribution", "rewind_step", "keep_last"):
-        assert field not in config, field  # IMP's own are in config.imp
-    seen = {}
-    monkeypatch.setattr(script, "run_imp", lambda *a, **k: seen.update(k))
-    config.epochs = 2
-    script.run(config, "unused", progress=False)
-    assert seen["steps"] == 2 * (4000 // config.batch_size)
-    config.epochs, config.seeds = None, ()
-    with pytest.raises(ValueError, match="config.seeds"):
-        script.run(config, "unused", progress=False)
+def test_plan_imp_names_members_rounds_and_the_stop_without_training():
+    settings = IMPSettings(rewind="finetune", rewind_step=10, variants=("ticket", "one_shot"))
+    plan = driver.plan_imp(settings, seeds=(3, 4), batch_size=50, steps=40)
+    assert plan.names == ("ticket/seed3", "ticket/seed4", "one_shot/seed3", "one_shot/seed4")
+    assert (plan.round_start, plan.round_steps) == (40, 70)
+    assert plan.dense_keep == {"rewind": 10}
+    assert plan.record["imp"]["variants"] == ["ticket", "one_shot"]
+    assert not plan.last_round(5, 0.04) and plan.last_round(5, 0.036)
+    fixed = driver.plan_imp(IMPSettings(rounds=2), seeds=(0,), batch_size=50, steps=40)
+    assert (fixed.round_start, fixed.round_steps, fixed.dense_keep) == (None, 40, ())
+    assert not fixed.last_round(1, 0.01) and fixed.last_round(2, 0.9)
+    with pytest.raises(ValueError, match=r"rewind_step must be in \[0, steps=40\), got 40"):
+        driver.plan_imp(IMPSettings(rewind_step=40), seeds=(0,), batch_size=50, steps=40)

@@ -10,6 +10,9 @@ from flax import nnx
 import jaxprune
 from jaxprune.data import batches
 from jaxprune.train import (
+    Checkpointing,
+    Logging,
+    Parallel,
     create_train_state,
     fit,
     load_mask,
@@ -63,9 +66,9 @@ def test_fit_under_a_mask_checkpoints_and_restores_the_mask(tmp_path):
         workdir=str(tmp_path),
         batch_size=16,
         steps=12,
-        checkpoint_every=5,
-        mesh=make_mesh(1),
-        progress=False,
+        checkpoints=Checkpointing(every=5),
+        parallel=Parallel(mesh=make_mesh(1)),
+        logging=Logging(progress=False),
     )
     out = fit(create_train_state(model, tx, mask=mask), TRAIN, **kwargs)
     template = create_train_state(model, tx, mask=jaxprune.dense_mask(out.state.params))
@@ -85,8 +88,8 @@ def test_fit_under_a_mask_on_eight_devices_keeps_zeros(tmp_path):
         workdir=str(tmp_path),
         batch_size=16,
         steps=6,
-        mesh=make_mesh(8),
-        progress=False,
+        parallel=Parallel(mesh=make_mesh(8)),
+        logging=Logging(progress=False),
     )
     assert np.all(pruned_entries(out.state.params, mask) == 0.0)
     assert jaxprune.mask_of(out.state.opt_state)["conv"]["kernel"].sharding.is_fully_replicated
@@ -144,7 +147,8 @@ def test_fit_under_rigl_changes_the_mask_and_resumes_bit_for_bit(tmp_path):
     # RigL's state holds a typed PRNG key and a changing mask: both must survive a resume.
     model = TinyCNN(1, 8, 4, rngs=nnx.Rngs(0))
     tx = jaxprune.rigl(optax.adam(1e-2), 0.5, end_step=18, update_every=4, key=jax.random.key(1))
-    kwargs = dict(batch_size=16, steps=20, checkpoint_every=3, mesh=make_mesh(1), progress=False)
+    kwargs = dict(batch_size=16, steps=20, checkpoints=Checkpointing(every=3))
+    kwargs |= dict(parallel=Parallel(mesh=make_mesh(1)), logging=Logging(progress=False))
     reference = fit(create_train_state(model, tx), TRAIN, workdir=str(tmp_path / "ref"), **kwargs)
     initial = jaxprune.mask_of(create_train_state(model, tx).opt_state)
     final = jaxprune.mask_of(reference.state.opt_state)

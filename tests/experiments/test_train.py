@@ -1,4 +1,4 @@
-"""experiments/train.py and its configs, on MNIST-1D (generated locally)."""
+"""experiments.train and its configs, on MNIST-1D (generated locally)."""
 
 import json
 import os
@@ -8,15 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import load_module
+
+from experiments import train as script
+from experiments.configs import train as configs
+from jaxprune import train
 
 REPO = Path(__file__).resolve().parents[2]
-pytest.importorskip("jaxprune.models", reason="the model zoo is not on this branch yet")
-pytest.importorskip("jaxprune.data", reason="the data package is not on this branch yet")
-
-
-configs = load_module("train_configs", REPO / "experiments" / "configs" / "train.py")
-script = load_module("train_script", REPO / "experiments" / "train.py")
 
 
 def small(name="mnist1d_mlp", **changes):
@@ -37,8 +34,6 @@ def small(name="mnist1d_mlp", **changes):
 
 @pytest.mark.parametrize("name", sorted(configs.CONFIGS))
 def test_every_named_config_builds_its_optimizer(name):
-    from jaxprune import train
-
     config = configs.get_config(name)
     train.optimizer(config.optim, train.lr_schedule(config.optim))
     assert config.batch_size > 0 and config.steps > 0
@@ -100,7 +95,8 @@ def test_the_command_line_trains_resumes_and_prints(tmp_path):
     workdir = tmp_path / "run"
     command = [
         sys.executable,
-        str(REPO / "experiments" / "train.py"),
+        "-m",
+        "experiments.train",
         "--config=" + str(REPO / "experiments/configs/train.py:mnist1d_cnn"),
         f"--workdir={workdir}",
         "--config.steps=30",
@@ -110,12 +106,23 @@ def test_the_command_line_trains_resumes_and_prints(tmp_path):
         "--noprogress",
     ]
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    run = dict(cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(command, **run)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "step 30: test accuracy" in first.stdout and "sparsity 0.500" in first.stdout
     with open(workdir / "config.json") as f:
         assert json.load(f)["config"]["model"] == "cnn1d"
     lines = (workdir / "metrics.jsonl").read_text()
-    second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    second = subprocess.run(command, **run)
     assert second.returncode == 0, second.stderr[-3000:]
     assert (workdir / "metrics.jsonl").read_text() == lines  # resumed: nothing to redo
+
+
+def test_the_configs_take_fits_defaults():
+    config = configs.base()
+    assert config.eval_batch_size == train.Evaluation().batch_size
+    assert config.log_every == train.Logging().every
+    assert (config.checkpoint_every, config.keep_last) == (
+        train.Checkpointing().every,
+        train.Checkpointing().keep_last,
+    )
