@@ -1,6 +1,4 @@
-"""Small helpers shared by tests: crashes on purpose, and loading scripts by path."""
-
-import importlib.util
+"""Small helpers shared by tests: crashes on purpose."""
 
 from jaxprune.data import batches
 
@@ -21,11 +19,3 @@ def crashing_at(step):
             yield batch
 
     return crashing
-
-
-def load_module(name, path):
-    """Imports a script (experiments/*.py, configs) by file path."""
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

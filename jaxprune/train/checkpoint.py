@@ -25,7 +25,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
-from jaxprune import masks
+from jaxprune._tree import path_str
 from jaxprune.train.state import TrainState
 
 __all__ = ["Checkpoints", "CheckpointWarning", "restore_checkpoint"]
@@ -291,11 +291,11 @@ def _as_named_steps(keep: Mapping[str, int] | Iterable[int]) -> dict[str, int]:
 
 
 def _leaf_specs(tree: Any) -> collections.Counter[str]:
-    """``"path shape dtype"`` of every leaf, paths as ``masks.path_str`` renders them
+    """``"path shape dtype"`` of every leaf, paths as ``path_str`` renders them
     (orbax's metadata names a NamedTuple field or a list index as a dict key: the
     rendered paths compare equal)."""
     return collections.Counter(
-        f"{masks.path_str(path)} {tuple(x.shape)} {np.dtype(x.dtype).name}"
+        f"{path_str(path)} {tuple(x.shape)} {np.dtype(x.dtype).name}"
         for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]
     )
 

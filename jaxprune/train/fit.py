@@ -77,7 +77,7 @@ def fit(
     Training starts at `state.step` (non-zero for a rewound state) unless the
     directory already has checkpoints, in which case it resumes from the newest.
     Under RigL or SET (`state.tx` from `jaxprune.rigl` / `set_training`) the loop tells
-    each step whether it rewires (`rewire=state.tx.rewires_at(t)`): two compiled
+    each step whether it rewires (`rewire_schedule(state.tx)`): two compiled
     steps, the ordinary one a plain masked step.
 
     Args:

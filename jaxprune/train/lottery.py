@@ -41,9 +41,9 @@ from flax import nnx
 
 import jaxprune
 from jaxprune import lottery, masks
+from jaxprune.train._imp_plan import IMPPlan, IMPSettings, plan_imp
 from jaxprune.train.checkpoint import restore_checkpoint
 from jaxprune.train.fit import fit
-from jaxprune.train.imp_plan import REWINDS, VARIANTS, IMPPlan, IMPSettings, plan_imp
 from jaxprune.train.maskio import save_mask
 from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.rundir import RunDir, write_json
@@ -57,7 +57,7 @@ from jaxprune.train.state import (
     step_of,
 )
 
-__all__ = ["IMPPlan", "IMPSettings", "IMPStalled", "plan_imp", "run_imp", "VARIANTS", "REWINDS"]
+__all__ = ["IMPPlan", "IMPSettings", "IMPStalled", "plan_imp", "run_imp"]
 
 _REINIT_SEED = 100_003  # offset of the fresh initialisations of random_reinit
 

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 
 from jaxprune import masks
+from jaxprune._tree import leaves_with_paths
 
 __all__ = ["save_mask", "load_mask"]
 
@@ -36,7 +37,7 @@ def save_mask(path: str | os.PathLike, mask: Any) -> str:
       [[True, False], [False, True]]
     """
     path = _file(path)
-    paths, leaves, _ = masks.leaves_with_paths(mask)
+    paths, leaves, _ = leaves_with_paths(mask)
     arrays = {p: np.asarray(jax.device_get(m), dtype=bool) for p, m in zip(paths, leaves)}
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, **arrays)
@@ -61,7 +62,7 @@ def load_mask(path: str | os.PathLike, params: Any) -> Any:
             f"load_mask: no mask file {path}; give a .npz written by save_mask or a run "
             "directory that trained under a mask."
         )
-    paths, leaves, treedef = masks.leaves_with_paths(params)
+    paths, leaves, treedef = leaves_with_paths(params)
     with np.load(path) as stored:
         missing = [p for p in paths if p not in stored.files]
         extra = sorted(set(stored.files) - set(paths))
