@@ -11,13 +11,13 @@ import tempfile
 # Most of the suite's time is XLA compiling many small programs once each: without
 # LLVM's optimisations that takes about a third less time. Results are compared with
 # runs made under the same flags; speed is measured in benchmarks/, never here; the
-# compiled-program checks of test_inplace compile with the users' code generator.
+# compiled-program checks of test_fastpath compile with the users' code generator.
 flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 if "--xla_backend_optimization_level" not in flags:
     flags += " --xla_backend_optimization_level=0"
 # XLA:CPU's older fusion code generator compiles about twice as fast, for slower
-# programs (test_dynamic.py and test_select.py in one process: 4.6 -> 2.4 CPU-minutes on
-# the 2-core Xeon VM). An unknown flag aborts XLA, so it is tried once in a subprocess,
+# programs (the transforms' and the selection's tests in one process: about half the
+# CPU time). An unknown flag aborts XLA, so it is tried once in a subprocess,
 # by the main process: the xdist workers inherit its XLA_FLAGS, flag or not.
 FAST_CODEGEN = "--xla_cpu_use_fusion_emitters=false"
 if "--xla_cpu_use_fusion_emitters" not in flags and "PYTEST_XDIST_WORKER" not in os.environ:

@@ -11,6 +11,8 @@ import numpy as np
 
 from jaxprune.data.dataset import KNOWN_STATS
 
+__all__ = ["augment", "augmentation_for"]
+
 Augmentation = Callable[[jax.Array, jax.Array], jax.Array]
 
 # Datasets whose standard training recipe uses crop + flip (digits and MNIST-1D do not flip).

@@ -9,6 +9,8 @@ import numpy as np
 
 from jaxprune.data.dataset import Dataset
 
+__all__ = ["batches", "epoch_order", "steps_per_epoch"]
+
 
 def _positive_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:

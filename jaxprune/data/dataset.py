@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = ["Dataset"]
+
 # Stream tags, so the subset and the label noise draw independent numbers from one seed.
 _SUBSET_STREAM = 0x5B5E7
 _NOISE_STREAM = 0x9015E

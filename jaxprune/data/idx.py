@@ -10,6 +10,8 @@ import numpy as np
 
 from jaxprune.data import dataset as _dataset
 
+__all__ = ["read_idx"]
+
 # IDX type codes -> big-endian numpy dtypes.
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

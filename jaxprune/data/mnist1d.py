@@ -13,6 +13,9 @@ import numpy as np
 
 from jaxprune.data import dataset as _dataset
 
+# The loader behind jaxprune.data.load; nothing here is public API.
+__all__ = []
+
 SPLITS = ("train", "test")
 NUM_CLASSES = 10
 

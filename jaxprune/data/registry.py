@@ -8,6 +8,8 @@ from jaxprune.data import dataset as _dataset
 from jaxprune.data import idx, mnist1d, tfds_source
 from jaxprune.data.dataset import Dataset
 
+__all__ = ["load", "names"]
+
 # Names with a loader here; "mnist", "cifar10", "cifar100" and any other name go to TFDS.
 LOCAL = ("mnist1d", "fashion_mnist")
 TFDS_KNOWN = ("mnist", "cifar10", "cifar100")

@@ -13,6 +13,9 @@ import numpy as np
 
 from jaxprune.data.dataset import KNOWN_STATS
 
+# The loader behind jaxprune.data.load; nothing here is public API.
+__all__ = []
+
 
 def _missing_module_hint(err: Exception) -> str:
     # tensorflow-datasets 4.9.10 needs importlib_resources to download but declares it only for Python < 3.9.

@@ -9,6 +9,8 @@ from flax import nnx
 
 from jaxprune.models import _layers
 
+__all__ = ["CNN1D", "ConvNet", "LeNet5"]
+
 
 class LeNet5(nnx.Module):
     """LeNet-5 with ReLU and max pooling: two 5x5 convs, each pooled, then dense layers.

@@ -9,6 +9,8 @@ from flax import nnx
 
 from jaxprune.models import _layers
 
+__all__ = ["MLP"]
+
 
 class MLP(nnx.Module):
     """A ReLU MLP on flattened input; `lenet300_100` and `mnist1d_mlp` are instances.

@@ -14,6 +14,8 @@ from jaxprune.models.mlp import MLP
 from jaxprune.models.resnet import CifarResNet, WideResNet
 from jaxprune.models.vgg import VGG
 
+__all__ = ["create", "names"]
+
 
 class _Entry(NamedTuple):
     """A registered model: its class, the arguments its name fixes, and overridable defaults."""

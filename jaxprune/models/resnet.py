@@ -10,6 +10,8 @@ from flax import nnx
 
 from jaxprune.models import _layers
 
+__all__ = ["BasicBlock", "CifarResNet", "PreActBlock", "WideResNet"]
+
 SHORTCUTS = ("projection", "pad")
 
 

@@ -7,6 +7,8 @@ from flax import nnx
 
 from jaxprune.models import _layers
 
+__all__ = ["VGG"]
+
 # Channels of the convs; "M" is a 2x2 max pool (Simonyan & Zisserman configurations A, D, E).
 PLANS: dict[int, tuple[int | str, ...]] = {
     11: (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),

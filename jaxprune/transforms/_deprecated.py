@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import importlib
-import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from jaxprune import _deprecation
 
 
 def module_getattr(old: str, names: Mapping[str, str]) -> Callable[[str], Any]:
     """A module ``__getattr__`` for the old module ``old``: ``names`` maps each name it
     held to the private module that holds it now; reading one warns with a
-    DeprecationWarning saying where to import it from."""
+    DeprecationWarning saying where to import it from (``jaxprune.transforms`` for the
+    public names)."""
     from jaxprune import transforms
 
-    def __getattr__(name: str) -> Any:
-        if name not in names:
-            raise AttributeError(f"module {old!r} has no attribute {name!r}")
+    def entry(name: str, home: str) -> tuple[str, Callable[[], Any]]:
         if name in transforms.__all__:
-            advice = f"use jaxprune.transforms.{name}"
+            instead = f"use jaxprune.transforms.{name}"
         else:
-            advice = f"{name} is private now; copy it if you need it"
-        warnings.warn(
-            f"{old} is deprecated and goes in the next release: {advice}.",
-            DeprecationWarning,
-            stacklevel=2,
-        )
-        return getattr(importlib.import_module(names[name]), name)
+            instead = f"{name} is private now; copy it if you need it"
+        return instead, lambda: getattr(importlib.import_module(home), name)
 
-    return __getattr__
+    return _deprecation.module_getattr(old, {n: entry(n, h) for n, h in names.items()})

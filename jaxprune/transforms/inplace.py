@@ -2,6 +2,9 @@
 
 from jaxprune.transforms._deprecated import module_getattr
 
+# A deprecated path: every name read here warns (module __getattr__ below).
+__all__ = []
+
 __getattr__ = module_getattr(
     "jaxprune.transforms.inplace",
     {
