@@ -65,3 +65,60 @@ def test_a_moved_name_still_works_with_a_deprecation_warning(module, old, new):
     assert got is getattr(importlib.import_module(where), attr)
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         importlib.import_module(module).no_such_name  # noqa: B018
+
+
+# The house (DESIGN.md): each part imports only the parts below it. A new module must
+# be placed here, so that the test sees it.
+LAYERS = (
+    ("typing", "_deprecation", "_checks", "_fastpath"),
+    ("filters", "placement"),
+    ("_tree", "_counts"),
+    ("masks", "_scoring"),
+    ("scores", "distributions", "select", "schedules"),
+    ("transforms",),
+    ("init_pruning", "lottery"),
+    ("jaxprune",),  # the flat public API
+    ("models", "data"),
+    ("plots",),
+    ("train",),
+)
+
+
+def _imports() -> dict[str, set[str]]:
+    """The parts each part of the package imports (lazy imports in functions included)."""
+    import ast
+    import pathlib
+
+    import jaxprune
+
+    root = pathlib.Path(jaxprune.__file__).parent
+    found: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("").parts
+        part = "jaxprune" if rel == ("__init__",) else rel[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "jaxprune":
+                names = [f"jaxprune.{a.name}" for a in node.names]  # from jaxprune import x
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith("jaxprune.") and name != "jaxprune.":
+                    found.setdefault(part, set()).add(name.split(".")[1])
+                elif name == "jaxprune":
+                    found.setdefault(part, set()).add("jaxprune")
+    return found
+
+
+def test_the_house_has_no_upward_arrow():
+    rank = {part: i for i, layer in enumerate(LAYERS) for part in layer}
+    imports = _imports()
+    unplaced = sorted((set(imports) | {p for ps in imports.values() for p in ps}) - set(rank))
+    assert not unplaced, f"place {unplaced} in LAYERS (tests/test_layering.py)"
+    upward = sorted(
+        f"{a} -> {b}" for a, bs in imports.items() for b in bs if a != b and rank[b] >= rank[a]
+    )
+    assert not upward, f"imports against the house: {upward}"
