@@ -29,26 +29,32 @@ from typing import Any
 
 import jax
 import numpy as np
-from absl import app, flags
-from ml_collections import ConfigDict, config_flags
+from absl import app
+from ml_collections import ConfigDict
 
 import jaxprune
-from experiments import sweeps
+from experiments import lottery_ticket, sweeps
 from jaxprune import data, masks, train
 from jaxprune.plots import plot_instability, plot_paths
-from jaxprune.train.lottery import IMPSettings, run_imp
+from jaxprune.train.lottery import IMPSettings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("dense", "ticket", "random_pruning")
 _RANDOM_SEED = 7_919  # the random-pruning baseline's masks: key(_RANDOM_SEED + round)
 
 
+def imp_config(config: ConfigDict, k: int) -> ConfigDict:
+    """The lottery experiment's config of the IMP run rewinding to `k`: every round up to
+    the last one measured."""
+    c = config.copy_and_resolve_references()
+    with c.unlocked():  # a config from the command line is locked
+        c.imp.rewind_step, c.imp.rounds = k, max(config.rounds, default=1)
+    return c
+
+
 def settings(config: ConfigDict, k: int) -> IMPSettings:
-    """IMP rewinding to `k` for the rounds of `config` (lists become tuples)."""
-    imp = config.imp.to_dict()
-    imp["variants"] = tuple(imp["variants"])
-    imp["exclude"] = tuple(imp["exclude"])
-    return IMPSettings(**imp, rewind_step=k, rounds=max(config.rounds, default=1))
+    """IMP rewinding to `k` for the rounds of `config`."""
+    return lottery_ticket.settings(imp_config(config, k))
 
 
 def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
@@ -86,7 +92,8 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         with open(os.path.join(workdir, "results.md"), "w") as f:
             f.write(table(results) + "\n")
         plot_instability(results, os.path.join(workdir, "instability.png"))
-        plot_paths(results, os.path.join(workdir, "paths.png"), ks=config.paths_at)
+        drawn = [k for k in config.paths_at if k in config.ks] or list(config.ks)
+        plot_paths(results, os.path.join(workdir, "paths.png"), ks=drawn)
     return results
 
 
@@ -118,23 +125,7 @@ def _study_k(config, workdir, k, steps, train_ds, test_ds, progress):
     make_model = sweeps.model_maker(config, train_ds.num_classes)
     inner_tx = train.optimizer(config.optim, train.lr_schedule(config.optim))
     imp = settings(config, k)
-    imp_results = run_imp(
-        make_model,
-        inner_tx,
-        train_ds,
-        {"test": test_ds},
-        workdir=imp_dir,
-        seeds=list(config.seeds),
-        settings=imp,
-        batch_size=config.batch_size,
-        steps=steps,
-        data_seed=config.data_seed,
-        augment=_augment(config),
-        eval_every=config.eval_every,
-        checkpoint_every=config.checkpoint_every,
-        progress=progress,
-        config=config,
-    )
+    imp_results = lottery_ticket.run(imp_config(config, k), imp_dir, progress=progress)
     if os.path.exists(done):
         with open(done) as f:
             return json.load(f), imp_results
@@ -278,27 +269,17 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def define_flags() -> None:
-    """The command-line flags (only when run as a script)."""
-    config_flags.DEFINE_config_file(
-        "config",
-        os.path.join(HERE, "configs", "instability.py"),
-        "config file and name, e.g. experiments/configs/instability.py:smoke",
-    )
-    flags.DEFINE_string("workdir", None, "the study directory (created or resumed)")
-    flags.DEFINE_bool("progress", True, "show progress")
-    flags.mark_flags_as_required(["workdir"])
-
-
 def main(argv: list[str]) -> None:
     FLAGS = sweeps.parsed_flags(argv)
     start = time.time()
     results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
-    print()
-    print(table(results))
+    print("\n" + table(results))
     print(f"\n{time.time() - start:.0f} s; results.json, results.md and plots in {FLAGS.workdir}")
 
 
 if __name__ == "__main__":
-    define_flags()
+    sweeps.define_flags(
+        "experiments/configs/instability.py:smoke",
+        default=os.path.join(HERE, "configs", "instability.py"),
+    )
     app.run(main)

@@ -44,12 +44,9 @@ def plot_accuracy_vs_remaining(
       >>> os.path.getsize(out) > 0
       True
     """
-    import matplotlib
     import matplotlib.ticker
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     if dense is not None and len(dense):
         d = np.asarray(dense, np.float64)
@@ -72,10 +69,7 @@ def plot_accuracy_vs_remaining(
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_imp(
@@ -121,6 +115,20 @@ def _pyplot():
     return plt
 
 
+def _save(plt: Any, fig: Any, path: str | os.PathLike) -> str:
+    """Lays out `fig`, writes it to `path` and closes it; returns `path` as a string."""
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return str(path)
+
+
+def _style(row: Mapping[str, Any], colors: dict[float, str]) -> dict[str, Any]:
+    """One colour per sparsity (a ticket and its random pruning alike), random pruning dashed."""
+    color = colors.setdefault(row["remaining"], f"C{len(colors)}")
+    return {"color": color, "lw": 1.5, "ls": "--" if row["variant"] == "random_pruning" else "-"}
+
+
 def _kind(row: Mapping[str, Any]) -> str:
     if row["variant"] == "dense":
         return "dense"
@@ -159,11 +167,12 @@ def plot_instability(
     plt = _pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
     kinds = list(dict.fromkeys(_kind(r) for r in results["rows"]))
+    colors: dict[float, str] = {}
     ks = sorted({r["k"] for r in results["rows"]})
     for kind in kinds:
         rows = sorted((r for r in results["rows"] if _kind(r) == kind), key=lambda r: r["k"])
         x = [r["k"] for r in rows]
-        style = dict(marker="o", ms=3, lw=1.5, ls="--" if "random" in kind else "-")
+        style = dict(marker="o", ms=3, **_style(rows[0], colors))
         for ax, values in (
             (left, [100 * np.asarray(r["error_barrier"]["mean"], np.float64) for r in rows]),
             (right, [100 * np.asarray(r["accuracy"], np.float64) for r in rows]),
@@ -181,10 +190,7 @@ def plot_instability(
         ax.grid(True, alpha=0.3)
     left.legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def plot_paths(
@@ -202,6 +208,9 @@ def plot_paths(
         ``variant``, ``remaining`` and ``paths``, each with its ``error`` curve).
       path: where to write the PNG.
       ks: the rewind steps to draw (default: every k of the results).
+
+    Raises:
+      ValueError: a k the results do not hold.
       title: the figure title.
 
     Returns:
@@ -216,25 +225,28 @@ def plot_paths(
       >>> os.path.getsize(out) > 0
       True
     """
+    measured = sorted({r["k"] for r in results["rows"]})
+    ks = measured if ks is None else list(ks)
+    if not ks or set(ks) - set(measured):
+        raise ValueError(
+            f"ks must name rewind steps the results hold; got {ks}, the results hold "
+            f"{measured} (plot_paths). Pick some of those."
+        )
     plt = _pyplot()
-    ks = sorted({r["k"] for r in results["rows"]}) if ks is None else list(ks)
     fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 3.6), dpi=120, squeeze=False)
     alphas = np.asarray(results["alphas"], np.float64)
+    colors: dict[float, str] = {}
     for ax, k in zip(axes[0], ks):
         for r in (r for r in results["rows"] if r["k"] == k):
             curves = 100 * np.asarray([p["error"] for p in r["paths"]], np.float64)
-            style = dict(lw=1.5, ls="--" if r["variant"] == "random_pruning" else "-")
-            ax.plot(alphas, curves.mean(axis=0), label=_kind(r), **style)
+            ax.plot(alphas, curves.mean(axis=0), label=_kind(r), **_style(r, colors))
         ax.set_title(f"k = {k}")
         ax.set_xlabel("interpolation alpha")
         ax.grid(True, alpha=0.3)
     axes[0][0].set_ylabel("test error (%)")
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return str(path)
+    return _save(plt, fig, path)
 
 
 def _spread(values: np.ndarray) -> str:

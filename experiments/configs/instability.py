@@ -43,7 +43,7 @@ def _study(train_config: ConfigDict, *, ks, rounds, seeds=(0, 1, 2)) -> ConfigDi
         exclude=("head/",),
         variants=("ticket",),
     )
-    del imp["rounds"], imp["rewind_step"], imp["target"]  # from `rounds` and `ks`
+    del imp["rounds"], imp["rewind_step"]  # from `rounds` and `ks`
     c.imp = imp
     c.eval_every = c.steps  # IMP's rounds: test accuracy at their end only
     c.checkpoint_every = max(c.checkpoint_every, c.steps // 4)
@@ -56,7 +56,7 @@ def mnist1d_mlp() -> ConfigDict:
     2-core CPU."""
     c = train_configs.mnist1d_mlp()
     c.steps = 1200
-    return _study(c, ks=(0, 10, 50, 200, 400), rounds=(3, 7))
+    return _study(c, ks=(0, 20, 100, 400), rounds=(3, 7))
 
 
 def smoke() -> ConfigDict:
@@ -83,22 +83,10 @@ def resnet_fashion_bn() -> ConfigDict:
     residual net (CIFAR ResNet-20, one input channel) on Fashion-MNIST, SGD momentum 0.9,
     lr 0.1 with step decays, 4000 steps of batch 128 (unverified); batch statistics
     re-estimated at every point of a path."""
-    c = train_configs.base()
-    c.model, c.dataset = "resnet20", "fashion_mnist"
+    c = train_configs.resnet20_cifar10()  # its optimizer; the data and length change
+    c.dataset, c.augment = "fashion_mnist", False
     c.model_overrides = ConfigDict(dict(in_channels=1))
-    c.batch_size, c.steps = 128, 4000
-    c.optim = ConfigDict(
-        dict(
-            optimizer="momentum",
-            momentum=0.9,
-            learning_rate=0.1,
-            schedule="step",
-            boundaries=[2000, 3000],
-            decay_factor=0.1,
-            weight_decay=1e-4,
-            warmup_steps=0,
-        )
-    )
+    c.steps, c.optim.boundaries = 4000, [2000, 3000]
     c = _study(c, ks=(0, 25, 100, 250, 1000), rounds=(3, 7))
     c.reestimate_bn = True
     return c
