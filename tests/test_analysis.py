@@ -257,3 +257,11 @@ def test_dead_unit_rate_checks_shapes():
         analysis.dead_unit_rate({"hidden": np.ones(5)})
     with pytest.raises(ValueError, match="no arrays"):
         analysis.dead_unit_rate({})
+
+
+def test_random_keys_are_taken_from_a():
+    a = {"w": jnp.ones(2), "key": jax.random.key(0)}
+    b = {"w": jnp.zeros(2), "key": jax.random.key(1)}
+    path = analysis.interpolate(a, b, jnp.linspace(0, 1, 3))
+    want = jax.random.key_data(a["key"])
+    assert all((jax.random.key_data(k) == want).all() for k in path["key"])

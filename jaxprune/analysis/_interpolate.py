@@ -48,7 +48,7 @@ def _mix(x: Any, y: Any, alpha: jax.Array) -> jax.Array:
     if alpha.ndim:
         alpha = alpha.reshape(alpha.shape + (1,) * x.ndim)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
-        # Step counters and masks are not interpolated: a's, along every alpha.
+        # Step counters, masks and keys are not interpolated: a's, along every alpha.
         return jnp.broadcast_to(x, alpha.shape[:1] + x.shape) if alpha.ndim else x
     # Mixed in at least float32 (bfloat16 leaves), rounded once to the leaf's dtype.
     wide = jnp.promote_types(x.dtype, jnp.float32)
@@ -66,9 +66,9 @@ def interpolate(a: PyTree, b: PyTree, alpha: Any) -> PyTree:
     pure, NamedTuples, dicts) and under ``jit``/``vmap``. Floating-point leaves are
     mixed in at least float32 and rounded to their dtype; ``alpha`` 0 and 1 give ``a``
     and ``b`` exactly, bit for bit, and entries where ``a`` and ``b`` are equal (pruned
-    zeros, frozen layers) keep that value along the whole path. Integer and boolean leaves (step counters, masks)
-    are not interpolated: they are taken from ``a``. ``alpha`` outside [0, 1]
-    extrapolates.
+    zeros, frozen layers) keep that value along the whole path. Integer, boolean and
+    key leaves (step counters, masks, random keys) are not interpolated: they are
+    taken from ``a``. ``alpha`` outside [0, 1] extrapolates.
 
     Args:
       a: the start of the path (``alpha = 0``).
