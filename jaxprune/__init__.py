@@ -14,6 +14,7 @@ Example:
 """
 
 from jaxprune import (
+    analysis,
     distributions,
     filters,
     init_pruning,
@@ -63,6 +64,7 @@ __all__ = [
     "MaskedState",
     "STEState",
     "SparsityReport",
+    "analysis",
     "apply_mask",
     "check_mask",
     "dense_mask",

@@ -55,6 +55,7 @@ def test_docs_build_offline_without_warnings(built):
 def test_api_pages_cover_the_public_modules():
     expected = {
         "jaxprune",
+        "jaxprune.analysis",
         "jaxprune.data",
         "jaxprune.distributions",
         "jaxprune.filters",

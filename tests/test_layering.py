@@ -9,7 +9,7 @@ import pytest
 
 def test_the_core_imports_no_engine_dependencies():
     code = (
-        "import sys, jaxprune, jaxprune.lottery, jaxprune.transforms\n"
+        "import sys, jaxprune, jaxprune.lottery, jaxprune.transforms, jaxprune.analysis\n"
         "heavy = sorted({m.split('.')[0] for m in sys.modules}"
         " & {'flax', 'orbax', 'tensorflow_datasets', 'grain', 'tensorflow'})\n"
         "print(','.join(heavy))\n"
@@ -20,6 +20,7 @@ def test_the_core_imports_no_engine_dependencies():
 
 PUBLIC_CORE = (
     "jaxprune",
+    "jaxprune.analysis",
     "jaxprune.distributions",
     "jaxprune.filters",
     "jaxprune.init_pruning",
@@ -76,7 +77,7 @@ LAYERS = (
     ("masks", "_scoring"),
     ("scores", "distributions", "select", "schedules"),
     ("transforms",),
-    ("init_pruning", "lottery"),
+    ("init_pruning", "lottery", "analysis"),
     ("jaxprune",),  # the flat public API
     ("models", "data"),
     ("plots",),

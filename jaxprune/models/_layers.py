@@ -72,10 +72,28 @@ def dense_stack(widths: Sequence[int], *, init: str, rngs: nnx.Rngs) -> nnx.List
     return nnx.List([dense(a, b, init=init, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
 
 
+# The name under which `relu` sows a module's post-activation features.
+FEATURES = "relu"
+
+
+def relu(x: jax.Array, module: nnx.Module) -> jax.Array:
+    """``jax.nn.relu(x)``, the post-activation output of ``module``: the zoo's one ReLU.
+
+    Inside ``nnx.capture(model, nnx.Intermediate)`` (`jaxprune.models.features`) it is
+    also sown into ``module``'s ``nnx.Intermediate`` collection.
+    """
+    h = jax.nn.relu(x)
+    # Module.sow outside nnx.capture is deprecated: it warns and adds a Variable to the
+    # model. nnx.capture marks every module it captures with __captures__ (flax 0.12).
+    if hasattr(module, "__captures__"):
+        module.sow(nnx.Intermediate, FEATURES, h)
+    return h
+
+
 def relu_stack(layers: nnx.List, h: jax.Array) -> jax.Array:
     """Apply each layer followed by a ReLU."""
     for layer in layers:
-        h = jax.nn.relu(layer(h))
+        h = relu(layer(h), layer)
     return h
 
 

@@ -69,8 +69,8 @@ class LeNet5(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         _layers.check_image(x, self.in_channels, "LeNet5", self.image_size)
-        h = _layers.max_pool(jax.nn.relu(self.conv1(x)))
-        h = _layers.max_pool(jax.nn.relu(self.conv2(h)))
+        h = _layers.max_pool(_layers.relu(self.conv1(x), self.conv1))
+        h = _layers.max_pool(_layers.relu(self.conv2(h), self.conv2))
         return self.head(_layers.relu_stack(self.hidden, _layers.flatten(h)))
 
 
@@ -135,8 +135,8 @@ class ConvNet(nnx.Module):
         _layers.check_image(x, self.in_channels, "ConvNet", self.image_size)
         h = x
         for i in range(0, len(self.convs), 2):
-            h = jax.nn.relu(self.convs[i](h))
-            h = _layers.max_pool(jax.nn.relu(self.convs[i + 1](h)))
+            h = _layers.relu(self.convs[i](h), self.convs[i])
+            h = _layers.max_pool(_layers.relu(self.convs[i + 1](h), self.convs[i + 1]))
         return self.head(_layers.relu_stack(self.hidden, _layers.flatten(h)))
 
 
@@ -203,5 +203,5 @@ class CNN1D(nnx.Module):
             )
         h = x
         for layer in self.convs:
-            h = jax.nn.relu(layer(h))
+            h = _layers.relu(layer(h), layer)
         return self.head(_layers.flatten(h))

@@ -56,6 +56,6 @@ class MLP(nnx.Module):
                 f"{tuple(x.shape)} ({h.shape[-1]} after flattening); set in_features."
             )
         for layer, skip in zip(self.hidden, self.skip):
-            out = jax.nn.relu(layer(h))
+            out = _layers.relu(layer(h), layer)
             h = h + out if skip else out
         return self.head(h)

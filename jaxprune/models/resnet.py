@@ -84,9 +84,9 @@ class BasicBlock(nnx.Module):
         return x
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        h = jax.nn.relu(self.norm1(self.conv1(x)))
+        h = _layers.relu(self.norm1(self.conv1(x)), self.conv1)
         h = self.norm2(self.conv2(h))
-        return jax.nn.relu(h + self._shortcut(x))
+        return _layers.relu(h + self._shortcut(x), self)
 
 
 class CifarResNet(nnx.Module):
@@ -146,7 +146,7 @@ class CifarResNet(nnx.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         _layers.check_image(x, self.in_channels, "CifarResNet")
-        h = jax.nn.relu(self.stem_norm(self.stem(x)))
+        h = _layers.relu(self.stem_norm(self.stem(x)), self.stem)
         for block in self.blocks:
             h = block(h)
         return self.head(_layers.global_avg_pool(h))
@@ -180,9 +180,9 @@ class PreActBlock(nnx.Module):
             )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        o = jax.nn.relu(self.norm1(x))
+        o = _layers.relu(self.norm1(x), self.norm1)
         h = self.conv1(o)
-        h = self.conv2(jax.nn.relu(self.norm2(h)))
+        h = self.conv2(_layers.relu(self.norm2(h), self.conv1))
         return h + (self.project(o) if self.project is not None else x)
 
 
@@ -242,5 +242,5 @@ class WideResNet(nnx.Module):
         h = self.stem(x)
         for block in self.blocks:
             h = block(h)
-        h = jax.nn.relu(self.final_norm(h))
+        h = _layers.relu(self.final_norm(h), self.final_norm)
         return self.head(_layers.global_avg_pool(h))

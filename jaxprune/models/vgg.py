@@ -100,6 +100,6 @@ class VGG(nnx.Module):
             if item == "M":
                 h = _layers.max_pool(h)
             else:
-                h = jax.nn.relu(self.norms[i](self.convs[i](h)))
+                h = _layers.relu(self.norms[i](self.convs[i](h)), self.convs[i])
                 i += 1
         return self.head(_layers.global_avg_pool(h))
