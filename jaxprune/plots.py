@@ -141,14 +141,14 @@ def plot_instability(
     *,
     title: str = "Instability to SGD noise against the rewind step",
 ) -> str:
-    """Draws the results of ``experiments/instability.py``: instability (the error barrier
-    between two children, Frankle et al. 2020's "mean" reference) and the children's test
+    """Draws the results of ``experiments/instability.py``: instability (the test error
+    barrier between two children as Frankle et al. 2020 define it) and the children's test
     accuracy against the rewind step k (symmetric-log x axis, so k = 0 is drawn), one line
     per network (dense, tickets and random pruning per sparsity; random pruning dashed).
 
     Args:
       results: the study's ``results.json``, loaded: ``rows`` with ``k``, ``variant``,
-        ``remaining``, ``error_barrier["mean"]`` and ``accuracy`` (one value per seed).
+        ``remaining``, ``instability`` and ``accuracy`` (one value per seed).
       path: where to write the PNG.
       title: the figure title.
 
@@ -158,7 +158,7 @@ def plot_instability(
     Example:
       >>> import tempfile, os
       >>> row = lambda k, b: {"k": k, "variant": "dense", "remaining": 1.0,
-      ...                     "error_barrier": {"mean": [b, b]}, "accuracy": [0.9, 0.91]}
+      ...                     "instability": [b, b], "accuracy": [0.9, 0.91]}
       >>> results = {"rows": [row(0, 0.1), row(100, 0.01)]}
       >>> out = plot_instability(results, os.path.join(tempfile.mkdtemp(), "inst.png"))
       >>> os.path.getsize(out) > 0
@@ -174,7 +174,7 @@ def plot_instability(
         x = [r["k"] for r in rows]
         style = dict(marker="o", ms=3, **_style(rows[0], colors))
         for ax, values in (
-            (left, [100 * np.asarray(r["error_barrier"]["mean"], np.float64) for r in rows]),
+            (left, [100 * np.asarray(r["instability"], np.float64) for r in rows]),
             (right, [100 * np.asarray(r["accuracy"], np.float64) for r in rows]),
         ):
             mean = [v.mean() for v in values]

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxprune
+from jaxprune.analysis import barrier
 from jaxprune.train.checkpoint import restore_checkpoint
 from jaxprune.train.fit import fit
 from jaxprune.train.lottery import _at, _masked_state
@@ -185,9 +186,11 @@ def instability(
 
     Every pair of data orders of every parent is a path; each is evaluated at `alphas`
     evenly spaced points (endpoints included). Both barrier conventions are reported
-    (`jaxprune.analysis.barrier`): ``"mean"`` (Frankle et al. 2020's instability: the
-    maximum minus the endpoints' mean) and ``"linear"`` (the rise above the chord,
-    Entezari et al. 2021), signed, never clipped.
+    (`jaxprune.analysis.barrier`, over the interior points, signed, never clipped):
+    ``"mean"`` (the maximum minus the endpoints' mean) and ``"linear"`` (the rise
+    above the chord, Entezari et al. 2021). ``"instability"`` is Frankle et al.
+    2020's definition: the maximum of the test error over the whole path, endpoints
+    included, minus the endpoints' mean (so never below 0).
 
     Args:
       children: the stack :func:`train_children` returns (child-major).
@@ -201,9 +204,9 @@ def instability(
     Returns:
       ``{"alphas", "paths": [one per pair: "parent", "orders", the "error", "loss"
       curves, "error_barrier" and "loss_barrier" ({"mean": ..., "linear": ...}),
-      "accuracy" of its two endpoints], "error_barrier", "loss_barrier" (each
-      reference's mean over the paths), "accuracy" (mean over the endpoints),
-      "bn_reestimated"}``.
+      "instability", "accuracy" of its two endpoints], "error_barrier",
+      "loss_barrier", "instability" (means over the paths), "accuracy" (mean over
+      the endpoints), "bn_reestimated"}``.
 
     Example:
       >>> out = instability(children, test, alphas=11)  # doctest: +SKIP
@@ -238,6 +241,7 @@ def instability(
             }
             for metric in ("error", "loss")
         },
+        "instability": float(np.mean([p["instability"] for p in paths])),
         "accuracy": float(np.mean([p["accuracy"] for p in paths])),
         "bn_reestimated": bool(path.bn_reestimated),
     }
@@ -252,20 +256,13 @@ def _path_record(parent: int, orders: tuple[int, int], path: Any) -> dict[str, A
         curve = np.asarray(getattr(path, metric), np.float64)
         record[metric] = curve.tolist()
         record[f"{metric}_barrier"] = {
-            ref: float(_barrier(curve, path.alphas, reference=ref)) for ref in _REFERENCES
+            ref: float(barrier(curve, path.alphas, reference=ref)) for ref in _REFERENCES
         }
+    error = record["error"]
+    # Frankle et al.'s maximum runs over [0, 1]: an endpoint may be the highest point.
+    record["instability"] = max(record["error_barrier"]["mean"], abs(error[0] - error[-1]) / 2)
     record["accuracy"] = [float(path.accuracy[0]), float(path.accuracy[-1])]
     return record
-
-
-# TODO(merge): jaxprune.analysis.barrier (branch `analysis`) replaces this stand-in.
-def _barrier(values: Any, alphas: Any = None, *, reference: str = "linear") -> jax.Array:
-    values = jnp.asarray(values, jnp.float32)
-    n = values.shape[-1]
-    alphas = jnp.linspace(0, 1, n) if alphas is None else jnp.asarray(alphas, jnp.float32)
-    start, end = values[..., :1], values[..., -1:]
-    base = (1 - alphas) * start + alphas * end if reference == "linear" else (start + end) / 2
-    return jnp.max((values - base)[..., 1:-1], axis=-1)
 
 
 class _PathResult(NamedTuple):  # TODO(merge): jaxprune.train.paths.PathResult

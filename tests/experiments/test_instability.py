@@ -13,7 +13,7 @@ from jaxprune.train.rundir import jsonable
 
 def _numbers(results):
     """What a study measured (not when or where)."""
-    return {k: v for k, v in results.items() if k not in ("wall_s", "machine")}
+    return {k: v for k, v in results.items() if k not in ("invocation_wall_s", "machine")}
 
 
 def test_the_smoke_study_runs_and_writes_its_outputs(tmp_path):
@@ -23,6 +23,8 @@ def test_the_smoke_study_runs_and_writes_its_outputs(tmp_path):
     assert kinds == {(k, v) for k in config.ks for v in script.VARIANTS}
     for row in results["rows"]:
         assert len(row["error_barrier"]["mean"]) == len(config.seeds)
+        for mean, instability in zip(row["error_barrier"]["mean"], row["instability"]):
+            assert instability >= max(mean, 0.0)  # Frankle et al.'s: endpoints included
         assert set(row["loss_barrier"]) == {"mean", "linear"}
         assert all(len(p["error"]) == config.alphas for p in row["paths"])
         if row["variant"] != "dense":

@@ -86,7 +86,7 @@ def test_children_with_one_data_order_are_identical_and_with_two_are_not(tmp_pat
     for a in leaves(same.params):
         np.testing.assert_array_equal(a[0], a[1])
     out = instability(same, TEST, alphas=5)
-    assert out["error_barrier"] == {"mean": 0.0, "linear": 0.0}
+    assert out["error_barrier"] == {"mean": 0.0, "linear": 0.0} and out["instability"] == 0.0
     assert out["loss_barrier"]["mean"] == pytest.approx(0.0, abs=1e-6)
     assert out["loss_barrier"]["linear"] == pytest.approx(0.0, abs=1e-6)
     differ = train_children(
