@@ -144,13 +144,16 @@ def make_train_step(
     )
 
 
-def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
+def make_eval_step(
+    ensemble: bool = False, *, loss_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
     """Builds a jitted `eval_step(state, batch) -> sums` in eval mode.
 
     `batch` may carry a float `"weight"` per example (0 for padding); the step
     returns sums (`loss_sum`, `correct`, `count`), so batches add up exactly.
     With `ensemble=True` the state is a stack of members and every sum has one
-    value per member.
+    value per member. `loss_fn(logits, labels) -> per-example losses` replaces
+    the softmax cross-entropy.
 
     Example:
       >>> from flax import nnx
@@ -161,10 +164,12 @@ def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict
       8.0
     """
 
+    per_example = optax.softmax_cross_entropy_with_integer_labels if loss_fn is None else loss_fn
+
     def step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
         logits, _ = apply_model(state, batch["x"], train=False)
         weight = batch.get("weight", jnp.ones(batch["y"].shape, jnp.float32))
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+        losses = per_example(logits, batch["y"])
         correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
         return {
             "loss_sum": jnp.sum(losses * weight),
@@ -211,6 +216,7 @@ def evaluate(
     batch_size: int = 1000,
     place: Callable[[dict[str, np.ndarray]], Batch] | None = None,
     ensemble: bool = False,
+    step: Callable[[TrainState, Batch], dict[str, jax.Array]] | None = None,
 ) -> dict[str, Any]:
     """Loss and accuracy of `state` over a whole split, every example counted once.
 
@@ -224,6 +230,8 @@ def evaluate(
       place: optional function putting a numpy batch on devices (e.g.
         `functools.partial(shard_batch, mesh=mesh)`); default: `jnp.asarray`.
       ensemble: `state` is a stack of members; loss and accuracy become lists.
+      step: an eval step from `make_eval_step` (with `ensemble` alike) to use
+        instead of the default one, e.g. with another loss.
 
     Returns:
       `{"loss": mean loss, "accuracy": fraction correct, "count": examples}`.
@@ -244,6 +252,8 @@ def evaluate(
             f"{n} examples and batch_size={batch_size}."
         )
     place = (lambda b: jax.tree.map(jnp.asarray, b)) if place is None else place
+    if step is None:
+        step = ensemble_eval_step if ensemble else eval_step
     totals = []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
@@ -254,7 +264,7 @@ def evaluate(
             "y": np.concatenate([y[start:stop], np.zeros(pad, y.dtype)]),
             "weight": weight,
         }
-        totals.append((ensemble_eval_step if ensemble else eval_step)(state, place(batch)))
+        totals.append(step(state, place(batch)))
     sums = jax.tree.map(lambda *v: np.sum(np.asarray(v, np.float64), axis=0), *totals)
     count = int(np.max(sums["count"]))
     return {
