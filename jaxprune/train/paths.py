@@ -78,7 +78,10 @@ def evaluate_path(
     point counted as its own copy of the parameters and model state plus the
     intermediate values of the forward pass (every value of the traced model, an
     upper bound) on `batch_size` examples (and on `bn_batch_size` examples in train
-    mode when statistics are re-estimated).
+    mode when statistics are re-estimated). On CPU it is 1: XLA:CPU runs the
+    batched matrix products of stacked points slower per point than one model's
+    plain ones, while a point at `batch_size` 1000 already keeps the cores busy
+    (`benchmarks/paths.py` measures it).
 
     Batch norm: when the model holds batch statistics (`nnx.BatchStat` variables of
     `nnx.BatchNorm` layers), interpolated statistics describe no network, so at every
@@ -359,7 +362,9 @@ def _bn_batches(data: Any, batches: int, batch_size: int, where: str) -> jax.Arr
 
 
 def _auto_chunk(state: TrainState, data: Any, batch_size: int, bn_batch_size: int, n: int) -> int:
-    """The points that fit `MEMORY_BUDGET`: parameters plus activations per point."""
+    """The points evaluated at once: 1 on CPU, else as many as fit `MEMORY_BUDGET`."""
+    if jax.default_backend() == "cpu":
+        return 1
     _, leaves, _ = leaves_with_paths((state.params, state.model_state))
     weights = sum(np.dtype(jnp.result_type(x)).itemsize * math.prod(jnp.shape(x)) for x in leaves)
     example = jax.ShapeDtypeStruct((1, *np.shape(data.x)[1:]), np.asarray(data.x).dtype)
