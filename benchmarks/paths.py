@@ -4,7 +4,8 @@ Two LeNet-300-100 states (different seeds) on the 10,000 Fashion-MNIST test imag
 batch 1000. Timed, interleaved round by round so that machine noise hits every
 variant alike (every program compiled before the first round):
 
-- ``one model``: `train.evaluate` of one state, the reference;
+- ``one model``: `train.evaluate` of one state, the reference (each round: the mean
+  of `--repeats` calls, as the path's points are that many calls);
 - ``path (vmapped)``: `train.evaluate_path` with `--points` points and its default
   chunk (on CPU 1 point per program call; elsewhere all points at once within the
   memory budget);
@@ -17,7 +18,7 @@ median (and range) over rounds of each round's time over that round's `one model
 ``vmapped / one by one`` below 1 means the vmapped path is faster.
 
 Usage:
-  python benchmarks/paths.py [--rounds 7] [--points 31] [--chunks 2,4,31]
+  python benchmarks/paths.py [--rounds 7] [--points 31] [--chunks 4,31]
       [--out benchmarks/results/paths_cpu.json]
 """
 
@@ -67,8 +68,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--points", type=int, default=31)
-    parser.add_argument("--chunks", default="2,4,31", help="comma list of chunk sizes")
+    parser.add_argument("--chunks", default="4,31", help="comma list of chunk sizes")
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=5, help="calls of one model per round")
     parser.add_argument("--out", default=None, help="write the results here (JSON)")
     args = parser.parse_args()
     test = data.load("fashion_mnist", "test")
@@ -78,7 +80,9 @@ def main() -> None:
     )
     alphas = np.linspace(0.0, 1.0, args.points)
     variants: dict[str, Callable[[], object]] = {
-        "one model": lambda: train.evaluate(a, test, batch_size=args.batch)["loss"],
+        "one model": lambda: [
+            train.evaluate(a, test, batch_size=args.batch)["loss"] for _ in range(args.repeats)
+        ],
         "path (vmapped)": lambda: (
             train.evaluate_path(a, b, test, alphas=args.points, batch_size=args.batch).loss
         ),
@@ -93,19 +97,20 @@ def main() -> None:
         f"backend {info['backend']} ({info['device_kind']}), {info['cpu']}, "
         f"{len(test)} examples, {args.points} points, {args.rounds} rounds"
     )
-    reference = np.asarray(variants["one model"]())
+    reference = np.asarray(variants["one model"]()[0])
+    names = list(variants)
     path = np.asarray(variants["path (vmapped)"]())
     points = np.asarray(variants["points one by one"]())
     np.testing.assert_allclose(path, points, rtol=1e-4)  # the same numbers, or no comparison
     np.testing.assert_allclose(path[0], reference, rtol=1e-4)
-    for fn in variants.values():  # compile everything before the first round
-        fn()
-    names = list(variants)
+    for n in names[3:]:  # compile the chunk variants before the first round
+        variants[n]()
     seconds: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.rounds):
         order = names if r % 2 == 0 else names[::-1]
         for n in order:
-            seconds[n].append(timed(variants[n]))
+            calls = args.repeats if n == "one model" else 1
+            seconds[n].append(timed(variants[n]) / calls)
         print(
             f"round {r + 1}/{args.rounds}: "
             + ", ".join(f"{n} {seconds[n][-1]:.3f}s" for n in names)
