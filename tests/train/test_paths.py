@@ -206,3 +206,21 @@ def test_refuses_bad_arguments():
         evaluate_path(a, b, DATA, batch_size=10.0)
     with pytest.raises(ValueError, match="without any"):
         reestimate_batch_stats(a, DATA)
+
+
+def test_default_chunk_fits_the_memory_budget(monkeypatch):
+    from jaxprune.train import paths
+
+    a, b = mlp_states()
+    monkeypatch.setattr(paths.jax, "default_backend", lambda: "gpu")  # CPU: always 1
+    example = jax.ShapeDtypeStruct((1, 16), np.float32)
+    activations = paths._activation_bytes(a, example, train=False)
+    assert activations >= 4 * (8 + 8 + 4)  # hidden, its ReLU, logits
+    one_point = sum(x.nbytes for x in jax.tree.leaves(a.params)) + 50 * activations
+    for budget, chunk in ((1, 1), (3 * one_point, 3), (3 * one_point - 1, 2), (1 << 40, 7)):
+        monkeypatch.setattr(paths, "MEMORY_BUDGET", budget)
+        assert paths._auto_chunk(a, DATA, 50, 0, 7) == chunk
+    monkeypatch.setattr(paths, "MEMORY_BUDGET", 3 * one_point)
+    path = evaluate_path(a, b, DATA, alphas=7, batch_size=50)  # chunks of 3, the last padded
+    one_by_one = evaluate_path(a, b, DATA, alphas=7, batch_size=50, chunk=1)
+    np.testing.assert_allclose(path.loss, one_by_one.loss, rtol=1e-6)
