@@ -24,7 +24,12 @@ from flax import nnx
 from jaxprune._checks import is_integer
 from jaxprune._tree import leaves_with_paths, matched_leaves
 from jaxprune.train.state import TrainState, apply_model, ensemble_axes
-from jaxprune.train.steps import evaluate, make_eval_step
+from jaxprune.train.steps import (
+    ensemble_eval_step,
+    make_eval_step,
+    padded_batches,
+    summed_eval,
+)
 
 __all__ = ["PathResult", "evaluate_path", "reestimate_batch_stats"]
 
@@ -141,7 +146,14 @@ def evaluate_path(
     if chunk is None:
         chunk = _auto_chunk(a, data, batch_size, bn_batch_size if with_bn else 0, len(grid))
     chunk = min(chunk, len(grid))
-    step = None if loss_fn is None else _ensemble_eval_step(loss_fn)
+    step = ensemble_eval_step if loss_fn is None else _ensemble_eval_step(loss_fn)
+    # Placed once for all chunks (the whole split on the device), not once per point.
+    x, y = np.asarray(data.x), np.asarray(data.y)
+    if len(y) == 0:
+        raise ValueError(
+            "data must hold at least one example; got an empty dataset (evaluate_path)."
+        )
+    batches = [jax.tree.map(jnp.asarray, b) for b in padded_batches(x, y, batch_size)]
     losses, accuracies, count = [], [], 0
     for start in range(0, len(grid), chunk):
         part = grid[start : start + chunk]
@@ -149,7 +161,7 @@ def evaluate_path(
         points = _path_states(a, b, padded)
         if with_bn:
             points = _reestimate(points, bn_x, ensemble=True)
-        out = evaluate(points, data, batch_size=batch_size, ensemble=True, step=step)
+        out = summed_eval(step, points, batches)
         losses.extend(out["loss"][: len(part)])
         accuracies.extend(out["accuracy"][: len(part)])
         count = out["count"]

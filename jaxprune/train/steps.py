@@ -8,7 +8,7 @@ parallel): nothing in them knows about devices.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import jax
@@ -216,7 +216,6 @@ def evaluate(
     batch_size: int = 1000,
     place: Callable[[dict[str, np.ndarray]], Batch] | None = None,
     ensemble: bool = False,
-    step: Callable[[TrainState, Batch], dict[str, jax.Array]] | None = None,
 ) -> dict[str, Any]:
     """Loss and accuracy of `state` over a whole split, every example counted once.
 
@@ -230,8 +229,6 @@ def evaluate(
       place: optional function putting a numpy batch on devices (e.g.
         `functools.partial(shard_batch, mesh=mesh)`); default: `jnp.asarray`.
       ensemble: `state` is a stack of members; loss and accuracy become lists.
-      step: an eval step from `make_eval_step` (with `ensemble` alike) to use
-        instead of the default one, e.g. with another loss.
 
     Returns:
       `{"loss": mean loss, "accuracy": fraction correct, "count": examples}`.
@@ -252,19 +249,27 @@ def evaluate(
             f"{n} examples and batch_size={batch_size}."
         )
     place = (lambda b: jax.tree.map(jnp.asarray, b)) if place is None else place
-    if step is None:
-        step = ensemble_eval_step if ensemble else eval_step
-    totals = []
+    step = ensemble_eval_step if ensemble else eval_step
+    return summed_eval(step, state, (place(b) for b in padded_batches(x, y, batch_size)))
+
+
+def padded_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[dict[str, Any]]:
+    """The numpy eval batches of a split; the last padded with zero-weight examples."""
+    n = len(y)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         pad = batch_size - (stop - start)
         weight = np.concatenate([np.ones(stop - start, np.float32), np.zeros(pad, np.float32)])
-        batch = {
+        yield {
             "x": np.concatenate([x[start:stop], np.zeros((pad, *x.shape[1:]), x.dtype)]),
             "y": np.concatenate([y[start:stop], np.zeros(pad, y.dtype)]),
             "weight": weight,
         }
-        totals.append(step(state, place(batch)))
+
+
+def summed_eval(step: Callable, state: TrainState, batches: Iterable[Batch]) -> dict[str, Any]:
+    """`evaluate`'s result from an eval step run over `batches` (sums added in float64)."""
+    totals = [step(state, batch) for batch in batches]
     sums = jax.tree.map(lambda *v: np.sum(np.asarray(v, np.float64), axis=0), *totals)
     count = int(np.max(sums["count"]))
     return {
