@@ -40,22 +40,16 @@ MEMORY_BUDGET = 1 << 30
 class PathResult(NamedTuple):
     """Loss, error and accuracy of the model at each point of a linear path.
 
-    Attributes:
-      alphas: the interpolation weights `a` (float64, shape `(n,)`); point `a` is
-        `(1 - a) * a_state + a * b_state`.
-      loss: mean loss at each point (cross-entropy unless a `loss_fn` was given).
-      error: fraction of examples misclassified at each point (`1 - accuracy`).
-      accuracy: fraction of examples classified correctly at each point.
-      bn_reestimated: whether batch-norm statistics were re-estimated at every point.
-      count: the number of examples evaluated.
+    Point `alpha` is `(1 - alpha) * a + alpha * b`; the curves are float64 arrays over
+    the points, the error a fraction (`1 - accuracy`), not a percentage.
     """
 
-    alphas: np.ndarray
-    loss: np.ndarray
-    error: np.ndarray
-    accuracy: np.ndarray
-    bn_reestimated: bool
-    count: int
+    alphas: np.ndarray  # the interpolation weights, shape (n,)
+    loss: np.ndarray  # mean loss (cross-entropy unless a loss_fn was given)
+    error: np.ndarray  # fraction of examples misclassified
+    accuracy: np.ndarray  # fraction of examples classified correctly
+    bn_reestimated: bool  # whether batch-norm statistics were re-estimated at every point
+    count: int  # the number of examples evaluated
 
 
 def evaluate_path(
