@@ -21,8 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxprune import _fastpath
 from jaxprune._checks import is_integer
 from jaxprune._tree import leaves_with_paths, matched_leaves
+from jaxprune.analysis import interpolate
 from jaxprune.train.state import TrainState, apply_model, ensemble_axes
 from jaxprune.train.steps import (
     ensemble_eval_step,
@@ -276,26 +278,12 @@ def _ensemble_eval_step(loss_fn: Callable) -> Callable:
     return make_eval_step(ensemble=True, loss_fn=loss_fn)
 
 
-# TODO(merge): use jaxprune.analysis.interpolate
-@jax.jit
-def _lerp(x: Any, y: Any, alphas: jax.Array) -> Any:
-    """`(1 - a) * x + a * y` stacked over `alphas` for float leaves; other leaves from `x`."""
-
-    def leaf(u: jax.Array, v: jax.Array) -> jax.Array:
-        if not jnp.issubdtype(u.dtype, jnp.inexact):
-            return jnp.broadcast_to(u, (len(alphas), *u.shape))
-        al = alphas.reshape((-1,) + (1,) * u.ndim).astype(u.dtype)
-        return (1 - al) * u + al * v
-
-    return jax.tree.map(leaf, x, y)
-
-
 def _path_states(a: TrainState, b: TrainState, alphas: np.ndarray) -> TrainState:
     """The points of the path as one stacked state (no optimizer state: only evaluated)."""
     al = jnp.asarray(alphas, jnp.float32)
     return a.replace(
-        params=_lerp(a.params, b.params, al),
-        model_state=_lerp(a.model_state, b.model_state, al),
+        params=interpolate(a.params, b.params, al),
+        model_state=interpolate(a.model_state, b.model_state, al),
         opt_state=(),
     )
 
@@ -369,7 +357,7 @@ def _bn_batches(data: Any, batches: int, batch_size: int, where: str) -> jax.Arr
 
 def _auto_chunk(state: TrainState, data: Any, batch_size: int, bn_batch_size: int, n: int) -> int:
     """The points evaluated at once: 1 on CPU, else as many as fit `MEMORY_BUDGET`."""
-    if jax.default_backend() == "cpu":
+    if _fastpath.on_cpu():  # stacked points are slower per point on XLA:CPU
         return 1
     _, leaves, _ = leaves_with_paths((state.params, state.model_state))
     weights = sum(np.dtype(jnp.result_type(x)).itemsize * math.prod(jnp.shape(x)) for x in leaves)
