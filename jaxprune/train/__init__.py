@@ -13,6 +13,7 @@ from jaxprune.train.instability import imp_tickets, instability, train_children
 from jaxprune.train.maskio import load_mask, save_mask
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
 from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
+from jaxprune.train.paths import PathResult, evaluate_path, reestimate_batch_stats
 from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, replicated, shard_batch, state_sharding
 from jaxprune.train.state import (
@@ -41,6 +42,7 @@ __all__ = [
     "FitResult",
     "Logging",
     "Parallel",
+    "PathResult",
     "RunDir",
     "TrainState",
     "apply_model",
@@ -51,6 +53,7 @@ __all__ = [
     "ensemble_axes",
     "eval_step",
     "evaluate",
+    "evaluate_path",
     "fit",
     "imp_tickets",
     "instability",
@@ -64,6 +67,7 @@ __all__ = [
     "optimizer",
     "place_state",
     "read_metrics",
+    "reestimate_batch_stats",
     "replicated",
     "restore_checkpoint",
     "save_mask",

@@ -8,7 +8,7 @@ parallel): nothing in them knows about devices.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 import jax
@@ -153,13 +153,16 @@ def make_train_step(
     )
 
 
-def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
+def make_eval_step(
+    ensemble: bool = False, *, loss_fn: Callable[[jax.Array, jax.Array], jax.Array] | None = None
+) -> Callable[[TrainState, Batch], dict[str, jax.Array]]:
     """Builds a jitted `eval_step(state, batch) -> sums` in eval mode.
 
     `batch` may carry a float `"weight"` per example (0 for padding); the step
     returns sums (`loss_sum`, `correct`, `count`), so batches add up exactly.
     With `ensemble=True` the state is a stack of members and every sum has one
-    value per member.
+    value per member. `loss_fn(logits, labels) -> per-example losses` replaces
+    the softmax cross-entropy.
 
     Example:
       >>> from flax import nnx
@@ -170,10 +173,12 @@ def make_eval_step(ensemble: bool = False) -> Callable[[TrainState, Batch], dict
       8.0
     """
 
+    per_example = optax.softmax_cross_entropy_with_integer_labels if loss_fn is None else loss_fn
+
     def step(state: TrainState, batch: Batch) -> dict[str, jax.Array]:
         logits, _ = apply_model(state, batch["x"], train=False)
         weight = batch.get("weight", jnp.ones(batch["y"].shape, jnp.float32))
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch["y"])
+        losses = per_example(logits, batch["y"])
         correct = (jnp.argmax(logits, -1) == batch["y"]).astype(jnp.float32)
         return {
             "loss_sum": jnp.sum(losses * weight),
@@ -254,17 +259,27 @@ def evaluate(
             f"{n} examples and batch_size={batch_size}."
         )
     place = (lambda b: jax.tree.map(jnp.asarray, b)) if place is None else place
-    totals = []
+    step = ensemble_eval_step if ensemble else eval_step
+    return summed_eval(step, state, (place(b) for b in padded_batches(x, y, batch_size)))
+
+
+def padded_batches(x: np.ndarray, y: np.ndarray, batch_size: int) -> Iterator[dict[str, Any]]:
+    """The numpy eval batches of a split; the last padded with zero-weight examples."""
+    n = len(y)
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         pad = batch_size - (stop - start)
         weight = np.concatenate([np.ones(stop - start, np.float32), np.zeros(pad, np.float32)])
-        batch = {
+        yield {
             "x": np.concatenate([x[start:stop], np.zeros((pad, *x.shape[1:]), x.dtype)]),
             "y": np.concatenate([y[start:stop], np.zeros(pad, y.dtype)]),
             "weight": weight,
         }
-        totals.append((ensemble_eval_step if ensemble else eval_step)(state, place(batch)))
+
+
+def summed_eval(step: Callable, state: TrainState, batches: Iterable[Batch]) -> dict[str, Any]:
+    """`evaluate`'s result from an eval step run over `batches` (sums added in float64)."""
+    totals = [step(state, batch) for batch in batches]
     sums = jax.tree.map(lambda *v: np.sum(np.asarray(v, np.float64), axis=0), *totals)
     count = int(np.max(sums["count"]))
     return {
