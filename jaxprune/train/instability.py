@@ -22,10 +22,9 @@ import itertools
 import json
 import os
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxprune
@@ -35,8 +34,8 @@ from jaxprune.train.fit import fit
 from jaxprune.train.lottery import _at, _masked_state
 from jaxprune.train.maskio import load_mask
 from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
+from jaxprune.train.paths import evaluate_path
 from jaxprune.train.state import TrainState, member, members_of, stack_states
-from jaxprune.train.steps import evaluate
 
 __all__ = ["imp_tickets", "instability", "train_children"]
 
@@ -180,6 +179,8 @@ def instability(
     parents: int = 1,
     alphas: int = 31,
     bn_data: Any = None,
+    bn_batches: int = 10,
+    bn_batch_size: int = 500,
     batch_size: int = 1000,
 ) -> dict[str, Any]:
     """The error and loss barriers between children of the same parent, with their curves.
@@ -198,7 +199,9 @@ def instability(
       parents: the number of parents `n` of the stack (`n` > 1 for a stacked parent).
       alphas: points on each path.
       bn_data: training data to re-estimate batch statistics at every point (models
-        with batch norm).
+        with batch norm; required for them).
+      bn_batches, bn_batch_size: how much of `bn_data` the statistics are averaged
+        over (:func:`jaxprune.train.evaluate_path`).
       batch_size: examples per evaluation step.
 
     Returns:
@@ -222,13 +225,15 @@ def instability(
     paths = []
     for i in range(parents):
         for a, b in itertools.combinations(range(orders), 2):
-            path = _evaluate_path(
+            path = evaluate_path(
                 member(children, a * parents + i),
                 member(children, b * parents + i),
                 test_data,
                 alphas=alphas,
                 batch_size=batch_size,
                 bn_data=bn_data,
+                bn_batches=bn_batches,
+                bn_batch_size=bn_batch_size,
             )
             paths.append(_path_record(i, (a, b), path))
     return {
@@ -263,46 +268,3 @@ def _path_record(parent: int, orders: tuple[int, int], path: Any) -> dict[str, A
     record["instability"] = max(record["error_barrier"]["mean"], abs(error[0] - error[-1]) / 2)
     record["accuracy"] = [float(path.accuracy[0]), float(path.accuracy[-1])]
     return record
-
-
-class _PathResult(NamedTuple):  # TODO(merge): jaxprune.train.paths.PathResult
-    alphas: np.ndarray
-    loss: np.ndarray
-    error: np.ndarray
-    accuracy: np.ndarray
-    bn_reestimated: bool
-    count: int
-
-
-# TODO(merge): jaxprune.train.paths.evaluate_path (branch `paths`) replaces this stand-in,
-# which evaluates the points one by one and does not re-estimate batch statistics.
-def _evaluate_path(
-    a: TrainState,
-    b: TrainState,
-    data: Any,
-    *,
-    alphas: int = 31,
-    batch_size: int = 1000,
-    chunk: int | None = None,
-    bn_data: Any = None,
-) -> _PathResult:
-    del chunk, bn_data
-    grid = np.linspace(0.0, 1.0, alphas)
-
-    def mix(x, y, t):
-        if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
-            return x
-        return (1 - t) * x + t * y
-
-    loss, accuracy, count = [], [], 0
-    for t in grid:
-        point = a.replace(
-            params=jax.tree.map(lambda x, y: mix(x, y, t), a.params, b.params),
-            model_state=jax.tree.map(lambda x, y: mix(x, y, t), a.model_state, b.model_state),
-        )
-        out = evaluate(point, data, batch_size=batch_size)
-        loss.append(out["loss"])
-        accuracy.append(out["accuracy"])
-        count = out["count"]
-    accuracy = np.asarray(accuracy)
-    return _PathResult(grid, np.asarray(loss), 1 - accuracy, accuracy, False, count)

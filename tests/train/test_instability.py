@@ -27,7 +27,7 @@ from jaxprune.train import (
     train_children,
 )
 from jaxprune.train.lottery import IMPSettings, run_imp
-from jaxprune.train.testing import TinyMLP, synthetic_dataset
+from jaxprune.train.testing import TinyCNN, TinyMLP, synthetic_dataset
 
 TRAIN = synthetic_dataset(192, (16,), 4, seed=0)
 TEST = synthetic_dataset(64, (16,), 4, seed=1)
@@ -186,3 +186,15 @@ def test_imp_tickets_are_rebuilt_from_the_drivers_rewind_point_and_masks(tmp_pat
     assert any(not np.array_equal(a, b) for a, b in zip(leaves(ticket_mask), leaves(random_mask)))
     with pytest.raises(ValueError, match="members"):
         imp_tickets(workdir, member(template, slice(0, 1)), 1)
+
+
+def test_batch_norm_children_have_their_statistics_reestimated_on_the_path(tmp_path):
+    images = synthetic_dataset(64, (16, 1), 4, seed=0)
+    state = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(0)), TX)
+    children = train_children(
+        state, images, workdir=str(tmp_path), steps=3, batch_size=16, progress=False
+    )
+    out = instability(children, images, alphas=3, bn_data=images, bn_batch_size=16)
+    assert out["bn_reestimated"]
+    with pytest.raises(ValueError, match="bn_data"):
+        instability(children, images, alphas=3)  # batch norm needs training data
