@@ -453,14 +453,15 @@ def smoke(config: ConfigDict, steps: int) -> ConfigDict:
     return config
 
 
-def define_flags(example: str) -> None:
-    """The command-line flags of a sweep script: --config, --workdir, --progress."""
+def define_flags(example: str, default: str | None = None) -> None:
+    """The command-line flags of a sweep script: --config (required unless a `default`
+    config file is given), --workdir, --progress."""
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", None, f"config file and name, e.g. {example}")
+    config_flags.DEFINE_config_file("config", default, f"config file and name, e.g. {example}")
     flags.DEFINE_string("workdir", None, "the sweep directory (created or resumed)")
     flags.DEFINE_bool("progress", True, "show progress bars")
-    flags.mark_flags_as_required(["config", "workdir"])
+    flags.mark_flags_as_required(["workdir"] if default else ["config", "workdir"])
 
 
 def main(run: Callable[..., dict[str, Any]]) -> Callable[[list[str]], None]:

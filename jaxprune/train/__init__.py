@@ -9,6 +9,7 @@ Example:
 
 from jaxprune.train.checkpoint import Checkpoints, CheckpointWarning, restore_checkpoint
 from jaxprune.train.fit import FitResult, fit
+from jaxprune.train.instability import imp_tickets, instability, train_children
 from jaxprune.train.maskio import load_mask, save_mask
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
 from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
@@ -54,6 +55,8 @@ __all__ = [
     "evaluate",
     "evaluate_path",
     "fit",
+    "imp_tickets",
+    "instability",
     "linear_warmup",
     "load_mask",
     "lr_schedule",
@@ -73,5 +76,6 @@ __all__ = [
     "state_sharding",
     "step_decay",
     "to_model",
+    "train_children",
     "train_step",
 ]

@@ -6,6 +6,11 @@ same epoch and position, and continues. Per-step randomness comes from the
 state (`fold_in(rng, step)`) and the data order from `(seed, epoch)`, so a run
 killed at any point and resumed ends with the same parameters and metrics, bit
 for bit on CPU, as one that was never interrupted.
+
+An ensemble (`Parallel(ensemble=True)`) trains every member on the same batches,
+or each on its own data order with `seed=(s0, s1, ...)`: the members' batches are
+stacked on a leading axis that the vmapped step maps like the state (children of
+one state that differ only in their SGD noise, as instability analysis needs).
 """
 
 from __future__ import annotations
@@ -16,25 +21,27 @@ import logging
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from jaxprune.train.checkpoint import Checkpoints
 from jaxprune.train.options import GROUPS, LEGACY, Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.rundir import RunDir, jsonable, read_metrics
 from jaxprune.train.sharding import (
+    DATA_AXIS,
     check_data_axis,
     make_mesh,
     place_state,
     shard_batch,
     state_sharding,
 )
-from jaxprune.train.state import TrainState, step_of
+from jaxprune.train.state import TrainState, members_of, step_of
 from jaxprune.train.steps import Augment, LossFn, evaluate, make_train_step
 from jaxprune.transforms import rewire_schedule
 
@@ -58,7 +65,7 @@ def fit(
     batch_size: int,
     steps: int | None = None,
     epochs: int | None = None,
-    seed: int = 0,
+    seed: int | Sequence[int] = 0,
     eval: Evaluation = Evaluation(),  # noqa: B008 (frozen: a shared default is safe)
     checkpoints: Checkpointing = Checkpointing(),  # noqa: B008
     logging: Logging = Logging(),  # noqa: B008
@@ -87,7 +94,10 @@ def fit(
       batch_size: global batch size; the last partial batch of an epoch is dropped.
       steps: total optimizer steps; or give `epochs` instead.
       epochs: total epochs (steps = epochs * (len(train_data) // batch_size)).
-      seed: data-order seed (the state's rng drives augmentation).
+      seed: data-order seed (the state's rng drives augmentation); for an ensemble,
+        a sequence of one seed per member gives each member its own data order
+        (its batches stacked on a leading member axis); resuming fast-forwards
+        every member's order.
       eval: what to evaluate and how often (:class:`Evaluation`).
       checkpoints: when to save checkpoints and which to keep (:class:`Checkpointing`).
       logging: metric lines, progress bar, learning rate (:class:`Logging`).
@@ -123,14 +133,14 @@ def fit(
     eval, checkpoints, logging, parallel = (groups[name] for name in GROUPS)
     if batches is None:
         from jaxprune.data import batches  # Lazily: data pulls in optional deps.
-    plan = _plan(state, train_data, batch_size, steps, epochs, eval, parallel)
+    plan = _plan(state, train_data, batch_size, steps, epochs, eval, parallel, seed)
     run = RunDir(workdir)
     if plan.lead:
         run.create()
         settings = dict(
             batch_size=batch_size,
             steps=plan.total,
-            seed=seed,
+            seed=jsonable(seed),
             log_every=logging.every,
             eval_every=eval.every,
             checkpoint_every=checkpoints.every,
@@ -141,7 +151,14 @@ def fit(
 
     state = place_state(state, plan.mesh, parallel.sharding_rule)
     shardings, treedef = jax.tree.flatten(state_sharding(state, plan.mesh, parallel.sharding_rule))
-    step_fn = _train_step(augment, loss_fn, parallel.ensemble, tuple(shardings), treedef)
+    step_fn = _train_step(
+        augment,
+        loss_fn,
+        parallel.ensemble,
+        plan.member_seeds is not None,
+        tuple(shardings),
+        treedef,
+    )
     ckpts = Checkpoints(run.checkpoints, keep_last=checkpoints.keep_last, keep=checkpoints.keep)
     try:
         state, session = _resume(state, run, ckpts, plan, parallel.ensemble)
@@ -153,8 +170,12 @@ def fit(
             dynamic_ncols=True,
         )
         try:
-            stream = _stream(
-                batches, train_data, batch_size, seed, session.start, plan.total, plan.per_epoch
+            order = (batches, train_data, batch_size)
+            position = (session.start, plan.total, plan.per_epoch)
+            stream = (
+                _stream(*order, seed, *position)
+                if plan.member_seeds is None
+                else _member_stream(*order, plan.member_seeds, *position)
             )
             state = _loop(state, stream, step_fn, aux, session, plan, checkpoints, logging, bar)
             ckpts.wait()
@@ -180,9 +201,10 @@ class _Plan(NamedTuple):
     eval_batch_size: int  # rounded up to the device count
     mesh: jax.sharding.Mesh
     lead: bool  # this process writes the run directory
+    member_seeds: tuple[int, ...] | None  # one data order per ensemble member, or None
 
 
-def _plan(state, train_data, batch_size, steps, epochs, eval, parallel) -> _Plan:
+def _plan(state, train_data, batch_size, steps, epochs, eval, parallel, seed) -> _Plan:
     """Checks the run's length and devices; raises a ValueError saying what to change."""
     n_train = len(train_data.y)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -202,6 +224,7 @@ def _plan(state, train_data, batch_size, steps, epochs, eval, parallel) -> _Plan
         )
     mesh = _default_mesh(batch_size) if parallel.mesh is None else parallel.mesh
     check_data_axis(mesh, batch_size)  # before the run directory is written
+    member_seeds = _member_seeds(seed, state, parallel.ensemble)
     n_dev = mesh.devices.size
     return _Plan(
         total=total,
@@ -213,7 +236,39 @@ def _plan(state, train_data, batch_size, steps, epochs, eval, parallel) -> _Plan
         eval_batch_size=math.ceil(eval.batch_size / n_dev) * n_dev,
         mesh=mesh,
         lead=jax.process_index() == 0,
+        member_seeds=member_seeds,
     )
+
+
+def _member_seeds(seed, state, ensemble) -> tuple[int, ...] | None:
+    """The per-member data-order seeds, checked, or None for one shared order."""
+    if _is_seed(seed):
+        return None
+    if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence):
+        raise TypeError(
+            f"seed must be a non-negative integer or a sequence of them (one per ensemble "
+            f"member); got {seed!r} (fit)."
+        )
+    if not all(_is_seed(s) for s in seed):
+        raise ValueError(
+            f"seed must hold non-negative integers, one per ensemble member; got {seed!r} (fit)."
+        )
+    if not ensemble:
+        raise ValueError(
+            f"seed must be one integer unless the state is an ensemble; got {seed!r} (fit). "
+            "Pass parallel=Parallel(ensemble=True) with a stacked state (stack_states)."
+        )
+    members = members_of(state)
+    if len(seed) != members:
+        raise ValueError(
+            f"seed must give one data order per ensemble member ({members}); got "
+            f"{len(seed)}: {tuple(seed)!r} (fit). Give {members} seeds."
+        )
+    return tuple(int(s) for s in seed)
+
+
+def _is_seed(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool) and x >= 0
 
 
 def _with_legacy_keywords(deprecated: Mapping[str, Any], **groups: Any) -> dict[str, Any]:
@@ -258,7 +313,14 @@ class _Session:
         self.t_start, self.seen = time.perf_counter(), 0
 
     def place(self, batch: Any) -> Any:
-        return shard_batch(batch, self.plan.mesh)
+        if self.plan.member_seeds is None:
+            return shard_batch(batch, self.plan.mesh)
+        # A batch per member: the examples (axis 1) are split over the devices.
+        sharding = NamedSharding(self.plan.mesh, PartitionSpec(None, DATA_AXIS))
+        return {
+            k: jax.make_array_from_process_local_data(sharding, v, v.shape)
+            for k, v in batch.items()
+        }
 
     def evaluate(self, state: TrainState, step: int) -> None:
         """Evaluates every split at `step` and appends the records to the metrics."""
@@ -358,7 +420,7 @@ def _loop(state, stream, step_fn, aux, session, plan, checkpoints, logging, bar)
 
 
 @functools.lru_cache(maxsize=8)
-def _train_step(augment, loss_fn, ensemble, shardings, treedef):
+def _train_step(augment, loss_fn, ensemble, member_batches, shardings, treedef):
     """The jitted step for these settings, one object per settings, so that fits in
     one process (IMP's rounds, a resumed run, a notebook's reruns) share its compiled
     programs: the state's structure, its `tx` included, still picks the program."""
@@ -367,6 +429,7 @@ def _train_step(augment, loss_fn, ensemble, shardings, treedef):
         loss_fn=loss_fn,
         state_sharding=jax.tree.unflatten(treedef, shardings),
         ensemble=ensemble,
+        member_batches=member_batches,
     )
 
 
@@ -430,6 +493,13 @@ def _stream(batches, data, batch_size, seed, start, total, steps_per_epoch):
             if step == total:
                 return
         epoch, position = epoch + 1, 0
+
+
+def _member_stream(batches, data, batch_size, seeds, start, total, steps_per_epoch):
+    """Yields `(epoch, batch)` with one data order per member, stacked on a leading axis."""
+    streams = [_stream(batches, data, batch_size, s, start, total, steps_per_epoch) for s in seeds]
+    for items in zip(*streams):
+        yield items[0][0], {k: np.stack([b[k] for _, b in items]) for k in items[0][1]}
 
 
 @jax.jit

@@ -133,6 +133,11 @@ def step_of(state: TrainState) -> int:
     return int(np.max(np.asarray(state.step)))
 
 
+def members_of(state: TrainState) -> int:
+    """The number of members of a stack of states (`stack_states`): its parameters' leading axis."""
+    return next(int(np.shape(x)[0]) for x in jax.tree.leaves(state.params) if np.ndim(x) > 0)
+
+
 def to_model(state: TrainState, *, train: bool = False) -> nnx.Module:
     """Rebuilds the NNX model from a state, in train or eval mode.
 

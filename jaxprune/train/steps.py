@@ -71,6 +71,7 @@ def make_train_step(
     donate: bool = False,
     state_sharding: Any = None,
     ensemble: bool = False,
+    member_batches: bool = False,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """Builds a jitted `step(state, batch, aux=None, rewire=None) -> (state, metrics)`.
 
@@ -94,6 +95,9 @@ def make_train_step(
       ensemble: the state is a stack of members (`stack_states`), trained at
         once on the same batch with `jax.vmap`; `aux`, if any, is stacked too.
         The metrics then have one value per member.
+      member_batches: with `ensemble`, every member has its own batch: the batch
+        arrays carry a leading member axis (`(members, batch, ...)`), mapped by
+        `vmap` like the state (children that differ only in their data order).
 
     Returns:
       The jitted step; `metrics` holds scalar `loss` and `accuracy`.
@@ -133,8 +137,13 @@ def make_train_step(
         accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["y"])
         return new_state, {"loss": loss, "accuracy": accuracy}
 
+    if member_batches and not ensemble:
+        raise ValueError(
+            "make_train_step: member_batches=True needs ensemble=True (a batch per member "
+            "of a stack of states); got ensemble=False."
+        )
     if ensemble:
-        step = _vmapped_train_step(step)
+        step = _vmapped_train_step(step, batch_axis=0 if member_batches else None)
     out_shardings = None if state_sharding is None else (state_sharding, None)
     return jax.jit(
         step,
@@ -186,14 +195,15 @@ def make_eval_step(
     return jax.jit(step)
 
 
-def _vmapped_train_step(single: Callable) -> Callable:
-    """The train step of an ensemble: members batched, shared scalars not, aux per member."""
+def _vmapped_train_step(single: Callable, batch_axis: int | None = None) -> Callable:
+    """The train step of an ensemble: members batched, shared scalars not, aux per member;
+    the batch shared (`batch_axis=None`) or one per member (its axis `batch_axis`)."""
 
     def step(state: TrainState, batch: Batch, aux: Any = None, rewire: bool | None = None):
         axes = ensemble_axes(state)
         aux_axes = None if aux is None else ensemble_axes(aux)
         member = functools.partial(single, rewire=rewire)
-        vmapped = jax.vmap(member, in_axes=(axes, None, aux_axes), out_axes=(axes, 0))
+        vmapped = jax.vmap(member, in_axes=(axes, batch_axis, aux_axes), out_axes=(axes, 0))
         return vmapped(state, batch, aux)
 
     return step
