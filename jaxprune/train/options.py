@@ -156,8 +156,9 @@ class Parallel:
       sharding_rule: optional ``rule(path, leaf) -> PartitionSpec | None`` for the
         state (default: replicated).
       ensemble: the state is a stack of members (``stack_states``) trained at once
-        with ``jax.vmap`` on the same batches (and ``aux`` stacked the same way);
-        metrics hold one value per member.
+        with ``jax.vmap`` (and ``aux`` stacked the same way); on the same batches,
+        or each on its own data order with ``fit(..., seed=(s0, s1, ...))``; metrics
+        hold one value per member.
 
     Example:
       >>> Parallel(ensemble=True).mesh is None
