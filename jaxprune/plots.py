@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_accuracy_vs_remaining", "plot_imp", "plot_instability", "plot_paths"]
+__all__ = [
+    "plot_accuracy_vs_remaining",
+    "plot_dead_units",
+    "plot_imp",
+    "plot_instability",
+    "plot_paths",
+]
 
 
 def plot_accuracy_vs_remaining(
@@ -256,3 +262,65 @@ def _spread(values: np.ndarray) -> str:
 def _in_range(tick: float, curves: Mapping[str, Any]) -> bool:
     xs = [100 * x for remaining, _ in curves.values() for x in remaining]
     return bool(xs) and min(xs) * 0.8 <= tick <= max(xs) * 1.2
+
+
+def plot_dead_units(
+    results: Mapping[str, Any],
+    path: str | os.PathLike,
+    *,
+    split: str = "test",
+    title: str = "Dead ReLU units across IMP rounds",
+) -> str:
+    """Draws the results of ``experiments/dead_units.py``: the static and the dynamic
+    dead-unit rate (two panels) against % of weights remaining (log x axis, sparser to
+    the right), one line per variant (mean over seeds, min-max band), starting at the
+    dense network.
+
+    Args:
+      results: the script's ``results.json``, loaded: ``variants``; ``dense`` and each
+        of ``rounds`` with ``remaining`` and, under `split`, per variant (``"dense"``
+        for the dense network) ``total`` with ``static`` and ``dynamic``, each holding
+        the per-seed values as ``seeds``.
+      path: where to write the PNG.
+      split: the examples the rates were measured on (``"test"`` or ``"train"``).
+      title: the figure title.
+
+    Returns:
+      ``path`` as a string.
+
+    Example:
+      >>> import tempfile, os
+      >>> rates = lambda s, d: {"total": {"static": {"seeds": [s, s]},
+      ...                                 "dynamic": {"seeds": [d, d + 0.01]}}}
+      >>> results = {"variants": ["ticket"],
+      ...            "dense": {"remaining": 1.0, "test": {"dense": rates(0.0, 0.4)}},
+      ...            "rounds": [{"remaining": 0.5, "test": {"ticket": rates(0.05, 0.5)}}]}
+      >>> out = plot_dead_units(results, os.path.join(tempfile.mkdtemp(), "dead.png"))
+      >>> os.path.getsize(out) > 0
+      True
+    """
+    import matplotlib.ticker
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    dense = results["dense"][split]["dense"]["total"]
+    rounds = results["rounds"]
+    x = 100 * np.asarray([1.0] + [r["remaining"] for r in rounds], np.float64)
+    for ax, rate in zip(axes, ("static", "dynamic")):
+        for variant in results["variants"]:
+            seeds = [dense[rate]["seeds"]]
+            seeds += [r[split][variant]["total"][rate]["seeds"] for r in rounds]
+            v = 100 * np.asarray(seeds, np.float64)
+            (line,) = ax.plot(x, v.mean(axis=1), marker="o", ms=3, lw=1.5, label=variant)
+            ax.fill_between(x, v.min(axis=1), v.max(axis=1), color=line.get_color(), alpha=0.2)
+        ax.set_xscale("log")
+        ax.invert_xaxis()
+        ticks = [t for t in (100, 50, 20, 10, 5, 2, 1, 0.5) if x.min() * 0.8 <= t <= x.max() * 1.2]
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xlabel("% of weights remaining (log scale)")
+        ax.set_ylabel(f"{rate} dead-unit rate (%)")
+        ax.grid(True, which="major", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{title} ({split} examples)")
+    return _save(plt, fig, path)
