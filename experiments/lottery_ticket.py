@@ -10,7 +10,9 @@ By default: the MNIST-1D MLP (generated locally), 3 seeds, pruning 20% of the
 remaining weights per round (the output layer 10%) down to <= 3.6% remaining,
 winning tickets (rewound to their initialisation) against random reinitialisation
 and random pruning with the same per-layer counts. Every round trains all seeds
-and variants at once (one vmapped ensemble). Writes `results.json` and
+and variants at once (one vmapped ensemble). Writes `results.json`, `results.md`
+(the table it prints: mean ± sample standard deviation over seeds, and with
+`imp.validation` held-out examples the step of minimum validation loss) and
 `lottery.png` (test accuracy against % weights remaining) into --workdir, and
 resumes when rerun with the same command.
 """
@@ -57,7 +59,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         seeds=list(config.seeds),
         settings=imp,
         batch_size=config.batch_size,
-        steps=sweeps.total_steps(config, len(train_ds)),
+        steps=sweeps.total_steps(config, len(train_ds) - imp.validation),
         data_seed=config.data_seed,
         augment=data.augmentation_for(config.dataset) if config.augment else None,
         eval_every=config.eval_every,
@@ -70,18 +72,36 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
     return results
 
 
-def table(results: dict[str, Any]) -> str:
-    """The results as a text table: mean ± std over seeds per round and variant."""
-    variants = results["variants"]
-    cell = lambda v: f"{100 * np.mean(v):6.2f} ± {100 * np.std(v):4.2f}"
-    lines = ["remaining  " + "  ".join(f"{v:>15}" for v in variants)]
-    lines.append(
-        f"{100.0:8.1f}%  "
-        + "  ".join(f"{cell(results['dense']['accuracy']):>15}" for _ in variants)
-    )
+def _spread(values: Any, ddof: int) -> tuple[float, float]:
+    """Mean and standard deviation (0 for a single value)."""
+    values = np.asarray(values, dtype=float)
+    return float(np.mean(values)), float(np.std(values, ddof=ddof)) if len(values) > ddof else 0.0
+
+
+def table(results: dict[str, Any], *, ddof: int = 1) -> str:
+    """The results as a text table: test accuracy (%) mean ± std over seeds per round and
+    variant (``ddof=1``: sample standard deviations; 0: population); with a validation
+    split, also every variant's step of minimum validation loss ("min-val step")."""
+
+    def cell(values, scale=100.0, digits=2):
+        mean, std = _spread(values, ddof)
+        return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+    variants, dense = results["variants"], results["dense"]
+    steps = "min_val_loss" in dense
+    head = [f"{v:>16}" for v in variants]
+    if steps:
+        head += [f"{v + ' min-val step':>26}" for v in variants]
+    lines = ["remaining (round)  " + "  ".join(head)]
+    row = [f"{cell(dense['accuracy']):>16}" for _ in variants]
+    if steps:
+        row += [f"{cell(dense['min_val_loss']['step'], 1, 0):>26}" for _ in variants]
+    lines.append(f"{100.0:8.1f}% (dense)  " + "  ".join(row))
     for r in results["rounds"]:
-        row = "  ".join(f"{cell(r['accuracy'][v]):>15}" for v in variants)
-        lines.append(f"{100 * r['remaining']:8.1f}%  {row}")
+        row = [f"{cell(r['accuracy'][v]):>16}" for v in variants]
+        if steps:
+            row += [f"{cell(r['min_val_loss'][v]['step'], 1, 0):>26}" for v in variants]
+        lines.append(f"{100 * r['remaining']:8.1f}% ({r['round']:>5})  " + "  ".join(row))
     return "\n".join(lines)
 
 
@@ -101,9 +121,22 @@ def main(argv: list[str]) -> None:
     FLAGS = sweeps.parsed_flags(argv)
     start = time.time()
     results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress)
-    print(f"\ntest accuracy (mean ± std over seeds {results['seeds']}):")
-    print(table(results))
-    print(f"\n{time.time() - start:.0f} s; results.json and lottery.png in {FLAGS.workdir}")
+    text = (
+        f"test accuracy (%), mean ± sample std over seeds {results['seeds']}"
+        + (
+            "; the step of minimum validation loss beside it"
+            if "min_val_loss" in results["dense"]
+            else ""
+        )
+        + f":\n{table(results)}\n"
+    )
+    print("\n" + text)
+    if jax.process_index() == 0:
+        with open(os.path.join(FLAGS.workdir, "results.md"), "w") as f:
+            f.write(f"```\n{text}```\n")
+    print(
+        f"{time.time() - start:.0f} s; results.json, results.md and lottery.png in {FLAGS.workdir}"
+    )
 
 
 if __name__ == "__main__":

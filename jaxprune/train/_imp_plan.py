@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxprune import filters
+from jaxprune._checks import is_integer
 from jaxprune.train.rundir import jsonable
 
 __all__ = ["IMPPlan", "IMPSettings", "plan_imp", "REWINDS", "VARIANTS"]
@@ -43,6 +44,12 @@ class IMPSettings:
       rewind_optimizer: also rewind the optimizer state (default: a fresh one).
       variants: which of VARIANTS to train every round (``ticket`` always).
       kd_temperature, kd_alpha: distillation settings of ``kd_ticket``.
+      validation: training examples held out as a validation split named "val" (never
+        trained on), the same for every round and member; evaluated with the test split
+        every ``eval_every`` steps, and every member's step of minimum validation loss
+        is recorded ("tickets learn faster", Frankle & Carbin, 2019). 0: none, and the
+        run is what it was without this option.
+      validation_seed: seed of the draw of the held-out examples.
     """
 
     rate: float = 0.2
@@ -57,6 +64,8 @@ class IMPSettings:
     variants: Sequence[str] = ("ticket", "random_reinit", "random_pruning")
     kd_temperature: float = 4.0
     kd_alpha: float = 0.9
+    validation: int = 0
+    validation_seed: int = 0
 
     def __post_init__(self):
         if not 0 < self.rate < 1:
@@ -93,6 +102,17 @@ class IMPSettings:
                 f"kd_alpha (the weight of the distillation term) must be in [0, 1], "
                 f"got {self.kd_alpha}."
             )
+        for name in ("validation", "validation_seed"):
+            value = getattr(self, name)
+            if not is_integer(value):
+                raise TypeError(
+                    f"{name} must be an integer; got {value!r} (IMPSettings). "
+                    "Pass e.g. validation=5000 examples held out of the training data."
+                )
+            if value < 0:
+                raise ValueError(
+                    f"{name} must be >= 0; got {value} (IMPSettings). 0 holds out nothing."
+                )
 
     def prunable(self) -> filters.Filter:
         """The kernels IMP prunes: all Dense/Conv kernels but the excluded ones."""

@@ -16,7 +16,9 @@ vmapped ensemble:
 Layout of ``workdir``: ``config.json``; ``round_00/`` (the dense run, with its
 rewind checkpoint); ``round_NN/`` (one run directory per round, its final
 checkpoint holding every member's weights and mask, and ``mask_seed<S>.npz`` for the
-ticket masks); ``results.json`` (draw it with :func:`jaxprune.plots.plot_imp`). Rerun
+ticket masks); ``results.json`` (draw it with :func:`jaxprune.plots.plot_imp`). With
+``IMPSettings(validation=n)``, n training examples are held out as a split "val" and
+every round records each member's step of minimum validation loss. Rerun
 the same call to resume: finished rounds are read back, the interrupted one resumes at
 its step.
 
@@ -27,6 +29,7 @@ the rounds; the reporting helpers turn each round into its line of ``results.jso
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import warnings
@@ -41,12 +44,13 @@ from flax import nnx
 
 import jaxprune
 from jaxprune import lottery, masks
+from jaxprune.data.dataset import subset_indices
 from jaxprune.train._imp_plan import IMPPlan, IMPSettings, plan_imp
 from jaxprune.train.checkpoint import restore_checkpoint
 from jaxprune.train.fit import fit
 from jaxprune.train.maskio import save_mask
 from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
-from jaxprune.train.rundir import RunDir, write_json
+from jaxprune.train.rundir import RunDir, read_metrics, write_json
 from jaxprune.train.state import (
     TrainState,
     apply_model,
@@ -91,7 +95,9 @@ def run_imp(
       make_model: ``seed -> nnx.Module``, a freshly initialised model.
       inner_tx: the optimizer (one object; it is wrapped with ``jaxprune.masked``).
       train_data, eval_data: datasets (``jaxprune.data.load``); the test split is
-        evaluated at the end of every round.
+        evaluated at the end of every round (and every ``eval_every`` steps).
+        ``settings.validation`` examples of ``train_data`` are held out as the split
+        "val" of ``eval_data``.
       workdir: the run directory.
       seeds: model seeds; all train at once.
       settings: pruning and rewinding (:class:`IMPSettings`).
@@ -105,12 +111,18 @@ def run_imp(
       The results: per round the fraction of weights remaining (total and per layer:
       the first seed's, which with ``distribution="global"`` differs from the others'
       layer by layer; every seed's mask is in ``round_NN/mask_seed<S>.npz``) and every
-      variant's test accuracy per seed; the dense accuracies.
+      variant's test accuracy per seed; the dense accuracies. With
+      ``settings.validation``, also ``min_val_loss`` for the dense run and per round
+      and variant: per seed, the ``step`` of minimum validation loss (the first
+      evaluated step attaining it), that ``val_loss`` and the ``val_accuracy`` and
+      ``test_accuracy`` there.
 
     Raises:
       ValueError: bad settings, a ``rate_scale`` pattern that matches no prunable kernel
-        or scales the rate to 1 or more, or ``eval_data`` without a "test" split; all
-        before any training.
+        or scales the rate to 1 or more, ``eval_data`` without a "test" split, or
+        ``settings.validation`` without ``eval_every``, with a split "val" already in
+        ``eval_data`` or not below the number of training examples; all before any
+        training.
 
     Warns:
       IMPStalled: a round would prune no weight (the target is out of reach): the loop
@@ -126,6 +138,7 @@ def run_imp(
             f"run_imp reports every round's accuracy on the split named 'test'; eval_data "
             f"has {sorted(eval_data)}. Pass {{'test': dataset, ...}} or one dataset."
         )
+    train_data, eval_data = _hold_out(settings, train_data, eval_data, eval_every)
     plan = plan_imp(
         settings,
         seeds=seeds,
@@ -170,7 +183,7 @@ def run_imp(
     reinit = stack_states(
         [create_train_state(make_model(s + _REINIT_SEED), tx, seed=s) for s in plan.seeds]
     )
-    results = _new_results(plan, dense.results)
+    results = _new_results(plan, dense.results, _run_dir(workdir, 0, settings))
     trained = dense.state
     mask = jaxprune.mask_of(trained.opt_state)  # dense; placed as fit left it, as later masks are
     kept = masks.sparsity_report(member(mask, 0)).kept
@@ -199,7 +212,9 @@ def run_imp(
         )
         for i, s in enumerate(plan.seeds):
             save_mask(os.path.join(round_dir, f"mask_seed{s}.npz"), member(mask, i))
-        results["rounds"].append(_round_record(r, report, out.results, plan))
+        results["rounds"].append(
+            _round_record(r, report, out.results, plan, _run_dir(workdir, r, settings))
+        )
         _write(workdir, results)
         if progress:
             print(_round_line(results["rounds"][-1]))
@@ -299,25 +314,110 @@ def _accuracy(results: Mapping[str, Any]) -> list[float]:
     return value if isinstance(value, list) else [value]
 
 
-def _new_results(plan: IMPPlan, dense: Mapping[str, Any]) -> dict[str, Any]:
-    """The results before the first pruning round: the dense accuracies."""
+def _hold_out(settings: IMPSettings, train_data: Any, eval_data: Any, eval_every: int | None):
+    """(training data, eval splits): ``settings.validation`` training examples, drawn with
+    ``settings.validation_seed``, moved into the eval split "val"; unchanged without."""
+    n = settings.validation
+    if not n:
+        return train_data, eval_data
+    if eval_every is None:
+        raise ValueError(
+            f"eval_every must be set with validation={n}; got None (run_imp). The step of "
+            "minimum validation loss is read from the evaluations every eval_every steps: "
+            "pass e.g. eval_every=500."
+        )
+    splits = dict(eval_data) if isinstance(eval_data, Mapping) else {"test": eval_data}
+    if "val" in splits:
+        raise ValueError(
+            f"eval_data must not hold a split named 'val' with validation={n}; got "
+            f"{sorted(splits)} (run_imp). The held-out examples are that split: rename yours."
+        )
+    size = len(train_data.y)
+    if n >= size:
+        raise ValueError(
+            f"validation must be below the {size} training examples; got {n} (run_imp). "
+            "Hold out fewer examples."
+        )
+    held = subset_indices(size, n, settings.validation_seed)
+    rest = np.setdiff1d(np.arange(size), held)
+    return _take(train_data, rest, size), {**splits, "val": _take(train_data, held, size)}
+
+
+def _take(ds: Any, index: np.ndarray, size: int) -> Any:
+    """The examples ``index`` of a dataclass dataset (every array field of ``size`` rows)."""
+    if not dataclasses.is_dataclass(ds):
+        raise TypeError(
+            f"train_data must be a dataclass dataset (jaxprune.data.load) to hold out "
+            f"validation examples; got {type(ds).__name__} (run_imp). Pass a "
+            "jaxprune.data.Dataset, or split it yourself and set validation=0."
+        )
+    return dataclasses.replace(
+        ds,
+        **{
+            f.name: getattr(ds, f.name)[index]
+            for f in dataclasses.fields(ds)
+            if isinstance(getattr(ds, f.name), np.ndarray) and len(getattr(ds, f.name)) == size
+        },
+    )
+
+
+def _run_dir(workdir: str, r: int, settings: IMPSettings) -> str | None:
+    """Round r's run directory, where its validation losses are read; None without them."""
+    return os.path.join(workdir, f"round_{r:02d}") if settings.validation else None
+
+
+def _min_val_loss(run_dir: str) -> dict[str, list]:
+    """Per member: the first evaluated step of minimum loss on the split "val", that loss,
+    and the "val" and "test" accuracies there, from the run's metrics.jsonl."""
+    records = read_metrics(run_dir)
+    val = [r for r in records if r["split"] == "val"]
+    test = {r["step"]: r for r in records if r["split"] == "test"}
+    column = lambda rs, key: np.asarray([np.atleast_1d(r[key]) for r in rs])  # (evals, members)
+    best = np.argmin(column(val, "loss"), axis=0)  # the first of equal minima
+    at = [(val[i], test[val[i]["step"]], m) for m, i in enumerate(best)]
     return {
-        "dense": {"accuracy": _accuracy(dense), "steps": plan.steps},
+        "step": [v["step"] for v, _, _ in at],
+        "val_loss": [float(np.atleast_1d(v["loss"])[m]) for v, _, m in at],
+        "val_accuracy": [float(np.atleast_1d(v["accuracy"])[m]) for v, _, m in at],
+        "test_accuracy": [float(np.atleast_1d(t["accuracy"])[m]) for _, t, m in at],
+    }
+
+
+def _new_results(
+    plan: IMPPlan, dense: Mapping[str, Any], run_dir: str | None = None
+) -> dict[str, Any]:
+    """The results before the first pruning round: the dense accuracies (and, given the
+    dense run's directory, its steps of minimum validation loss)."""
+    record = {"accuracy": _accuracy(dense), "steps": plan.steps}
+    if run_dir is not None:
+        record["min_val_loss"] = _min_val_loss(run_dir)
+    return {
+        "dense": record,
         "rounds": [],
         "variants": list(plan.variants),
         "seeds": list(plan.seeds),
     }
 
 
-def _round_record(r: int, report: Any, results: Mapping[str, Any], plan: IMPPlan):
-    """A round's line of the results: weights remaining, each variant's accuracy per seed."""
-    accuracy = np.asarray(_accuracy(results)).reshape(len(plan.variants), len(plan.seeds))
-    return {
+def _round_record(
+    r: int, report: Any, results: Mapping[str, Any], plan: IMPPlan, run_dir: str | None = None
+):
+    """A round's line of the results: weights remaining, each variant's accuracy per seed
+    (and, given the round's directory, its steps of minimum validation loss)."""
+    per_variant = lambda values: {
+        v: np.asarray(values).reshape(len(plan.variants), len(plan.seeds))[j].tolist()
+        for j, v in enumerate(plan.variants)
+    }
+    record = {
         "round": r,
         "remaining": 1.0 - report.sparsity,
         "remaining_per_layer": {l.path: l.kept / l.size for l in report.leaves},
-        "accuracy": {v: accuracy[j].tolist() for j, v in enumerate(plan.variants)},
+        "accuracy": per_variant(_accuracy(results)),
     }
+    if run_dir is not None:
+        best = {key: per_variant(values) for key, values in _min_val_loss(run_dir).items()}
+        record["min_val_loss"] = {v: {key: best[key][v] for key in best} for v in plan.variants}
+    return record
 
 
 def _round_line(record: Mapping[str, Any]) -> str:

@@ -40,3 +40,20 @@ def test_the_imp_config_takes_imp_settings_defaults():
         if field.name not in ("rate_scale",):  # the output layer at half rate
             assert imp[field.name] == getattr(IMPSettings(), field.name), field.name
     assert imp["rate_scale"] == {"head/": 0.5}
+
+
+def test_a_held_out_validation_split_gives_the_table_its_min_val_step_columns(tmp_path):
+    config = configs.get_config("smoke")
+    config.imp.validation, config.eval_every, config.imp.rounds = 200, 50, 1
+    results = script.run(config, str(tmp_path), progress=False)
+    steps = results["rounds"][0]["min_val_loss"]["ticket"]["step"]
+    assert len(steps) == 2 and all(s in (0, 50, 100, 150, 200) for s in steps)
+    lines = script.table(results).splitlines()
+    assert "ticket min-val step" in lines[0] and len(lines) == 3
+    mean = sum(steps) / 2
+    assert f"{mean:.0f} ± " in lines[2]
+    lenet = configs.get_config("lenet_fashion")  # the paper's 5K held out, every 500 steps
+    assert (lenet.imp.validation, lenet.eval_every) == (5_000, 500)
+    assert "min-val step" not in script.table(
+        {**results, "dense": {"accuracy": [0.5, 0.7]}, "rounds": []}
+    )

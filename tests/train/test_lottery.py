@@ -11,10 +11,12 @@ from flax import nnx
 
 import jaxprune
 from jaxprune import data, lottery, models
+from jaxprune.data.dataset import subset_indices
 from jaxprune.plots import plot_imp
 from jaxprune.train import create_train_state, ensemble_axes, member, stack_states
 from jaxprune.train import lottery as driver
 from jaxprune.train.lottery import IMPSettings, run_imp
+from jaxprune.train.rundir import read_metrics
 
 TRAIN = data.load("mnist1d", "train", subset=400, seed=0)
 TEST = data.load("mnist1d", "test")
@@ -298,3 +300,111 @@ def test_plan_imp_names_members_rounds_and_the_stop_without_training():
     assert not fixed.last_round(1, 0.01) and fixed.last_round(2, 0.9)
     with pytest.raises(ValueError, match=r"rewind_step must be in \[0, steps=40\), got 40"):
         driver.plan_imp(IMPSettings(rewind_step=40), seeds=(0,), batch_size=50, steps=40)
+
+
+def test_without_validation_the_numbers_are_those_of_the_driver_before_the_option(tmp_path):
+    """validation=0 (the default) trains and reports exactly what the driver did before
+    the option existed: these accuracies are that driver's, on this machine's numerics."""
+    settings = IMPSettings(rate=0.5, rounds=2, variants=("ticket", "random_reinit"))
+    results = imp(tmp_path, settings, eval_every=20)
+    assert results["dense"] == {"accuracy": [0.283, 0.29], "steps": 40}
+    assert [r["accuracy"] for r in results["rounds"]] == [
+        {"ticket": [0.283, 0.281], "random_reinit": [0.267, 0.248]},
+        {"ticket": [0.274, 0.263], "random_reinit": [0.213, 0.202]},
+    ]
+    assert all("min_val_loss" not in r for r in results["rounds"])
+
+
+def test_min_val_loss_is_the_first_argmin_of_the_logged_validation_losses(tmp_path):
+    lines = [
+        {"step": 0, "split": "val", "loss": [2.0, 2.0], "accuracy": [0.1, 0.1]},
+        {"step": 0, "split": "test", "loss": [2.0, 2.0], "accuracy": [0.2, 0.2]},
+        {"step": 5, "split": "train", "loss": [0.1, 0.1], "accuracy": [0.9, 0.9]},
+        {"step": 10, "split": "val", "loss": [0.5, 0.7], "accuracy": [0.6, 0.5]},
+        {"step": 10, "split": "test", "loss": [0.6, 0.7], "accuracy": [0.55, 0.45]},
+        {"step": 20, "split": "val", "loss": [0.9, 0.5], "accuracy": [0.4, 0.7]},
+        {"step": 20, "split": "test", "loss": [0.9, 0.5], "accuracy": [0.35, 0.65]},
+        {"step": 30, "split": "val", "loss": [0.5, 0.6], "accuracy": [0.61, 0.6]},
+        {"step": 30, "split": "test", "loss": [0.5, 0.6], "accuracy": [0.5, 0.6]},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert driver._min_val_loss(str(tmp_path)) == {
+        "step": [10, 20],  # member 0: the first of its two minima
+        "val_loss": [0.5, 0.5],
+        "val_accuracy": [0.6, 0.7],
+        "test_accuracy": [0.55, 0.65],
+    }
+
+
+def test_held_out_validation_records_each_members_step_of_minimum_validation_loss(
+    tmp_path, monkeypatch
+):
+    real, trained_on = data.batches, []
+
+    def spying(ds, *args, **kwargs):
+        for batch in real(ds, *args, **kwargs):
+            trained_on.append(batch["x"])
+            yield batch
+
+    monkeypatch.setattr(data, "batches", spying)
+    settings = IMPSettings(rate=0.5, rounds=1, variants=("ticket", "random_reinit"), validation=100)
+    results = imp(tmp_path, settings, eval_every=10)
+    held = subset_indices(len(TRAIN), 100, settings.validation_seed)
+    seen = {row.tobytes() for x in trained_on for row in x}
+    assert not seen & {row.tobytes() for row in TRAIN.x[held]}  # never trained on
+    rest = np.setdiff1d(np.arange(len(TRAIN)), held)
+    assert seen <= {row.tobytes() for row in TRAIN.x[rest]} and len(seen) > 100
+
+    def logged(round_dir):
+        records = read_metrics(tmp_path / round_dir)
+        val = [r for r in records if r["split"] == "val"]
+        assert [r["step"] for r in val] == [0, 10, 20, 30, 40]
+        assert all(r["count"] == 100 for r in val)
+        test = {r["step"]: r["accuracy"] for r in records if r["split"] == "test"}
+        return np.asarray([r["loss"] for r in val]), [r["step"] for r in val], test
+
+    losses, steps, test = logged("round_00")
+    best = results["dense"]["min_val_loss"]
+    assert best["step"] == [steps[i] for i in np.argmin(losses, axis=0)]
+    assert best["test_accuracy"] == [test[s][m] for m, s in enumerate(best["step"])]
+    losses, steps, test = logged("round_01")
+    record = results["rounds"][0]["min_val_loss"]
+    for j, v in enumerate(("ticket", "random_reinit")):
+        want = [steps[i] for i in np.argmin(losses[:, 2 * j : 2 * j + 2], axis=0)]
+        assert record[v]["step"] == want
+        assert record[v]["val_loss"] == [
+            losses[steps.index(s), 2 * j + m] for m, s in enumerate(want)
+        ]
+        assert record[v]["test_accuracy"] == [test[s][2 * j + m] for m, s in enumerate(want)]
+
+
+@pytest.mark.parametrize(
+    "settings, kwargs, error, match",
+    [
+        ({"validation": -1}, None, ValueError, "validation must be >= 0"),
+        ({"validation": 2.5}, None, TypeError, "validation must be an integer"),
+        ({"validation": 10}, {}, ValueError, "eval_every must be set"),
+        ({"validation": 400}, {"eval_every": 10}, ValueError, "below the 400 training"),
+        ({"validation": 10}, {"eval_every": 10, "val": True}, ValueError, "named 'val'"),
+    ],
+)
+def test_validation_settings_are_checked_before_any_training(
+    tmp_path, settings, kwargs, error, match
+):
+    with pytest.raises(error, match=match):
+        settings = IMPSettings(rounds=1, **settings)
+        kwargs = dict(kwargs)
+        evals = {"test": TEST, "val": TEST} if kwargs.pop("val", False) else {"test": TEST}
+        run_imp(
+            make,
+            TX,
+            TRAIN,
+            evals,
+            workdir=str(tmp_path),
+            settings=settings,
+            batch_size=50,
+            steps=40,
+            progress=False,
+            **kwargs,
+        )
+    assert not (tmp_path / "round_00").exists()
