@@ -35,13 +35,12 @@ from flax import nnx
 from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
-import jaxprune
 from experiments import lottery_ticket, sweeps
 from experiments.configs import lottery as lottery_configs
-from jaxprune import masks, models, train
+from jaxprune import models, train
 from jaxprune.analysis import dead_unit_rate
 from jaxprune.plots import plot_dead_units
-from jaxprune.train.lottery import IMPSettings, plan_imp
+from jaxprune.train.lottery import IMPSettings, imp_initial_states, plan_imp
 from jaxprune.train.rundir import jsonable, write_json
 from jaxprune.train.state import members_of
 
@@ -164,11 +163,8 @@ def _template(
     """run_imp's initial stack (one state per seed), built as run_imp builds it: the
     structure its checkpoints restore into."""
     inner_tx = train.optimizer(config.optim, train.lr_schedule(config.optim))
-    tx = jaxprune.masked(
-        inner_tx, functools.partial(masks.dense_mask, prunable=settings.prunable())
-    )
     make_model = sweeps.model_maker(config, num_classes)
-    return train.stack_states([train.create_train_state(make_model(s), tx, seed=s) for s in seeds])
+    return imp_initial_states(make_model, inner_tx, settings, seeds)
 
 
 def _stack(template: train.TrainState, copies: int) -> train.TrainState:

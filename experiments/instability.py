@@ -21,7 +21,6 @@ error along the path for a few k) into --workdir; rerun the same command to resu
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -32,11 +31,10 @@ import numpy as np
 from absl import app
 from ml_collections import ConfigDict
 
-import jaxprune
 from experiments import lottery_ticket, sweeps
-from jaxprune import data, masks, train
+from jaxprune import data, train
 from jaxprune.plots import plot_instability, plot_paths
-from jaxprune.train.lottery import IMPSettings
+from jaxprune.train.lottery import IMPSettings, imp_initial_states
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("dense", "ticket", "random_pruning")
@@ -129,11 +127,8 @@ def _study_k(config, workdir, k, steps, train_ds, test_ds, progress):
     if os.path.exists(done):
         with open(done) as f:
             return json.load(f), imp_results
-    # run_imp's own transform and initial states: the template its checkpoints restore into.
-    tx = jaxprune.masked(inner_tx, functools.partial(masks.dense_mask, prunable=imp.prunable()))
-    template = train.stack_states(
-        [train.create_train_state(make_model(s), tx, seed=s) for s in config.seeds]
-    )
+    # run_imp's own initial states: the template its checkpoints restore into.
+    template = imp_initial_states(make_model, inner_tx, imp, config.seeds)
     parents, labels = _parents(config, imp_dir, template, k, imp_results)
     children = train.train_children(
         train.stack_states([train.member(p, i) for p in parents for i in range(len(config.seeds))]),

@@ -61,13 +61,42 @@ from jaxprune.train.state import (
     step_of,
 )
 
-__all__ = ["IMPPlan", "IMPSettings", "IMPStalled", "plan_imp", "run_imp"]
+__all__ = ["IMPPlan", "IMPSettings", "IMPStalled", "imp_initial_states", "plan_imp", "run_imp"]
 
 _REINIT_SEED = 100_003  # offset of the fresh initialisations of random_reinit
 
 
 class IMPStalled(UserWarning):
     """IMP stopped early: a round would prune nothing (the target is out of reach)."""
+
+
+def imp_initial_states(
+    make_model: Callable[[int], Any],
+    inner_tx: optax.GradientTransformation,
+    settings: IMPSettings,
+    seeds: Sequence[int],
+) -> TrainState:
+    """The stack of initial states `run_imp` trains: one per seed, under one masked
+    transform whose initial mask is dense. It is also the template every checkpoint of
+    its run directory restores into.
+
+    Args:
+      make_model: `seed -> nnx.Module`, as given to `run_imp`.
+      inner_tx: the optimizer, as given to `run_imp`.
+      settings: the run's `IMPSettings` (which leaves are prunable).
+      seeds: the run's seeds, in order.
+
+    Returns:
+      A `stack_states` of one `TrainState` per seed.
+
+    Example:
+      >>> states = imp_initial_states(make_model, optax.adam(1e-3), IMPSettings(), (0, 1))  # doctest: +SKIP
+    """
+    # One transform object for every member of every round; its initial mask is dense.
+    tx = jaxprune.masked(
+        inner_tx, functools.partial(masks.dense_mask, prunable=settings.prunable())
+    )
+    return stack_states([create_train_state(make_model(s), tx, seed=s) for s in seeds])
 
 
 def run_imp(
@@ -150,10 +179,6 @@ def run_imp(
     run = RunDir(workdir)
     run.create()
     run.check_or_write_config(plan.record)
-    # One transform object for every member of every round; its initial mask is dense.
-    tx = jaxprune.masked(
-        inner_tx, functools.partial(masks.dense_mask, prunable=settings.prunable())
-    )
     fit_args = dict(
         batch_size=batch_size,
         seed=data_seed,
@@ -162,7 +187,8 @@ def run_imp(
         logging=Logging(progress=progress),
         parallel=Parallel(mesh=mesh, ensemble=True),
     )
-    init = stack_states([create_train_state(make_model(s), tx, seed=s) for s in plan.seeds])
+    init = imp_initial_states(make_model, inner_tx, settings, plan.seeds)
+    tx = init.tx  # the one transform of every member of every round
     prune = _pruner(settings)
     # Traced once before the dense training: a rate_scale pattern that matches nothing, or
     # a scaled rate >= 1, fails now rather than after round 0.
