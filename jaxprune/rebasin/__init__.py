@@ -22,6 +22,7 @@ from jaxprune.rebasin._permute import (
     permute,
     random_permutation,
 )
+from jaxprune.rebasin._probe import UnitStats, apply_repaired, repair, unit_features, unit_stats
 from jaxprune.rebasin._spec import AxisRef, PermutationGroup, PermutationSpec
 from jaxprune.rebasin._trace import permutation_spec
 
@@ -29,9 +30,14 @@ __all__ = [
     "AxisRef",
     "PermutationGroup",
     "PermutationSpec",
+    "UnitStats",
+    "apply_repaired",
     "identity_permutation",
     "invert_permutation",
     "permutation_spec",
     "permute",
     "random_permutation",
+    "repair",
+    "unit_features",
+    "unit_stats",
 ]

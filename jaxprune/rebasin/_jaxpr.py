@@ -9,7 +9,6 @@ from typing import Any
 
 import jax
 import jax.extend as jex
-import numpy as np
 
 # Call-like primitives whose body is inlined: one program, every axis visible.
 _CALLS = {
@@ -27,18 +26,19 @@ _CALLS = {
 
 @dataclasses.dataclass
 class Eqn:
-    """One primitive application: inputs and outputs as value ids (None: a literal)."""
+    """One primitive application: its inputs and outputs as value ids."""
 
     primitive: Any
     params: dict[str, Any]
-    ins: list[int | None]
+    ins: list[int]
     outs: list[int]
 
 
 @dataclasses.dataclass
 class Program:
     """A flat program: its equations, the shape of every value, and which values are
-    the variables' leaves, the other inputs, the outputs and the captured constants."""
+    the variables' leaves, the other inputs, the outputs and the constants (literals and
+    captured arrays, with their values)."""
 
     eqns: list[Eqn]
     shapes: dict[int, tuple[int, ...]]
@@ -46,64 +46,79 @@ class Program:
     leaves: list[int]
     inputs: list[int]
     outputs: list[int]
-    consts: list[int]
-    literals: dict[int, Any]
+    out_tree: Any
+    values: dict[int, Any]
+
+    @property
+    def consts(self) -> list[int]:
+        return list(self.values)
 
 
 def trace(fn: Callable[..., Any], leaves: Sequence[Any], args: Sequence[Any]) -> Program:
     """Traces ``fn(leaves, *args)`` and inlines every call into one flat `Program`."""
-    closed = jax.make_jaxpr(fn)(list(leaves), *args)
+    closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(list(leaves), *args)
     counter = itertools.count()
-    prog = Program([], {}, {}, [], [], [], [], {})
+    prog = Program([], {}, {}, [], [], [], jax.tree_util.tree_structure(out_shape), {})
 
-    def new(var: Any) -> int:
+    def new(aval: Any) -> int:
         vid = next(counter)
-        prog.shapes[vid] = tuple(getattr(var.aval, "shape", ()))
-        prog.dtypes[vid] = getattr(var.aval, "dtype", None)
+        prog.shapes[vid] = tuple(getattr(aval, "shape", ()))
+        prog.dtypes[vid] = getattr(aval, "dtype", None)
         return vid
 
-    def read(env: dict, atom: Any) -> int | None:
+    def constant(aval: Any, value: Any) -> int:
+        vid = new(aval)
+        prog.values[vid] = value
+        return vid
+
+    def read(env: dict, atom: Any) -> int:
         if isinstance(atom, jex.core.Literal):
-            if np.ndim(atom.val) == 0:
-                return None
-            vid = new(atom)  # a non-scalar literal: a constant the permutations must not meet
-            prog.consts.append(vid)
-            prog.literals[vid] = atom.val
-            return vid
+            return constant(atom.aval, atom.val)
         return env[atom]
 
-    def inline(jaxpr: Any, consts: Sequence[Any], ins: list[int | None]) -> list[int | None]:
+    def inline(jaxpr: Any, consts: Sequence[Any], ins: list[int]) -> list[int]:
         env: dict[Any, int] = {}
-        for var in jaxpr.constvars:
-            env[var] = new(var)
-            prog.consts.append(env[var])
-        for var, vid in zip(jaxpr.invars, ins):
-            env[var] = new(var) if vid is None else vid
-            if vid is None:
-                prog.consts.append(env[var])
+        for var, value in zip(jaxpr.constvars, consts):
+            env[var] = constant(var.aval, value)
+        env.update(zip(jaxpr.invars, ins))
         for eqn in jaxpr.eqns:
             name = eqn.primitive.name
             sub = eqn.params.get(_CALLS.get(name, ""), None)
             in_ids = [read(env, a) for a in eqn.invars]
             if sub is not None:
                 inner = sub.jaxpr if hasattr(sub, "jaxpr") else sub
-                inner_consts = getattr(sub, "consts", ())
                 if len(inner.invars) == len(in_ids):
-                    results = inline(inner, inner_consts, in_ids)
-                    for var, vid in zip(eqn.outvars, results):
-                        env[var] = new(var) if vid is None else vid
-                        if vid is None:
-                            prog.consts.append(env[var])
+                    results = inline(inner, getattr(sub, "consts", ()), in_ids)
+                    env.update(zip(eqn.outvars, results))
                     continue
-            outs = [new(v) for v in eqn.outvars]
+            outs = [new(v.aval) for v in eqn.outvars]
             env.update(zip(eqn.outvars, outs))
             prog.eqns.append(Eqn(eqn.primitive, dict(eqn.params), in_ids, outs))
         return [read(env, a) for a in jaxpr.outvars]
 
     jaxpr = closed.jaxpr
-    top_ins = [new(v) for v in jaxpr.invars]
+    top_ins = [new(v.aval) for v in jaxpr.invars]
     prog.leaves = top_ins[: len(leaves)]
     prog.inputs = top_ins[len(leaves) :]
-    outs = inline(jaxpr, closed.consts, top_ins)
-    prog.outputs = [o for o in outs if o is not None]
+    prog.outputs = inline(jaxpr, closed.consts, top_ins)
     return prog
+
+
+def evaluate(
+    prog: Program,
+    leaves: Sequence[Any],
+    args: Sequence[Any],
+    hook: Callable[[int, Any], Any] | None = None,
+) -> Any:
+    """Runs ``prog`` on new leaves and arguments (same shapes as traced); ``hook(k, value)``
+    may replace the inputs of equation ``k`` (its first input) before it runs."""
+    env: dict[int, Any] = dict(prog.values)
+    env.update(zip(prog.leaves, leaves))
+    env.update(zip(prog.inputs, jax.tree_util.tree_leaves(list(args))))
+    for k, eqn in enumerate(prog.eqns):
+        vals = [env[v] for v in eqn.ins]
+        if hook is not None:
+            vals = hook(k, vals)
+        out = eqn.primitive.bind(*vals, **eqn.params)
+        env.update(zip(eqn.outs, out if eqn.primitive.multiple_results else [out]))
+    return jax.tree_util.tree_unflatten(prog.out_tree, [env[v] for v in prog.outputs])

@@ -39,9 +39,7 @@ def related(
     name = eqn.primitive.name
     _, axis, o, i = node
     if name in ELEMENTWISE:
-        rank = len(shapes[node[0]])
-        vals = [v for v in list(eqn.ins) + eqn.outs if v is not None]
-        return [(v, axis, o, i) for v in vals if len(shapes[v]) == rank]
+        return _same_axis(eqn, shapes, node)
     rule = _RULES.get(name)
     if rule is None:
         return f"{name} (not known to preserve unit order)"
@@ -112,9 +110,16 @@ def _axiswise(eqn, shapes, node, side, pos, touched: Sequence[int]) -> Result:
     _, axis, o, i = node
     if axis in touched:
         return f"{eqn.primitive.name} along axis {axis}"
-    rank = len(shapes[node[0]])
-    vals = [v for v in list(eqn.ins) + eqn.outs if v is not None]
-    return [(v, axis, o, i) for v in vals if len(shapes[v]) == rank]
+    return _same_axis(eqn, shapes, node)
+
+
+def _same_axis(eqn: Eqn, shapes: dict[int, tuple[int, ...]], node: Node) -> list[Node]:
+    """The node's axis in every operand and result of the same rank and size there; a
+    scalar, or a size-1 axis broadcast against it, is constant along the units."""
+    v0, axis, o, i = node
+    rank, size = len(shapes[v0]), shapes[v0][axis]
+    vals = list(eqn.ins) + eqn.outs
+    return [(v, axis, o, i) for v in vals if len(shapes[v]) == rank and shapes[v][axis] == size]
 
 
 def _slice(eqn, shapes, node, side, pos):

@@ -72,18 +72,25 @@ def permutation_spec(
             "permutation_spec needs at least one example input (a batch) after the "
             "variables: permutation_spec(apply_fn, variables, x)."
         )
-    paths, leaves, treedef = _tree.leaves_with_paths(variables)
-    if not paths:
+    if not jax.tree_util.tree_leaves(variables):
         raise ValueError("permutation_spec: `variables` has no leaves.")
+    return analyse(apply_fn, variables, example_args)[0]
+
+
+def analyse(
+    apply_fn: Callable[..., Any], variables: PyTree, args: tuple[Any, ...]
+) -> tuple[PermutationSpec, Program, dict[Node, str], Callable[[Node], Node | None]]:
+    """The spec, the flat program, group name by union-find root, and the root of a node
+    (None for a node no permutation reaches): what the probes of `_probe` need."""
+    paths, leaves, treedef = _tree.leaves_with_paths(variables)
     prog = trace(
-        lambda ls, *args: apply_fn(jax.tree_util.tree_unflatten(treedef, ls), *args),
-        leaves,
-        example_args,
+        lambda ls, *a: apply_fn(jax.tree_util.tree_unflatten(treedef, ls), *a), leaves, args
     )
-    return _groups(prog, paths)
+    spec, found, names = _groups(prog, paths)
+    return spec, prog, names, lambda n: found.find(n) if n in found.parent else None
 
 
-def _groups(prog: Program, paths: list[str]) -> PermutationSpec:
+def _groups(prog: Program, paths: list[str]) -> tuple[PermutationSpec, _Propagation, dict]:
     found = _Propagation(prog)
     for vid in prog.leaves:
         if jnp.issubdtype(prog.dtypes[vid], jnp.inexact):
@@ -114,11 +121,11 @@ def _groups(prog: Program, paths: list[str]) -> PermutationSpec:
             continue
         size = prog.shapes[members[0][0]][members[0][1]] // (members[0][2] * members[0][3])
         first_use = min(found.first_use.get(n[0], len(prog.eqns)) for n in members)
-        groups.append((first_use, refs, size))
+        groups.append((first_use, refs, size, found.find(members[0])))
 
     # A leaf axis moved by two groups (or twice by one) would be permuted twice: drop them.
     counts: dict[tuple[str, int], list[int]] = {}
-    for k, (_, refs, _) in enumerate(groups):
+    for k, (_, refs, _, _) in enumerate(groups):
         for ref in refs:
             counts.setdefault((ref.path, ref.axis), []).append(k)
     clash = {k for ks in counts.values() if len(ks) > 1 for k in ks}
@@ -128,7 +135,8 @@ def _groups(prog: Program, paths: list[str]) -> PermutationSpec:
 
     named: dict[str, PermutationGroup] = {}
     shapes: dict[str, tuple[int, ...]] = {}
-    for _, refs, size in groups:
+    names: dict[Node, str] = {}
+    for _, refs, size, root in groups:
         for ref in refs:
             shapes[ref.path] = prog.shapes[prog.leaves[order[ref.path]]]
         name = _name(refs, shapes)
@@ -137,8 +145,9 @@ def _groups(prog: Program, paths: list[str]) -> PermutationSpec:
             k += 1
             name = f"{base}#{k}"
         named[name] = PermutationGroup(name, size, tuple(refs))
+        names[root] = name
     # A leaf axis that some group moves through a slot (a flatten) needs no note.
-    covered = {(r.path, r.axis) for _, refs, _ in groups for r in refs}
+    covered = {(r.path, r.axis) for _, refs, _, _ in groups for r in refs}
     left_out = [
         (refs, why) for refs, why in left_out if any((r.path, r.axis) not in covered for r in refs)
     ]
@@ -146,7 +155,7 @@ def _groups(prog: Program, paths: list[str]) -> PermutationSpec:
         f"{', '.join(map(str, refs[:3]))}{' ...' if len(refs) > 3 else ''}: {why}"
         for refs, why in left_out
     )
-    return PermutationSpec(named, shapes, notes)
+    return PermutationSpec(named, shapes, notes), found, names
 
 
 def _name(refs: list[AxisRef], shapes: dict[str, tuple[int, ...]]) -> str:
