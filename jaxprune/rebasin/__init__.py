@@ -5,6 +5,12 @@ The core layer: jax, numpy and scipy only (no Flax); it works on Flax Linen vari
 NNX ``State``, Equinox models and plain dicts. The spec is derived from the traced
 function, never written by hand.
 
+Matching finds the permutation that aligns a model ``b`` to a model ``a``
+(``permute(spec, perm, b)``): `weight_matching` (Git Re-Basin's coordinate descent on
+the weights), `activation_matching` (per-layer linear assignment of the activations'
+correlation) and `sinkhorn_matching` (soft permutations trained on the loss at the
+midpoint).
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> from jaxprune import rebasin
@@ -16,22 +22,29 @@ Example:
   {'w1': 16}
 """
 
+from jaxprune.rebasin._activations import activation_matching
 from jaxprune.rebasin._permute import (
     identity_permutation,
     invert_permutation,
     permute,
     random_permutation,
 )
+from jaxprune.rebasin._sinkhorn import sinkhorn_matching
 from jaxprune.rebasin._spec import AxisRef, PermutationGroup, PermutationSpec
 from jaxprune.rebasin._trace import permutation_spec
+from jaxprune.rebasin._weights import MatchingInfo, weight_matching
 
 __all__ = [
     "AxisRef",
+    "MatchingInfo",
     "PermutationGroup",
     "PermutationSpec",
+    "activation_matching",
     "identity_permutation",
     "invert_permutation",
     "permutation_spec",
     "permute",
     "random_permutation",
+    "sinkhorn_matching",
+    "weight_matching",
 ]
