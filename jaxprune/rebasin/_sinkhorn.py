@@ -57,7 +57,8 @@ def sinkhorn_matching(
       b: the variables to align, with the same structure as ``a``.
       loss_fn: ``loss_fn(variables, batch) -> scalar``, differentiable in the floating
         leaves of ``variables``.
-      batches: an iterable of batches, cycled as needed for ``steps``.
+      batches: an iterable of batches, cycled as needed for ``steps`` (the batches of
+        a one-shot iterator are kept to be cycled).
       key: draws the initial matrices (and the points of ``"random"``).
       steps: the optimisation steps.
       lr: AdamW's learning rate.
