@@ -64,6 +64,7 @@ def test_api_pages_cover_the_public_modules():
         "jaxprune.masks",
         "jaxprune.models",
         "jaxprune.plots",
+        "jaxprune.rebasin",
         "jaxprune.schedules",
         "jaxprune.scores",
         "jaxprune.select",

@@ -139,7 +139,10 @@ def _groups(prog: Program, paths: list[str]) -> tuple[PermutationSpec, _Propagat
     for _, refs, size, root in groups:
         for ref in refs:
             shapes[ref.path] = prog.shapes[prog.leaves[order[ref.path]]]
-        name = _name(refs, shapes)
+        used = {
+            r.path: found.first_use.get(prog.leaves[order[r.path]], len(prog.eqns)) for r in refs
+        }
+        name = _name(sorted(refs, key=lambda r: used[r.path]), shapes)
         base, k = name, 1
         while name in named:
             k += 1
@@ -159,7 +162,8 @@ def _groups(prog: Program, paths: list[str]) -> tuple[PermutationSpec, _Propagat
 
 
 def _name(refs: list[AxisRef], shapes: dict[str, tuple[int, ...]]) -> str:
-    """A readable name: the module whose kernel output axis the group is (first met)."""
+    """A readable name: the module whose kernel output axis the group is (``refs`` in the
+    order the function meets them: a residual stream is named after its first layer)."""
     for ref in refs:
         shape = shapes[ref.path]
         if len(shape) >= 2 and ref.axis == len(shape) - 1:
