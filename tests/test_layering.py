@@ -78,6 +78,7 @@ LAYERS = (
     ("scores", "distributions", "select", "schedules"),
     ("transforms",),
     ("init_pruning", "lottery", "analysis"),
+    ("rebasin",),
     ("jaxprune",),  # the flat public API
     ("models", "data"),
     ("plots",),

@@ -5,6 +5,14 @@ The core layer: jax, numpy and scipy only (no Flax); it works on Flax Linen vari
 NNX ``State``, Equinox models and plain dicts. The spec is derived from the traced
 function, never written by hand.
 
+Matching finds the permutation that aligns a model ``b`` to a model ``a``
+(``permute(spec, perm, b)``): `weight_matching` (Git Re-Basin's coordinate descent on
+the weights), `activation_matching` (per-layer linear assignment of the activations'
+correlation) and `sinkhorn_matching` (soft permutations trained on the loss at the
+midpoint). `unit_features` reads the hidden units' activations, and `unit_stats`,
+`repair` and `apply_repaired` give an interpolated network back the statistics of its
+endpoints (REPAIR), all from the same trace.
+
 Example:
   >>> import jax, jax.numpy as jnp
   >>> from jaxprune import rebasin
@@ -16,6 +24,7 @@ Example:
   {'w1': 16}
 """
 
+from jaxprune.rebasin._activations import activation_matching
 from jaxprune.rebasin._permute import (
     identity_permutation,
     invert_permutation,
@@ -23,14 +32,18 @@ from jaxprune.rebasin._permute import (
     random_permutation,
 )
 from jaxprune.rebasin._probe import UnitStats, apply_repaired, repair, unit_features, unit_stats
+from jaxprune.rebasin._sinkhorn import sinkhorn_matching
 from jaxprune.rebasin._spec import AxisRef, PermutationGroup, PermutationSpec
 from jaxprune.rebasin._trace import permutation_spec
+from jaxprune.rebasin._weights import MatchingInfo, weight_matching
 
 __all__ = [
     "AxisRef",
+    "MatchingInfo",
     "PermutationGroup",
     "PermutationSpec",
     "UnitStats",
+    "activation_matching",
     "apply_repaired",
     "identity_permutation",
     "invert_permutation",
@@ -38,6 +51,8 @@ __all__ = [
     "permute",
     "random_permutation",
     "repair",
+    "sinkhorn_matching",
     "unit_features",
     "unit_stats",
+    "weight_matching",
 ]

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxprune import _tree
-from jaxprune.rebasin._spec import PermutationSpec, check_perm, take
+from jaxprune.rebasin._spec import PermutationSpec, check_perm, spec_leaf, take
 from jaxprune.typing import PyTree
 
 __all__ = ["identity_permutation", "invert_permutation", "permute", "random_permutation"]
@@ -94,7 +94,7 @@ def permute(spec: PermutationSpec, perm: Mapping[str, jax.Array], tree: PyTree) 
     paths, leaves, treedef = _tree.leaves_with_paths(tree)
     out, moved = [], 0
     for path, leaf in zip(paths, leaves):
-        key = _spec_path(path, leaf, spec)
+        key = spec_leaf(path, leaf, spec)
         if key is None:
             out.append(leaf)
             continue
@@ -109,21 +109,3 @@ def permute(spec: PermutationSpec, perm: Mapping[str, jax.Array], tree: PyTree) 
             f"variables the spec was traced from, or a tree holding some of them."
         )
     return jax.tree_util.tree_unflatten(treedef, out)
-
-
-def _spec_path(path: str, leaf: object, spec: PermutationSpec) -> str | None:
-    """The spec leaf that ``leaf`` (at ``path``) is, or None to leave it as it is."""
-    shape = tuple(getattr(leaf, "shape", ()))
-    if path in spec.shapes:
-        if shape == spec.shapes[path]:
-            return path
-        if shape == ():  # a mask's stand-in, or a scalar in its place
-            return None
-        raise ValueError(
-            f"permute: the leaf at {path!r} has shape {shape}; the spec moves it as "
-            f"{spec.shapes[path]}. Pass a tree built from the same model."
-        )
-    for key, spec_shape in spec.shapes.items():
-        if path.endswith("/" + key) and shape == spec_shape:
-            return key
-    return None

@@ -188,12 +188,6 @@ def repair(
       [1.0, 1.0, 1.0, 1.0]
     """
     stats, names = _pooled(apply_fn, variables, batches, target=target)
-    missing = [n for n in names if n not in target.mean or n not in target.std]
-    if missing:
-        raise ValueError(
-            f"repair: the target has no statistics for the sites {missing} (it has "
-            f"{sorted(target.mean)}). Measure it with unit_stats on the same function."
-        )
     scale = {n: target.std[n] / (stats.std[n] + 1e-5) for n in names}
     shift = {n: target.mean[n] - stats.mean[n] * scale[n] for n in names}
     return UnitStats(shift, scale)
@@ -256,6 +250,14 @@ def _stats_step(apply_fn, variables, args, target):
     """A jitted pass over one batch returning each site's (sum, sum of squares, count)."""
     _, prog, sites = _sites(apply_fn, variables, args)
     names = [s.name for s in sites]
+    missing = [
+        n for n in names if target is not None and (n not in target.mean or n not in target.std)
+    ]
+    if missing:
+        raise ValueError(
+            f"repair: the target has no statistics for the sites {missing} (it has "
+            f"{sorted(target.mean)}). Measure it with unit_stats on the same function."
+        )
 
     @jax.jit
     def step(variables, args, target):

@@ -142,3 +142,21 @@ def check_perm(spec: PermutationSpec, perm: Mapping[str, Any]) -> dict[str, jax.
             )
         out[name] = jnp.asarray(p, jnp.int32)
     return out
+
+
+def spec_leaf(path: str, leaf: object, spec: PermutationSpec) -> str | None:
+    """The spec leaf that ``leaf`` (at ``path``) is, or None to leave it as it is."""
+    shape = tuple(getattr(leaf, "shape", ()))
+    if path in spec.shapes:
+        if shape == spec.shapes[path]:
+            return path
+        if shape == ():  # a mask's stand-in, or a scalar in its place
+            return None
+        raise ValueError(
+            f"the leaf at {path!r} has shape {shape}; the spec moves it as "
+            f"{spec.shapes[path]}. Pass a tree built from the same model."
+        )
+    for key, spec_shape in spec.shapes.items():
+        if path.endswith("/" + key) and shape == spec_shape:
+            return key
+    return None
