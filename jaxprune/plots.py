@@ -18,6 +18,7 @@ __all__ = [
     "plot_imp",
     "plot_instability",
     "plot_paths",
+    "plot_rebasin",
 ]
 
 
@@ -323,4 +324,77 @@ def plot_dead_units(
         ax.grid(True, which="major", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{title} ({split} examples)")
+    return _save(plt, fig, path)
+
+
+def plot_rebasin(
+    results: Mapping[str, Any],
+    path: str | os.PathLike,
+    *,
+    split: str = "test",
+    width: int | None = None,
+    title: str = "",
+) -> str:
+    """Draws the loss and error along the path of each re-basin method, without and with
+    REPAIR: the mean over pairs, the band the min-max range.
+
+    Args:
+      results: the study's ``results.json`` (``alphas``, ``widths``, ``repair_kind`` and
+        ``rows`` with ``width``, ``method``, ``repair`` and per split the ``loss`` and
+        ``error`` curves).
+      path: where to write the PNG.
+      split: the split whose curves are drawn (``"test"`` or ``"train"``).
+      width: the width multiplier drawn (default: the largest of the results).
+      title: the figure title (default: from the results).
+
+    Returns:
+      ``path`` as a string.
+
+    Example:
+      >>> import tempfile, os
+      >>> row = lambda m, r: {"width": 1, "method": m, "repair": r,
+      ...                     "test": {"loss": [0.1, 0.9, 0.1], "error": [0.1, 0.5, 0.1]}}
+      >>> results = {"alphas": [0.0, 0.5, 1.0], "widths": [1], "repair_kind": "repair",
+      ...            "rows": [row(m, r) for m in ("naive", "weight") for r in (False, True)]}
+      >>> out = plot_rebasin(results, os.path.join(tempfile.mkdtemp(), "rebasin.png"))
+      >>> os.path.getsize(out) > 0
+      True
+    """
+    width = max(results["widths"]) if width is None else width
+    rows = [r for r in results["rows"] if r["width"] == width]
+    if not rows:
+        raise ValueError(
+            f"width must be one the results hold; got {width}, the results hold "
+            f"{results['widths']} (plot_rebasin)."
+        )
+    fix = "statistics reset" if results.get("repair_kind") == "reset" else "REPAIR"
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), dpi=120, sharex=True)
+    alphas = np.asarray(results["alphas"], np.float64)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for col, repair in enumerate((False, True)):
+        for row, (metric, scale, label) in enumerate(
+            (("error", 100.0, f"{split} error (%)"), ("loss", 1.0, f"{split} loss"))
+        ):
+            ax = axes[row][col]
+            for i, method in enumerate(methods):
+                curves = scale * np.asarray(
+                    [
+                        r[split][metric]
+                        for r in rows
+                        if r["method"] == method and r["repair"] == repair
+                    ],
+                    np.float64,
+                )
+                if not len(curves):
+                    continue
+                ax.plot(alphas, curves.mean(0), color=f"C{i}", lw=1.5, label=method)
+                ax.fill_between(alphas, curves.min(0), curves.max(0), color=f"C{i}", alpha=0.15)
+            ax.set_title(f"{'with' if repair else 'without'} {fix}")
+            ax.set_ylabel(label)
+            ax.grid(True, alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("interpolation alpha (a to aligned b)")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title or f"{results.get('title', 'Re-basin')}, width x{width}")
     return _save(plt, fig, path)

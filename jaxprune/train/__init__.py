@@ -14,6 +14,7 @@ from jaxprune.train.maskio import load_mask, save_mask
 from jaxprune.train.optim import constant, cosine, linear_warmup, lr_schedule, optimizer, step_decay
 from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
 from jaxprune.train.paths import PathResult, evaluate_path, reestimate_batch_stats
+from jaxprune.train.rebasin import align_state, evaluate_aligned_path, state_apply, state_spec
 from jaxprune.train.rundir import RunDir, read_metrics
 from jaxprune.train.sharding import make_mesh, place_state, replicated, shard_batch, state_sharding
 from jaxprune.train.state import (
@@ -45,6 +46,7 @@ __all__ = [
     "PathResult",
     "RunDir",
     "TrainState",
+    "align_state",
     "apply_model",
     "constant",
     "cosine",
@@ -53,6 +55,7 @@ __all__ = [
     "ensemble_axes",
     "eval_step",
     "evaluate",
+    "evaluate_aligned_path",
     "evaluate_path",
     "fit",
     "imp_tickets",
@@ -73,7 +76,9 @@ __all__ = [
     "save_mask",
     "shard_batch",
     "stack_states",
+    "state_apply",
     "state_sharding",
+    "state_spec",
     "step_decay",
     "to_model",
     "train_children",
