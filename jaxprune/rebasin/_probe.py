@@ -8,6 +8,7 @@ compares. Nothing about the model is declared by hand.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
@@ -223,41 +224,52 @@ def _pooled(apply_fn, variables, batches, target: UnitStats | None) -> tuple[Uni
     """Site statistics pooled over the batches (sum, sum of squares, count); with a
     ``target``, each batch is first normalised to it site by site (REPAIR's pass)."""
     sums: dict[str, Any] = {}
-    count = 0
     names: list[str] = []
-    step_cache: dict[Any, Callable] = {}
     for batch in batches:
         args = _args(batch)
-        key = tuple((np.shape(a), str(jnp.result_type(a))) for a in jax.tree_util.tree_leaves(args))
-        if key not in step_cache:
-            step_cache[key] = _stats_step(apply_fn, variables, args, target)
-        moments, names = step_cache[key](variables, args, target)
-        n = next(iter(moments.values()))[2] if moments else 0
-        for name, (s1, s2, _) in moments.items():
-            a1, a2 = sums.get(name, (0.0, 0.0))
-            sums[name] = (a1 + s1, a2 + s2)
-        count += n
-    if not count:
+        step, names = _stats_step(apply_fn, variables, args, target is not None)
+        missing = [
+            n for n in names if target is not None and not (n in target.mean and n in target.std)
+        ]
+        if missing:
+            raise ValueError(
+                f"repair: the target has no statistics for the sites {missing} (it has "
+                f"{sorted(target.mean)}). Measure it with unit_stats on the same function."
+            )
+        moments = step(variables, args, target)
+        for name, (s1, s2, n) in moments.items():  # per site: sites differ in positions
+            a1, a2, c = sums.get(name, (0.0, 0.0, 0))
+            sums[name] = (a1 + s1, a2 + s2, c + int(n))
+    if not sums:
         raise ValueError(
             "unit_stats/repair: no batches, or no ReLU site on a hidden-unit permutation."
         )
-    mean = {k: s1 / count for k, (s1, _) in sums.items()}
-    std = {k: jnp.sqrt(jnp.maximum(s2 / count - mean[k] ** 2, 0.0)) for k, (_, s2) in sums.items()}
+    mean = {k: s1 / c for k, (s1, _, c) in sums.items()}
+    std = {k: jnp.sqrt(jnp.maximum(s2 / c - mean[k] ** 2, 0.0)) for k, (_, s2, c) in sums.items()}
     return UnitStats(mean, std), names
 
 
-def _stats_step(apply_fn, variables, args, target):
-    """A jitted pass over one batch returning each site's (sum, sum of squares, count)."""
+# Compiled passes, per function (weakly: they go with it) and per shapes of their inputs,
+# so the points of a path, or the batches of a pass, trace and compile once.
+_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _stats_step(apply_fn, variables, args, normalise: bool) -> tuple[Callable, list[str]]:
+    """A jitted pass over one batch returning each site's (sum, sum of squares, count),
+    and the site names."""
+    shapes = jax.tree_util.tree_map(lambda x: (np.shape(x), jnp.result_type(x)), (variables, args))
+    key = (
+        jax.tree_util.tree_structure((variables, args)),
+        str(jax.tree_util.tree_leaves(shapes)),
+        normalise,
+    )
+    try:
+        cache = _STEPS.setdefault(apply_fn, {})
+    except TypeError:  # not weakly referenceable: no cache
+        cache = {}
+    if key in cache:
+        return cache[key]
     _, prog, sites = _sites(apply_fn, variables, args)
-    names = [s.name for s in sites]
-    missing = [
-        n for n in names if target is not None and (n not in target.mean or n not in target.std)
-    ]
-    if missing:
-        raise ValueError(
-            f"repair: the target has no statistics for the sites {missing} (it has "
-            f"{sorted(target.mean)}). Measure it with unit_stats on the same function."
-        )
 
     @jax.jit
     def step(variables, args, target):
@@ -272,13 +284,10 @@ def _stats_step(apply_fn, variables, args, target):
             return (pre - mu) / (sd + 1e-5) * target.std[site.name] + target.mean[site.name]
 
         _run(prog, sites, variables, args, at_site)
-        return {k: (s1, s2, n) for k, (s1, s2, n) in moments.items()}
+        return moments
 
-    def run(variables, args, target):
-        out = step(variables, args, target)
-        return {k: (s1, s2, int(n)) for k, (s1, s2, n) in out.items()}, names
-
-    return run
+    cache[key] = (step, [s.name for s in sites])
+    return cache[key]
 
 
 def _check_same(spec: PermutationSpec, traced: PermutationSpec) -> None:

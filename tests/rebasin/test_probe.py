@@ -145,3 +145,27 @@ def test_probe_errors():
         rebasin.repair(f, a, rebasin.UnitStats({}, {}), [data])
     with pytest.raises(ValueError, match="no batches"):
         rebasin.unit_stats(f, a, [])
+
+
+def test_unit_stats_count_each_site_at_its_own_positions():
+    """Sites at different resolutions (a conv stage, then a pooled dense layer) pool over
+    their own number of positions."""
+    k = jax.random.split(jax.random.key(0), 3)
+    v = {
+        "w1": jax.random.normal(k[0], (3, 6)),
+        "w2": jax.random.normal(k[1], (6, 5)),
+        "w3": jax.random.normal(k[2], (5, 2)),
+    }
+
+    def f(v, x):  # x: (batch, positions, 3)
+        h = jax.nn.relu(x @ v["w1"]).mean(axis=1)
+        return jax.nn.relu(h @ v["w2"]) @ v["w3"]
+
+    x = jax.random.normal(jax.random.key(1), (8, 4, 3))
+    stats = rebasin.unit_stats(f, v, [x[:5], x[5:]])
+    pre1 = (x @ v["w1"]).reshape(-1, 6)
+    pre2 = jax.nn.relu(x @ v["w1"]).mean(axis=1) @ v["w2"]
+    np.testing.assert_allclose(stats.mean["0:w1"], pre1.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats.std["0:w1"], pre1.std(0), rtol=1e-4)
+    np.testing.assert_allclose(stats.mean["1:w2"], pre2.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats.std["1:w2"], pre2.std(0), rtol=1e-4)
