@@ -139,10 +139,13 @@ def sinkhorn_matching(
 
 def _sinkhorn(logits: jax.Array, iterations: int) -> jax.Array:
     """A doubly stochastic matrix from ``logits`` by alternate log-space normalisation."""
-    for _ in range(iterations):
-        logits = logits - jax.nn.logsumexp(logits, axis=1, keepdims=True)
-        logits = logits - jax.nn.logsumexp(logits, axis=0, keepdims=True)
-    return jnp.exp(logits)
+
+    def normalise(_: int, z: jax.Array) -> jax.Array:
+        z = z - jax.nn.logsumexp(z, axis=1, keepdims=True)
+        return z - jax.nn.logsumexp(z, axis=0, keepdims=True)
+
+    # a loop, not unrolled: the compiled program stays small whatever `iterations` is
+    return jnp.exp(jax.lax.fori_loop(0, iterations, normalise, logits))
 
 
 def _moves(spec: PermutationSpec, a: PyTree, b: PyTree) -> dict[int, list[tuple[str, AxisRef]]]:
