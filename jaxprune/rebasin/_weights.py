@@ -105,9 +105,11 @@ def weight_matching(
     rng = np.random.default_rng(_seed(key))
 
     sweeps, progress = 0, True
+    best = _objective(spec, leaves, perm)
     while progress and sweeps < max_iter:
         sweeps += 1
         progress = False
+        before = dict(perm)
         for k in rng.permutation(len(names)):
             name = names[k]
             n = spec.groups[name].size
@@ -122,10 +124,19 @@ def weight_matching(
             old, new = cost[rows, perm[name]].sum(), cost[rows, cols].sum()
             progress = progress or new > old + 1e-12
             perm[name] = cols
+        # A permutation moving two axes of one leaf (P W P^T in a residual stream) makes
+        # the objective quadratic in it: an assignment that improves its linearisation
+        # may not improve the objective, and the sweeps could cycle. Stop unless the
+        # objective itself rose; never end worse than the sweep before.
+        now = _objective(spec, leaves, perm)
+        if now < best:
+            perm = before
+        progress = progress and now > best + 1e-12
+        best = max(best, now)
     out = {name: jnp.asarray(p, jnp.int32) for name, p in perm.items()}
     if not return_info:
         return out
-    return out, MatchingInfo(sweeps, _objective(spec, leaves, perm))
+    return out, MatchingInfo(sweeps, best)
 
 
 def _seed(key: jax.Array | None) -> np.ndarray:
