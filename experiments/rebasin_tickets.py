@@ -81,17 +81,16 @@ def imp_config(config: ConfigDict) -> ConfigDict:
 
 
 def spec_of(state: train.TrainState, example: Any) -> rebasin.PermutationSpec:
-    """The hidden-unit permutations of the model of `state` (a stack: its first member),
+    """The hidden-unit permutations of the model of `state` (one network, not a stack),
     traced on its parameters with an example input of shape ``(1, ...)``.
 
     Example:
-      >>> spec = spec_of(template, test.x[:1])  # doctest: +SKIP
+      >>> spec = spec_of(train.member(template, 0), test.x[:1])  # doctest: +SKIP
       >>> spec.sizes  # the MNIST-1D MLP: one residual stream  # doctest: +SKIP
-      {'hidden/0/kernel': 100}
+      {'hidden/0': 100}
     """
-    one = train.member(state, 0)
     return rebasin.permutation_spec(
-        lambda p, x: train.apply_model(one, x, params=p)[0], one.params, jnp.asarray(example)
+        lambda p, x: train.apply_model(state, x, params=p)[0], state.params, jnp.asarray(example)
     )
 
 
@@ -161,7 +160,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
             f"config.model={config.model!r} holds batch statistics; the study permutes and "
             "interpolates parameters only. Pick a model without batch norm (e.g. mnist1d_mlp)."
         )
-    spec = spec_of(template, test_ds.x[:1])
+    spec = spec_of(train.member(template, 0), test_ds.x[:1])
     rounds = [(0, 1.0, imp_results["dense"]["accuracy"])] + [
         (r["round"], r["remaining"], r["accuracy"]["ticket"]) for r in imp_results["rounds"]
     ]
@@ -392,7 +391,12 @@ def table(results: Mapping[str, Any]) -> str:
     rows = [[name(s), *[_effect(s["effects"][e]) for e in effects]] for s in summaries[1:]]
     lines += _markdown(["remaining (round)", *effects], rows)
     dense = summaries[0]["barrier"]["error"]["linear"]
+    sweeps_run = [p["matching"]["sweeps"] for r in rounds for p in r["pairs"]]
+    max_iter = results["config"]["max_iter"]
     lines += [
+        "",
+        f"Weight matching stopped at a fixed point in {sum(s < max_iter for s in sweeps_run)} "
+        f"of {len(sweeps_run)} matchings (the others ran all {max_iter} sweeps).",
         "",
         f"Dense reference (round 0), error barrier (linear): none {_cell(dense['none'])}, "
         f"aligned {_cell(dense['ticket'])} points. Test accuracy of the endpoints (%): "
