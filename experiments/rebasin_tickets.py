@@ -173,7 +173,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
             {"round": r, "remaining": remaining, "accuracy": accuracy, "pairs": pair_records}
         )
         if progress:
-            print(_line(records[-1]), flush=True)
+            print(_line(summary(records[-1], records[0])), flush=True)
     results = {
         "title": f"Aligned lottery tickets: {config.model} on {config.dataset}",
         "seeds": list(config.seeds),
@@ -182,7 +182,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         "alphas": records[0]["pairs"][0]["barrier"]["none"]["alphas"],
         "spec": {name: size for name, size in spec.sizes.items()},
         "rounds": records,
-        "summary": [summary(r) for r in records],
+        "summary": [summary(r, records[0]) for r in records],
         "config": config.to_dict(),
         "machine": sweeps.machine(),
         "invocation_wall_s": time.perf_counter() - start,  # this call only (not a resumed part)
@@ -271,42 +271,45 @@ def _stats(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "n": len(v), "settled": len(v) > 1 and abs(mean) > std}
 
 
-def summary(record: Mapping[str, Any]) -> dict[str, Any]:
+def summary(record: Mapping[str, Any], dense: Mapping[str, Any]) -> dict[str, Any]:
     """One round's numbers over its pairs (`_stats`): overlaps, midpoint densities,
-    barriers, and the paired effects (alignment's gains, the aligned gap to random, the
-    aligned barrier's reduction)."""
+    barriers, and paired effects: alignment's overlap gains, the aligned overlap over
+    random, the drop of the error barrier by alignment, and the aligned error barrier
+    over the same pair's dense one (`dense`: round 0's record)."""
     pairs = record["pairs"]
-    of = lambda f: _stats([f(p) for p in pairs])  # noqa: E731
+    of = lambda f: _stats([f(p, d) for p, d in zip(pairs, dense["pairs"])])  # noqa: E731
     iou = lambda p, a: p["overlap"][a]["iou"]  # noqa: E731
     bar = lambda p, m, ref, a: p["barrier"][a][f"{m}_barrier"][ref]  # noqa: E731
-    out: dict[str, Any] = {
+    effects = {
+        f"iou gain ({a} alignment)": of(lambda p, _, a=a: iou(p, a) - iou(p, "none"))
+        for a in ("dense", "ticket")
+    }
+    effects["iou over random (ticket alignment)"] = of(
+        lambda p, _: iou(p, "ticket") - p["overlap"]["none"]["random_iou"]
+    )
+    effects["error barrier drop (ticket alignment)"] = of(
+        lambda p, _: bar(p, "error", "linear", "none") - bar(p, "error", "linear", "ticket")
+    )
+    effects["error barrier over dense (ticket alignment)"] = of(
+        lambda p, d: bar(p, "error", "linear", "ticket") - bar(d, "error", "linear", "ticket")
+    )
+    return {
         "round": record["round"],
         "remaining": record["remaining"],
-        "iou": {a: of(lambda p, a=a: iou(p, a)) for a in ALIGNMENTS},
-        "random_iou": of(lambda p: p["overlap"]["none"]["random_iou"]),
+        "iou": {a: of(lambda p, _, a=a: iou(p, a)) for a in ALIGNMENTS},
+        "random_iou": of(lambda p, _: p["overlap"]["none"]["random_iou"]),
         "midpoint_density": {
-            a: of(lambda p, a=a: p["overlap"][a]["midpoint_density"]) for a in ALIGNMENTS
+            a: of(lambda p, _, a=a: p["overlap"][a]["midpoint_density"]) for a in ALIGNMENTS
         },
         "barrier": {
             m: {
-                ref: {a: of(lambda p, m=m, ref=ref, a=a: bar(p, m, ref, a)) for a in ALIGNMENTS}
-                for ref in REFERENCES
+                r: {a: of(lambda p, _, m=m, r=r, a=a: bar(p, m, r, a)) for a in ALIGNMENTS}
+                for r in REFERENCES
             }
             for m in ("error", "loss")
         },
-        "effects": {
-            f"iou gain ({a} alignment)": of(lambda p, a=a: iou(p, a) - iou(p, "none"))
-            for a in ("dense", "ticket")
-        },
+        "effects": effects,
     }
-    out["effects"]["iou over random (ticket alignment)"] = of(
-        lambda p: iou(p, "ticket") - p["overlap"]["none"]["random_iou"]
-    )
-    for ref in REFERENCES:
-        out["effects"][f"error barrier drop ({ref}, ticket alignment)"] = of(
-            lambda p, ref=ref: bar(p, "error", ref, "none") - bar(p, "error", ref, "ticket")
-        )
-    return out
 
 
 def _cell(stat: Mapping[str, Any], scale: float = 100.0, digits: int = 2) -> str:
@@ -317,13 +320,12 @@ def _effect(stat: Mapping[str, Any], scale: float = 100.0) -> str:
     return _cell(stat, scale) + ("" if stat["settled"] else " (not settled)")
 
 
-def _line(record: Mapping[str, Any]) -> str:
-    s = summary(record)
+def _line(s: Mapping[str, Any]) -> str:
+    """A round's progress line, from its `summary`."""
+    cells = lambda d: ", ".join(f"{a} {_cell(d[a])}" for a in ALIGNMENTS)  # noqa: E731
     return (
-        f"round {record['round']} ({100 * record['remaining']:.1f}% left): IoU "
-        + ", ".join(f"{a} {_cell(s['iou'][a])}" for a in ALIGNMENTS)
-        + f", random {_cell(s['random_iou'])}; error barrier (linear) "
-        + ", ".join(f"{a} {_cell(s['barrier']['error']['linear'][a])}" for a in ALIGNMENTS)
+        f"round {s['round']} ({100 * s['remaining']:.1f}% left): IoU {cells(s['iou'])}, random "
+        f"{_cell(s['random_iou'])}; error barrier {cells(s['barrier']['error']['linear'])}"
     )
 
 
@@ -373,21 +375,29 @@ def table(results: Mapping[str, Any]) -> str:
         lines += _markdown(head, rows)
     layers = list(rounds[-1]["pairs"][0]["overlap"]["none"]["per_layer"])
     lines += ["", "## IoU per layer (%): none / ticket alignment / random", ""]
-    rows = []
-    for r in rounds[1:]:
-        cells = []
-        for layer in layers:
-            per = lambda a, key: _stats(  # noqa: E731
-                [p["overlap"][a]["per_layer"][layer][key] for p in r["pairs"]]
-            )
-            cells.append(
-                f"{100 * per('none', 'iou')['mean']:.1f} / {100 * per('ticket', 'iou')['mean']:.1f}"
-                f" / {100 * per('none', 'random_iou')['mean']:.1f}"
-            )
-        rows.append([f"{100 * r['remaining']:.1f}% ({r['round']})", *cells])
+    mean = lambda r, a, layer, key: (
+        100
+        * np.mean(  # noqa: E731
+            [p["overlap"][a]["per_layer"][layer][key] for p in r["pairs"]]
+        )
+    )
+    rows = [
+        [name(r)]
+        + [
+            f"{mean(r, 'none', l, 'iou'):.1f} / {mean(r, 'ticket', l, 'iou'):.1f} / "
+            f"{mean(r, 'none', l, 'random_iou'):.1f}"
+            for l in layers
+        ]
+        for r in rounds[1:]
+    ]
     lines += _markdown(["remaining (round)", *layers], rows)
     effects = list(summaries[-1]["effects"])
-    lines += ["", "## Paired effects (points; not settled: the sample std covers the mean)", ""]
+    lines += [
+        "",
+        "## Paired effects (points; error barriers linear; not settled: the sample std over "
+        "pairs covers the mean)",
+        "",
+    ]
     rows = [[name(s), *[_effect(s["effects"][e]) for e in effects]] for s in summaries[1:]]
     lines += _markdown(["remaining (round)", *effects], rows)
     dense = summaries[0]["barrier"]["error"]["linear"]
