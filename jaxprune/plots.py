@@ -19,6 +19,7 @@ __all__ = [
     "plot_instability",
     "plot_paths",
     "plot_rebasin",
+    "plot_ticket_alignment",
 ]
 
 
@@ -398,3 +399,86 @@ def plot_rebasin(
     axes[0][0].legend(fontsize=7)
     fig.suptitle(title or f"{results.get('title', 'Re-basin')}, width x{width}")
     return _save(plt, fig, path)
+
+
+def plot_ticket_alignment(
+    results: Mapping[str, Any],
+    path: str | os.PathLike,
+    *,
+    reference: str = "linear",
+    title: str = "Lottery tickets of two seeds, aligned by weight matching",
+) -> str:
+    """Draws the results of ``experiments/rebasin_tickets.py`` against % of weights
+    remaining (log x axis, sparser to the right): the total mask overlap (IoU) of each
+    pair before and after each alignment, with two random masks' expectation; the test
+    error and loss barriers between the pair's trained networks per alignment, the dense
+    pair's (round 0) as horizontal lines. Lines are means over the pairs, bands min-max.
+
+    Args:
+      results: the study's ``results.json``, loaded: ``alignments``; ``rounds`` (round 0
+        the dense pair) with ``remaining`` and ``pairs``, each with ``overlap[a]["iou"]``
+        and ``["random_iou"]`` and ``barrier[a]["error_barrier"][reference]`` (and
+        ``"loss_barrier"``) per alignment ``a``.
+      path: where to write the PNG.
+      reference: the barrier reference, ``"linear"`` or ``"mean"``.
+      title: the figure title.
+
+    Returns:
+      ``path`` as a string.
+
+    Example:
+      >>> import tempfile, os
+      >>> pair = lambda iou, b: {"overlap": {"none": {"iou": iou, "random_iou": 0.2}},
+      ...     "barrier": {"none": {"error_barrier": {"linear": b}, "loss_barrier": {"linear": b}}}}
+      >>> results = {"alignments": ["none"], "rounds": [
+      ...     {"remaining": 1.0, "pairs": [pair(1.0, 0.1), pair(1.0, 0.12)]},
+      ...     {"remaining": 0.5, "pairs": [pair(0.4, 0.05), pair(0.45, 0.06)]}]}
+      >>> out = plot_ticket_alignment(results, os.path.join(tempfile.mkdtemp(), "a.png"))
+      >>> os.path.getsize(out) > 0
+      True
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), dpi=120)
+    dense, rounds = results["rounds"][0], results["rounds"][1:]
+    x = 100 * np.asarray([r["remaining"] for r in rounds], np.float64)
+    per_pair = lambda rs, f: np.asarray([[f(p) for p in r["pairs"]] for r in rs], np.float64)
+    draw = lambda ax, v, **style: _mean_and_band(ax, x, v, **style)
+    random = per_pair(rounds, lambda p: p["overlap"]["none"]["random_iou"])
+    draw(axes[0], 100 * random, label="random masks", color="black", ls=":")
+    for j, a in enumerate(results["alignments"]):
+        color = f"C{j}"
+        draw(
+            axes[0], 100 * per_pair(rounds, lambda p: p["overlap"][a]["iou"]), label=a, color=color
+        )
+        for ax, metric, scale in ((axes[1], "error", 100.0), (axes[2], "loss", 1.0)):
+            value = lambda p: scale * p["barrier"][a][f"{metric}_barrier"][reference]
+            draw(ax, per_pair(rounds, value), label=a, color=color)
+            ax.axhline(np.mean([value(p) for p in dense["pairs"]]), color=color, lw=1, ls="--")
+    axes[0].set_ylabel("mask overlap (total IoU, %)")
+    axes[1].set_ylabel(f"test error barrier ({reference}, points)")
+    axes[2].set_ylabel(f"test loss barrier ({reference})")
+    for ax in axes:
+        _log_remaining_axis(ax, x)
+    axes[0].legend(fontsize=8, title="alignment of b")
+    axes[1].legend(fontsize=8, title="dashed: dense pair")
+    fig.suptitle(title)
+    return _save(plt, fig, path)
+
+
+def _mean_and_band(ax: Any, x: np.ndarray, values: np.ndarray, **style: Any) -> None:
+    """The mean over the last axis of `values` as a line, its min-max range as a band."""
+    (line,) = ax.plot(x, values.mean(axis=1), marker="o", ms=3, lw=1.5, **style)
+    ax.fill_between(x, values.min(axis=1), values.max(axis=1), color=line.get_color(), alpha=0.15)
+
+
+def _log_remaining_axis(ax: Any, x: np.ndarray) -> None:
+    """A log x axis of % of weights remaining, sparser to the right, ticked in round numbers."""
+    import matplotlib.ticker
+
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ticks = [t for t in (100, 50, 20, 10, 5, 2, 1, 0.5) if x.min() * 0.8 <= t <= x.max() * 1.2]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("% of weights remaining (log scale)")
+    ax.grid(True, which="major", alpha=0.3)
