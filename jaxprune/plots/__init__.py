@@ -1,0 +1,20 @@
+"""Plots of results, as the papers draw them (PNG files): accuracy against sparsity,
+instability and paths between networks, dead units, permutation alignment.
+
+An optional module: it needs matplotlib (the ``engine`` extra), imported only when a
+plot is drawn, and ``import jaxprune`` does not import it.
+"""
+
+from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
+from jaxprune.plots._connectivity import plot_instability, plot_paths
+from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
+
+__all__ = [
+    "plot_accuracy_vs_remaining",
+    "plot_dead_units",
+    "plot_imp",
+    "plot_instability",
+    "plot_paths",
+    "plot_rebasin",
+    "plot_ticket_alignment",
+]
