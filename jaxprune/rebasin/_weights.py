@@ -15,6 +15,9 @@ from jaxprune.typing import PyTree
 
 __all__ = ["MatchingInfo", "weight_matching"]
 
+# Sweeps without a better objective before weight matching gives up (see the loop).
+_PATIENCE = 10
+
 
 class MatchingInfo(NamedTuple):
     """How `weight_matching` ended: the sweeps it ran and the objective it reached.
@@ -104,12 +107,11 @@ def weight_matching(
     names = [n for n in spec.groups if slots[n]]
     rng = np.random.default_rng(_seed(key))
 
-    sweeps, progress = 0, True
-    best = _objective(spec, leaves, perm)
-    while progress and sweeps < max_iter:
+    sweeps, progress, stale = 0, True, 0
+    best, best_perm = _objective(spec, leaves, perm), dict(perm)
+    while progress and sweeps < max_iter and stale < _PATIENCE:
         sweeps += 1
         progress = False
-        before = dict(perm)
         for k in rng.permutation(len(names)):
             name = names[k]
             n = spec.groups[name].size
@@ -126,13 +128,16 @@ def weight_matching(
             perm[name] = cols
         # A permutation moving two axes of one leaf (P W P^T in a residual stream) makes
         # the objective quadratic in it: an assignment that improves its linearisation
-        # may not improve the objective, and the sweeps could cycle. Stop unless the
-        # objective itself rose; never end worse than the sweep before.
+        # need not improve the objective, and the sweeps can wander without settling.
+        # Keep the best permutation seen; stop after _PATIENCE sweeps that do not beat it.
+        # (Without such a group the objective rises with every improving sweep, and this
+        # is Git Re-Basin's algorithm exactly.)
         now = _objective(spec, leaves, perm)
-        if now < best:
-            perm = before
-        progress = progress and now > best + 1e-12
-        best = max(best, now)
+        if now > best + 1e-12:
+            best, best_perm, stale = now, dict(perm), 0
+        else:
+            stale += 1
+    perm = best_perm
     out = {name: jnp.asarray(p, jnp.int32) for name, p in perm.items()}
     if not return_info:
         return out
