@@ -184,7 +184,7 @@ def to_nm(kernel: jax.Array, mask: jax.Array, n: int, m: int) -> NMKernel:
       m: group length; ``in`` must be a multiple of it.
 
     Returns:
-      An :class:`NMKernel` (a groups with fewer than ``n`` kept pads with zeros).
+      An :class:`NMKernel` (a group with fewer than ``n`` kept is padded with zeros).
 
     Raises:
       ValueError: a kernel that is not 2-D, ``in`` not a multiple of ``m``, or a group
