@@ -16,6 +16,7 @@ Example:
 from jaxprune import (
     analysis,
     distributions,
+    export,
     filters,
     init_pruning,
     lottery,
@@ -26,6 +27,7 @@ from jaxprune import (
     typing,
 )
 from jaxprune.distributions import keep_count, layer_sparsities
+from jaxprune.export import cost_report
 from jaxprune.init_pruning import grasp_mask, magnitude_mask, random_mask, snip_mask, synflow_mask
 from jaxprune.masks import (
     LeafSparsity,
@@ -67,8 +69,10 @@ __all__ = [
     "analysis",
     "apply_mask",
     "check_mask",
+    "cost_report",
     "dense_mask",
     "distributions",
+    "export",
     "filters",
     "gradual_magnitude",
     "grasp_mask",

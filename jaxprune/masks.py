@@ -174,12 +174,23 @@ def _kept(leaf: Any) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class LeafSparsity:
-    """Sparsity of one prunable leaf."""
+    """Sparsity of one prunable leaf; the cost fields are filled by ``export.cost_report``.
+
+    Attributes:
+      macs: multiply-accumulates of the products with this leaf, dense (None: not counted).
+      kept_macs: the same, masked: ``macs`` times the leaf's kept fraction.
+      nbytes: the leaf's bytes, dense.
+      kept_nbytes: the bytes of its kept values alone.
+    """
 
     path: str
     shape: tuple[int, ...]
     size: int
     kept: int
+    macs: int | None = None
+    kept_macs: int | None = None
+    nbytes: int | None = None
+    kept_nbytes: int | None = None
 
     @property
     def sparsity(self) -> float:
@@ -204,12 +215,44 @@ class SparsityReport:
     def sparsity(self) -> float:
         return 1.0 - self.kept / self.size if self.size else 0.0
 
+    @property
+    def macs(self) -> int | None:
+        return self._total("macs")
+
+    @property
+    def kept_macs(self) -> int | None:
+        return self._total("kept_macs")
+
+    @property
+    def nbytes(self) -> int | None:
+        return self._total("nbytes")
+
+    @property
+    def kept_nbytes(self) -> int | None:
+        return self._total("kept_nbytes")
+
+    def _total(self, field: str) -> int | None:
+        values = [getattr(l, field) for l in self.leaves]
+        return None if None in values else sum(values)
+
+    def _costed(self) -> bool:
+        return self.macs is not None
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict: per-leaf rows and the totals."""
-        rows = [dict(dataclasses.asdict(l), sparsity=l.sparsity) for l in self.leaves]
-        return {"leaves": rows, "size": self.size, "kept": self.kept, "sparsity": self.sparsity}
+        """A JSON-ready dict: per-leaf rows and the totals (cost fields when counted)."""
+        out = {"size": self.size, "kept": self.kept, "sparsity": self.sparsity}
+        if self._costed():
+            out.update({f: getattr(self, f) for f in _COST_FIELDS})
+        rows = [
+            {k: v for k, v in dataclasses.asdict(l).items() if v is not None}
+            | {"sparsity": l.sparsity}
+            for l in self.leaves
+        ]
+        return {"leaves": rows, **out}
 
     def __str__(self) -> str:
+        costed = self._costed()
+        cost = lambda r: [f"{getattr(r, f):,}" for f in _COST_FIELDS] if costed else []
         rows = [
             (
                 l.path,
@@ -217,20 +260,33 @@ class SparsityReport:
                 f"{l.size:,}",
                 f"{l.kept:,}",
                 f"{100 * l.sparsity:.2f}%",
+                *cost(l),
             )
             for l in self.leaves
         ]
         rows.append(
-            ("total", "", f"{self.size:,}", f"{self.kept:,}", f"{100 * self.sparsity:.2f}%")
+            (
+                "total",
+                "",
+                f"{self.size:,}",
+                f"{self.kept:,}",
+                f"{100 * self.sparsity:.2f}%",
+                *cost(self),
+            )
         )
-        head = ("path", "shape", "size", "kept", "sparsity")
-        widths = [max(len(r[i]) for r in rows + [head]) for i in range(5)]
+        head = ("path", "shape", "size", "kept", "sparsity") + (
+            ("MACs", "kept MACs", "bytes", "kept bytes") if costed else ()
+        )
+        widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
         fmt = lambda r: "  ".join(
             c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
         )
         lines = [fmt(head), fmt(tuple("-" * w for w in widths))]
         lines += [fmt(r) for r in rows[:-1]] + [fmt(tuple("-" * w for w in widths)), fmt(rows[-1])]
         return "\n".join(lines)
+
+
+_COST_FIELDS = ("macs", "kept_macs", "nbytes", "kept_nbytes")
 
 
 def sparsity_report(mask: Mask) -> SparsityReport:

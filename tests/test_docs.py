@@ -58,6 +58,7 @@ def test_api_pages_cover_the_public_modules():
         "jaxprune.analysis",
         "jaxprune.data",
         "jaxprune.distributions",
+        "jaxprune.export",
         "jaxprune.filters",
         "jaxprune.init_pruning",
         "jaxprune.lottery",

@@ -75,7 +75,7 @@ LAYERS = (
     ("filters", "placement"),
     ("_tree", "_counts"),
     ("masks", "_scoring"),
-    ("scores", "distributions", "select", "schedules"),
+    ("scores", "distributions", "select", "schedules", "export"),
     ("transforms",),
     ("init_pruning", "lottery", "analysis"),
     ("rebasin",),

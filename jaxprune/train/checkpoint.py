@@ -1,7 +1,9 @@
 """Orbax checkpoints of a `TrainState`: the last few, plus named points kept on request.
 
 A checkpoint is one orbax step directory with two items: `state` (the state's
-arrays; typed PRNG keys are stored as their key data) and `extra` (small JSON:
+arrays; typed PRNG keys are stored as their key data, boolean arrays such as
+masks at 1 bit per entry by `jaxprune.pack_mask`; checkpoints written before
+that, with boolean arrays, still restore) and `extra` (small JSON:
 the names given to this step, and whatever the caller adds, e.g. `fit`'s
 pending metrics). Orbax writes each step into a temporary directory and renames
 it when complete, so a process killed mid-write leaves no partial step behind.
@@ -25,6 +27,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 from orbax.checkpoint import checkpoint_managers as policies
 
+from jaxprune import masks
 from jaxprune._tree import path_str
 from jaxprune.train.state import TrainState
 
@@ -121,7 +124,10 @@ class Checkpoints:
             template's: another model, optimizer or library version wrote it.
         """
         step = self.resolve(which)
-        misfit = self._misfit(step, template)
+        abstract = _abstract(template.arrays())
+        misfit = self._misfit(step, abstract)
+        if misfit and not self._misfit(step, unpacked := _abstract(template.arrays(), False)):
+            abstract, misfit = unpacked, None  # written before masks were packed
         if misfit:  # checked first: a failed restore leaves orbax's reads in flight
             raise _Misfit(
                 f"checkpoint {step} in {self.directory} does not fit this run's state "
@@ -132,7 +138,7 @@ class Checkpoints:
         restored = self._manager.restore(
             step,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(_abstract(template.arrays())),
+                state=ocp.args.StandardRestore(abstract),
                 extra=ocp.args.JsonRestore(),
             ),
         )
@@ -165,9 +171,9 @@ class Checkpoints:
                 self._set_aside(step, err)
         return None
 
-    def _misfit(self, step: int, template: TrainState) -> str | None:
+    def _misfit(self, step: int, abstract: Any) -> str | None:
         """How the arrays stored in checkpoint `step` (by its metadata; no array is read)
-        differ from `template`'s, or None if they do not or the metadata is unreadable."""
+        differ from `abstract`, or None if they do not or the metadata is unreadable."""
         handler = ocp.StandardCheckpointHandler()
         try:
             stored = handler.metadata(epath.Path(self.directory) / str(step) / "state")
@@ -175,7 +181,7 @@ class Checkpoints:
             return None
         finally:
             handler.close()
-        held, wanted = _leaf_specs(stored), _leaf_specs(_abstract(template.arrays()))
+        held, wanted = _leaf_specs(stored), _leaf_specs(abstract)
         if held == wanted:
             return None
         only = (
@@ -304,17 +310,32 @@ def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
 
 
-def _storable(tree: Any) -> Any:
-    """Typed PRNG keys become their uint32 key data (orbax stores plain arrays)."""
-    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+def _is_packable(x: Any) -> bool:
+    return np.ndim(x) > 0 and getattr(x, "dtype", None) == jnp.bool_
+
+
+def _storable(tree: Any, pack: bool = True) -> Any:
+    """Typed PRNG keys become their uint32 key data (orbax stores plain arrays); boolean
+    arrays (masks) their packed bits (``pack``)."""
+
+    def one(x):
+        if _is_key(x):
+            return jax.random.key_data(x)
+        return masks.pack_mask(x) if pack and _is_packable(x) else x
+
+    return jax.tree.map(one, tree)
 
 
 def _unstorable(tree: Any, template: Any) -> Any:
     def one(x, t):
-        return jax.random.wrap_key_data(x, impl=jax.random.key_impl(t)) if _is_key(t) else x
+        if _is_key(t):
+            return jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
+        if _is_packable(t) and x.dtype == jnp.uint8:
+            return masks.unpack_mask(x, t)
+        return x
 
     return jax.tree.map(one, tree, template)
 
 
-def _abstract(tree: Any) -> Any:
-    return jax.tree.map(ocp.utils.to_shape_dtype_struct, _storable(tree))
+def _abstract(tree: Any, pack: bool = True) -> Any:
+    return jax.tree.map(ocp.utils.to_shape_dtype_struct, _storable(tree, pack))
