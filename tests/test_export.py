@@ -137,30 +137,6 @@ def test_cost_report_hand_counts_a_small_conv_net():
     assert macs["conv1/kernel"] == 117_600 and macs["conv2/kernel"] == 240_000
 
 
-def test_mask_files_hold_one_bit_per_weight_and_old_files_still_load(tmp_path):
-    from jaxprune.train import load_mask, save_mask
-
-    params = mlp_dict()
-    mask = jaxprune.magnitude_mask(params, 0.5)
-    file = save_mask(tmp_path, mask)
-    with np.load(file) as f:
-        assert f["layers_0/kernel"].dtype == np.uint8 and f["layers_0/kernel"].shape == (40,)
-        assert f["layers_0/bias"].shape == ()
-    for a, b in zip(jax.tree.leaves(load_mask(file, params)), jax.tree.leaves(mask)):
-        np.testing.assert_array_equal(a, b)
-    old = tmp_path / "old.npz"  # as written before packing: boolean entries
-    np.savez_compressed(old, **{"/".join(k): np.asarray(v) for k, v in _flat(mask)})
-    for a, b in zip(jax.tree.leaves(load_mask(old, params)), jax.tree.leaves(mask)):
-        np.testing.assert_array_equal(a, b)
-
-
-def _flat(tree):
-    return [
-        (tuple(str(getattr(k, "key", k)) for k in path), leaf)
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
-    ]
-
-
 def test_checkpoints_pack_masks_and_restore_old_unpacked_ones(tmp_path, monkeypatch):
     import optax
     import orbax.checkpoint as ocp

@@ -3,10 +3,8 @@
 A run trained under a mask writes `mask.npz` next to its results, so the next
 experiment can train the same subnetwork (`experiments/train.py
 --config.mask=runs/previous`). Entries are named by the parameter's path
-(`hidden/kernel`) and hold the mask at 1 bit per weight (`jaxprune.pack_mask`: flat
-uint8, `np.unpackbits(entry, count=size).reshape(shape)` unpacks one without
-jaxprune); a leaf that is not pruned is stored as the 0-d stand-in. Files written
-before packing (boolean entries) still load.
+(`hidden/kernel`); a leaf that is not pruned is stored as the 0-d stand-in.
+The file is plain numpy: readable without jaxprune.
 """
 
 from __future__ import annotations
@@ -39,8 +37,8 @@ def save_mask(path: str | os.PathLike, mask: Any) -> str:
       [[True, False], [False, True]]
     """
     path = _file(path)
-    paths, leaves, _ = leaves_with_paths(masks.pack_mask(mask))
-    arrays = {p: np.asarray(jax.device_get(m)) for p, m in zip(paths, leaves)}
+    paths, leaves, _ = leaves_with_paths(mask)
+    arrays = {p: np.asarray(jax.device_get(m), dtype=bool) for p, m in zip(paths, leaves)}
     tmp = path + ".tmp.npz"
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
@@ -74,9 +72,7 @@ def load_mask(path: str | os.PathLike, params: Any) -> Any:
                 f"{missing[:5]}, unexpected {extra[:5]}. Was it saved for another model?"
             )
         out = [np.asarray(stored[p]) for p in paths]
-    mask = treedef.unflatten(out)  # written before packing: boolean entries
-    if all(a.dtype == np.uint8 for a in out):  # packed, 1 bit per weight
-        mask = masks.unpack_mask(mask, params)
+    mask = treedef.unflatten(out)
     masks.check_mask(mask, params)
     return mask
 
