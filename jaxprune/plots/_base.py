@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,11 +27,6 @@ def _save(plt: Any, fig: Any, path: str | os.PathLike) -> str:
 
 def _spread(values: np.ndarray) -> str:
     return f"{values.mean():.3f}, {len(values)} seeds"
-
-
-def _in_range(tick: float, curves: Mapping[str, Any]) -> bool:
-    xs = [100 * x for remaining, _ in curves.values() for x in remaining]
-    return bool(xs) and min(xs) * 0.8 <= tick <= max(xs) * 1.2
 
 
 def _mean_and_band(ax: Any, x: np.ndarray, values: np.ndarray, **style: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxprune.plots._base import _in_range, _pyplot, _save, _spread
+from jaxprune.plots._base import _log_remaining_axis, _mean_and_band, _pyplot, _save, _spread
 
 
 def plot_accuracy_vs_remaining(
@@ -40,8 +40,6 @@ def plot_accuracy_vs_remaining(
       >>> os.path.getsize(out) > 0
       True
     """
-    import matplotlib.ticker
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     if dense is not None and len(dense):
@@ -50,18 +48,11 @@ def plot_accuracy_vs_remaining(
         ax.axhspan(d.min(), d.max(), color="black", alpha=0.08)
     for name, (remaining, values) in curves.items():
         x = 100 * np.asarray(remaining, np.float64)
-        v = np.asarray(values, np.float64)
-        mean = v.mean(axis=1)
-        (line,) = ax.plot(x, mean, marker="o", ms=3, lw=1.5, label=name)
-        ax.fill_between(x, v.min(axis=1), v.max(axis=1), color=line.get_color(), alpha=0.2)
-    ax.set_xscale("log")
-    ax.invert_xaxis()
-    ax.set_xlabel("% of weights remaining (log scale)")
+        _mean_and_band(ax, x, np.asarray(values, np.float64), label=name)
+    _log_remaining_axis(
+        ax, 100 * np.concatenate([np.asarray(r, np.float64) for r, _ in curves.values()])
+    )
     ax.set_ylabel(ylabel)
-    ticks = [t for t in (100, 50, 20, 10, 5, 2, 1, 0.5) if _in_range(t, curves)]
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.grid(True, which="major", alpha=0.3)
     if title:
         ax.set_title(title)
     ax.legend(fontsize=8)
@@ -137,7 +128,6 @@ def plot_dead_units(
       >>> os.path.getsize(out) > 0
       True
     """
-    import matplotlib.ticker
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
@@ -148,17 +138,9 @@ def plot_dead_units(
         for variant in results["variants"]:
             seeds = [dense[rate]["seeds"]]
             seeds += [r[split][variant]["total"][rate]["seeds"] for r in rounds]
-            v = 100 * np.asarray(seeds, np.float64)
-            (line,) = ax.plot(x, v.mean(axis=1), marker="o", ms=3, lw=1.5, label=variant)
-            ax.fill_between(x, v.min(axis=1), v.max(axis=1), color=line.get_color(), alpha=0.2)
-        ax.set_xscale("log")
-        ax.invert_xaxis()
-        ticks = [t for t in (100, 50, 20, 10, 5, 2, 1, 0.5) if x.min() * 0.8 <= t <= x.max() * 1.2]
-        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_xlabel("% of weights remaining (log scale)")
+            _mean_and_band(ax, x, 100 * np.asarray(seeds, np.float64), label=variant)
+        _log_remaining_axis(ax, x)
         ax.set_ylabel(f"{rate} dead-unit rate (%)")
-        ax.grid(True, which="major", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{title} ({split} examples)")
     return _save(plt, fig, path)
