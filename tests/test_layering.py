@@ -79,6 +79,7 @@ LAYERS = (
     ("transforms",),
     ("init_pruning", "lottery", "analysis"),
     ("rebasin",),
+    ("structured",),
     ("jaxprune",),  # the flat public API
     ("models", "data"),
     ("plots",),
