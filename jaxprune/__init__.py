@@ -23,6 +23,7 @@ from jaxprune import (
     schedules,
     scores,
     select,
+    structured,
     transforms,
     typing,
 )
@@ -41,6 +42,7 @@ from jaxprune.masks import (
     unpack_mask,
 )
 from jaxprune.select import nm_mask, random_like, topk_mask
+from jaxprune.structured import slim, unit_mask, unit_scores
 from jaxprune.transforms import (
     DSTState,
     DSTTransformation,
@@ -92,14 +94,18 @@ __all__ = [
     "scores",
     "select",
     "set_training",
+    "slim",
     "snip_mask",
     "sparsity",
     "sparsity_report",
     "static_sparse",
     "straight_through",
+    "structured",
     "synflow_mask",
     "topk_mask",
     "transforms",
     "typing",
+    "unit_mask",
+    "unit_scores",
     "unpack_mask",
 ]

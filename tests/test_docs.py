@@ -69,6 +69,7 @@ def test_api_pages_cover_the_public_modules():
         "jaxprune.schedules",
         "jaxprune.scores",
         "jaxprune.select",
+        "jaxprune.structured",
         "jaxprune.train",
         "jaxprune.transforms",
         "jaxprune.typing",

@@ -81,6 +81,7 @@ LAYERS = (
     ("transforms",),
     ("init_pruning", "lottery", "analysis"),
     ("rebasin",),
+    ("structured",),
     ("jaxprune",),  # the flat public API
     ("models", "data"),
     ("plots",),

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from jaxprune import _checks, filters, placement
 from jaxprune._tree import is_stand_in, leaves_with_paths, require_prunable, stand_in
 from jaxprune.select._engine import select
+from jaxprune.select._granular import Granularity, check_granularity, granular_topk
 from jaxprune.select._keys import count
 from jaxprune.select._plan import candidates, plan
 from jaxprune.typing import Distribution, Mask, Override, PRNGKey, Scores
@@ -25,6 +26,8 @@ def topk_mask(
     overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
     method: str = "auto",
+    granularity: Granularity = "element",
+    spec: Any = None,
 ) -> Mask:
     """Keeps the highest scores: exactly ``round((1 - s) * n)`` per layer or globally.
 
@@ -49,6 +52,21 @@ def topk_mask(
         radix select by histograms), ``"sort"`` (stable sorts by key, then by group) or
         ``"count"`` (a threshold found by a fixed number of counting passes; for
         accelerators; on a GPU usually slower than the sort). The same result; speed differs.
+      granularity: what one kept or pruned item is. ``"element"`` (the default): one
+        entry. ``"unit"``: one output unit of a leaf (a Dense column, a Conv output
+        channel: a slice of the last axis), scored by the sum of its scores over the
+        other axes; ``n`` and ``k`` count units (``sparsity`` is the fraction of units
+        pruned). ``(r, c)``: an ``r x c`` block of the last two axes (each window
+        position of a Conv kernel apart), scored by its sum; every candidate's last
+        two axes must divide into blocks. Every distribution, ``within`` and
+        ``overrides`` apply to the pooled items (ER/ERK to the shape of the pooled
+        leaf); a unit or block is a candidate when ``within`` keeps any of its entries.
+        The units of one leaf are pruned alone: the next layer's input rows, biases and
+        norms are not touched; for units removed in every layer they touch, see
+        :func:`jaxprune.unit_mask`.
+      spec: not taken here (``select`` sits below ``rebasin`` in the house): coupled
+        unit masks from a permutation spec are :func:`jaxprune.unit_mask`'s; passing
+        one raises a ValueError saying so.
 
     Returns:
       A mask with the structure of ``scores``.
@@ -61,7 +79,30 @@ def topk_mask(
       (10, ())
       >>> int(jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.2, within=mask)["w"].sum())
       8
+      >>> units = jaxprune.topk_mask(jaxprune.scores.magnitude(params), 0.7, granularity="unit")
+      >>> units["w"].any(axis=0).sum().item(), units["w"].all(axis=0).sum().item()
+      (3, 3)
     """
+    if spec is not None:
+        raise ValueError(
+            "topk_mask does not take a permutation spec: units coupled across layers (a "
+            "unit pruned in every weight, bias and norm of its group) come from "
+            "jaxprune.unit_mask(spec, jaxprune.unit_scores(spec, scores), sparsity, "
+            "tree=params). For each layer's output units alone, pass granularity='unit' "
+            "without spec."
+        )
+    check_granularity(granularity)
+    if granularity != "element":
+        return granular_topk(
+            scores,
+            sparsity,
+            distribution,
+            granularity=tuple(granularity) if isinstance(granularity, list) else granularity,
+            within=within,
+            overrides=overrides,
+            prunable=prunable,
+            method=method,
+        )
     paths, leaves, treedef, flags, w_leaves = candidates(scores, within, prunable)
     cand, groups = plan(paths, leaves, flags, w_leaves, sparsity, distribution, overrides)
     kept = select([leaves[i] for i in cand], [w_leaves[i] for i in cand], groups, method)
