@@ -41,7 +41,7 @@ import numpy as np
 
 from jaxprune import _checks, _counts
 from jaxprune._tree import is_stand_in, leaves_with_paths, stand_in
-from jaxprune.rebasin._spec import AxisRef, PermutationSpec, spec_leaf, unit_view
+from jaxprune.rebasin._spec import AxisRef, PermutationSpec, spec_leaf, take, unit_view
 from jaxprune.select._engine import select
 from jaxprune.typing import Distribution, Mask, Override, PyTree
 
@@ -219,19 +219,6 @@ def unit_mask(
     return treedef.unflatten(masks)
 
 
-def _take_units(x: jax.Array, ref: AxisRef, idx: np.ndarray) -> jax.Array:
-    """``x`` with only the units ``idx`` of ``ref``'s axis (every outer/inner slot)."""
-    shape = tuple(x.shape)
-    n = shape[ref.axis] // (ref.outer * ref.inner)
-    y = jnp.asarray(x).reshape(
-        shape[: ref.axis] + (ref.outer, n, ref.inner) + shape[ref.axis + 1 :]
-    )
-    y = jnp.take(y, jnp.asarray(idx, jnp.int32), axis=ref.axis + 1)
-    return y.reshape(
-        shape[: ref.axis] + (ref.outer * len(idx) * ref.inner,) + shape[ref.axis + 1 :]
-    )
-
-
 def _kept_units(
     spec: PermutationSpec, variables: PyTree, mask: Mask
 ) -> tuple[dict[str, np.ndarray], list[str], list[Any], Any]:
@@ -350,7 +337,7 @@ def slim(
         key = spec_leaf(path, leaf, spec)
         if key is not None:
             for name, ref in by_path[key]:
-                leaf = _take_units(leaf, ref, kept[name])
+                leaf = take(leaf, ref, kept[name])
         out.append(leaf)
     slimmed = treedef.unflatten(out)
     return (slimmed, kept) if return_kept else slimmed

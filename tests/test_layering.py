@@ -32,6 +32,7 @@ PUBLIC_CORE = (
     "jaxprune.schedules",
     "jaxprune.scores",
     "jaxprune.select",
+    "jaxprune.structured",
     "jaxprune.typing",
 )
 

@@ -111,11 +111,17 @@ def unit_view(x: jax.Array, ref: AxisRef) -> jax.Array:
 
 
 def take(x: jax.Array, ref: AxisRef, perm: jax.Array) -> jax.Array:
-    """``x`` with the units ``ref`` moves reordered: unit ``i`` of the result is ``perm[i]``."""
-    shape = x.shape
+    """``x`` with the units ``ref`` moves reordered: unit ``i`` of the result is ``perm[i]``
+    (``perm`` may be shorter than the units: a selection, in every outer/inner slot)."""
+    shape = tuple(x.shape)
     n = shape[ref.axis] // (ref.outer * ref.inner)
-    y = x.reshape(shape[: ref.axis] + (ref.outer, n, ref.inner) + shape[ref.axis + 1 :])
-    return jnp.take(y, perm, axis=ref.axis + 1).reshape(shape)
+    y = jnp.asarray(x).reshape(
+        shape[: ref.axis] + (ref.outer, n, ref.inner) + shape[ref.axis + 1 :]
+    )
+    size = ref.outer * len(perm) * ref.inner
+    return jnp.take(y, perm, axis=ref.axis + 1).reshape(
+        shape[: ref.axis] + (size,) + shape[ref.axis + 1 :]
+    )
 
 
 def leaf_index(tree: PyTree) -> tuple[dict[str, int], list[Any], Any]:
