@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -28,6 +27,9 @@ from flax import nnx  # noqa: E402
 
 import jaxprune  # noqa: E402
 from jaxprune import models, rebasin  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import overhead  # noqa: E402  (the benchmarks' one machine record)
 
 MODELS = {"lenet300_100": (1024, (28, 28, 1)), "conv4": (256, (32, 32, 3))}
 SPARSITIES = (0.5, 0.75, 0.9)
@@ -65,7 +67,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    report = {"backend": jax.default_backend(), "machine": platform.processor(), "models": {}}
+    report = {"backend": jax.default_backend(), "machine": overhead.machine(), "models": {}}
     for name in MODELS:
         variants, x = _variants(name)
         for fn, v in variants.values():
