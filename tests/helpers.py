@@ -1,4 +1,4 @@
-"""Small helpers shared by tests: crashes on purpose."""
+"""Small helpers shared by tests: crashes on purpose, the zoo's natural inputs."""
 
 from jaxprune.data import batches
 
@@ -19,3 +19,25 @@ def crashing_at(step):
             yield batch
 
     return crashing
+
+
+# The natural input of each model: MNIST-1D sequences, 28x28 grey or 32x32 colour images.
+ZOO_INPUTS = {
+    "mlp": (28, 28, 1),
+    "lenet300_100": (28, 28, 1),
+    "lenet5": (28, 28, 1),
+    "lenet5_caffe": (28, 28, 1),
+    "conv2": (32, 32, 3),
+    "conv4": (32, 32, 3),
+    "conv6": (32, 32, 3),
+    "resnet20": (32, 32, 3),
+    "resnet32": (32, 32, 3),
+    "resnet56": (32, 32, 3),
+    "wrn22": (32, 32, 3),
+    "wrn22_2": (32, 32, 3),
+    "vgg11": (32, 32, 3),
+    "vgg16": (32, 32, 3),
+    "vgg19": (32, 32, 3),
+    "cnn1d": (40,),
+    "mnist1d_mlp": (40,),
+}

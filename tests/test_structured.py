@@ -6,18 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import ZOO_INPUTS
 
 import jaxprune
 from jaxprune import models, rebasin
 
-INPUTS = {
-    "mlp": (28, 28, 1),
-    "lenet300_100": (28, 28, 1),
-    "lenet5": (28, 28, 1),
-    "lenet5_caffe": (28, 28, 1),
-    "cnn1d": (40,),
-    "mnist1d_mlp": (40,),
-}
 # The default run: a Dense stack, convs with a flatten slot, a batch-norm residual net
 # with projections (ResNet-20 below too); every zoo name runs with -m slow.
 SMALL = {
@@ -40,7 +33,7 @@ def _nnx(name, **overrides):
         ),
         state,
     )
-    x = jax.random.normal(jax.random.key(0), (2, *INPUTS.get(name, (32, 32, 3))))
+    x = jax.random.normal(jax.random.key(0), (2, *ZOO_INPUTS[name]))
     fn = lambda v, x: nnx.merge(graphdef, v)(x)  # noqa: E731
     params = nnx.state(model, nnx.Param)
     return fn, state, x, rebasin.permutation_spec(fn, state, x), params

@@ -5,29 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from helpers import ZOO_INPUTS
 
 from jaxprune import models
-
-# The natural input of each model: MNIST-1D sequences, 28x28 grey or 32x32 colour images.
-INPUTS = {
-    "mlp": (28, 28, 1),
-    "lenet300_100": (28, 28, 1),
-    "lenet5": (28, 28, 1),
-    "lenet5_caffe": (28, 28, 1),
-    "conv2": (32, 32, 3),
-    "conv4": (32, 32, 3),
-    "conv6": (32, 32, 3),
-    "resnet20": (32, 32, 3),
-    "resnet32": (32, 32, 3),
-    "resnet56": (32, 32, 3),
-    "wrn22": (32, 32, 3),
-    "wrn22_2": (32, 32, 3),
-    "vgg11": (32, 32, 3),
-    "vgg16": (32, 32, 3),
-    "vgg19": (32, 32, 3),
-    "cnn1d": (40,),
-    "mnist1d_mlp": (40,),
-}
 
 
 def abstract(name, **overrides):
@@ -35,19 +15,19 @@ def abstract(name, **overrides):
 
 
 def test_every_registered_name_has_an_input_here():
-    assert sorted(INPUTS) == models.names()
+    assert sorted(ZOO_INPUTS) == models.names()
 
 
-@pytest.mark.parametrize("name", sorted(INPUTS))
+@pytest.mark.parametrize("name", sorted(ZOO_INPUTS))
 def test_output_shape_on_natural_input(name):
     graphdef, state = nnx.split(abstract(name, num_classes=7))
-    x = jax.ShapeDtypeStruct((3, *INPUTS[name]), jnp.float32)
+    x = jax.ShapeDtypeStruct((3, *ZOO_INPUTS[name]), jnp.float32)
     out = jax.eval_shape(lambda s, x: nnx.merge(graphdef, s)(x), state, x)
     assert out.shape == (3, 7)
     assert out.dtype == jnp.float32
 
 
-@pytest.mark.parametrize("name", sorted(INPUTS))
+@pytest.mark.parametrize("name", sorted(ZOO_INPUTS))
 def test_only_dense_and_conv_kernels_have_ndim_2_or_more(name):
     model = abstract(name)
     for path, leaf in nnx.to_flat_state(nnx.state(model)):
@@ -79,7 +59,7 @@ forward = nnx.jit(lambda model, x: model(x))
 def test_forward_under_jit(name, overrides):
     model = models.create(name, rngs=nnx.Rngs(1), **overrides)
     model.eval()
-    x = jax.random.normal(jax.random.key(0), (4, *INPUTS[name]))
+    x = jax.random.normal(jax.random.key(0), (4, *ZOO_INPUTS[name]))
     out = forward(model, x)
     assert out.shape == (4, 10)
     assert bool(jnp.all(jnp.isfinite(out)))
@@ -89,7 +69,7 @@ def test_forward_under_jit(name, overrides):
 @pytest.mark.parametrize("name", ["lenet300_100", "cnn1d"])
 def test_jit_matches_eager(name):
     model = models.create(name, rngs=nnx.Rngs(1))
-    x = jax.random.normal(jax.random.key(0), (4, *INPUTS[name]))
+    x = jax.random.normal(jax.random.key(0), (4, *ZOO_INPUTS[name]))
     np.testing.assert_allclose(forward(model, x), model(x), rtol=1e-4, atol=1e-5)
 
 

@@ -6,18 +6,10 @@ import numpy as np
 import optax
 import pytest
 from flax import linen, nnx
+from helpers import ZOO_INPUTS
 
 import jaxprune
 from jaxprune import models, rebasin
-
-INPUTS = {
-    "mlp": (28, 28, 1),
-    "lenet300_100": (28, 28, 1),
-    "lenet5": (28, 28, 1),
-    "lenet5_caffe": (28, 28, 1),
-    "cnn1d": (40,),
-    "mnist1d_mlp": (40,),
-}
 
 # What each architecture implies: the sizes of its hidden-unit permutations, in order.
 RESNET20 = [16] * 4 + [32] * 4 + [64] * 4  # per stage: the stream, then 3 blocks' inner widths
@@ -79,7 +71,7 @@ def _batch_stats_random(state):
 def test_every_zoo_model_is_unchanged_by_its_permutations(name):
     fn, state = _nnx(name)
     state = _batch_stats_random(state)
-    x = jax.random.normal(jax.random.key(0), (2, *INPUTS.get(name, (32, 32, 3))))
+    x = jax.random.normal(jax.random.key(0), (2, *ZOO_INPUTS[name]))
     spec = rebasin.permutation_spec(fn, state, x)
     assert list(spec.sizes.values()) == EXPECTED[name]
     assert spec.left_out == () or all("reshape" in note for note in spec.left_out)
