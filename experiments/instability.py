@@ -85,10 +85,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         "machine": sweeps.machine(),
         "invocation_wall_s": time.perf_counter() - start,  # this call only (not a resumed part)
     }
-    if jax.process_index() == 0:
-        run_dir.write_results(train.rundir.jsonable(results))
-        with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(table(results) + "\n")
+    if sweeps.write_results(run_dir, workdir, results, table(results)):
         plot_instability(results, os.path.join(workdir, "instability.png"))
         drawn = [k for k in config.paths_at if k in config.ks] or list(config.ks)
         plot_paths(results, os.path.join(workdir, "paths.png"), ks=drawn)

@@ -79,10 +79,7 @@ def run(
         "machine": sweeps.machine(),
         "invocation_wall_s": time.perf_counter() - start,  # this call only
     }
-    if jax.process_index() == 0:
-        run_dir.write_results(train.rundir.jsonable(results))
-        with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(table(results) + "\n")
+    if sweeps.write_results(run_dir, workdir, results, table(results)):
         for split in SPLITS:
             plot_rebasin(results, os.path.join(workdir, f"rebasin_{split}.png"), split=split)
     return results

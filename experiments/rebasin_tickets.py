@@ -187,10 +187,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         "machine": sweeps.machine(),
         "invocation_wall_s": time.perf_counter() - start,  # this call only (not a resumed part)
     }
-    if jax.process_index() == 0:
-        run_dir.write_results(train.rundir.jsonable(results))
-        with open(os.path.join(workdir, "results.md"), "w") as f:
-            f.write(table(results) + "\n")
+    if sweeps.write_results(run_dir, workdir, results, table(results)):
         plot_ticket_alignment(results, os.path.join(workdir, "ticket_alignment.png"))
     return results
 

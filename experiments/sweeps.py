@@ -320,6 +320,19 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str
     return out
 
 
+def write_results(
+    run_dir: train.RunDir, workdir: str, results: dict[str, Any], markdown: str
+) -> bool:
+    """Writes a study's results.json (through `run_dir`) and results.md into `workdir`, on
+    process 0 only; returns whether this process wrote them (and so draws the plots)."""
+    if jax.process_index() != 0:
+        return False
+    run_dir.write_results(rundir.jsonable(results))
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(markdown + "\n")
+    return True
+
+
 def machine() -> dict[str, Any]:
     """Where the numbers came from: CPU model, cores, backend, versions."""
     cpu = platform.processor()
