@@ -52,10 +52,7 @@ NORMS = ("l1", "l2", "sum")
 
 def _refs_by_path(spec: PermutationSpec) -> dict[str, list[tuple[str, AxisRef]]]:
     """Spec leaf path -> the (group name, AxisRef) pairs that move its axes."""
-    by_path: dict[str, list[tuple[str, AxisRef]]] = {}
-    for name, g in spec.groups.items():
-        for ref in g.axes:
-            by_path.setdefault(ref.path, []).append((name, ref))
+    by_path = {path: spec.moves(path) for path in spec.shapes if spec.moves(path)}
     for path, refs in by_path.items():
         axes = [ref.axis for _, ref in refs]
         if len(set(axes)) != len(axes):

@@ -87,10 +87,6 @@ def permute(spec: PermutationSpec, perm: Mapping[str, jax.Array], tree: PyTree) 
       True
     """
     perm = check_perm(spec, perm)
-    by_path: dict[str, list] = {}
-    for name, g in spec.groups.items():
-        for ref in g.axes:
-            by_path.setdefault(ref.path, []).append((ref, perm[name]))
     paths, leaves, treedef = _tree.leaves_with_paths(tree)
     out, moved = [], 0
     for path, leaf in zip(paths, leaves):
@@ -98,8 +94,8 @@ def permute(spec: PermutationSpec, perm: Mapping[str, jax.Array], tree: PyTree) 
         if key is None:
             out.append(leaf)
             continue
-        for ref, p in by_path[key]:
-            leaf = take(leaf, ref, p)
+        for name, ref in spec.moves(key):
+            leaf = take(leaf, ref, perm[name])
         moved += 1
         out.append(leaf)
     if not moved:

@@ -164,7 +164,7 @@ def _moves(spec: PermutationSpec, a: PyTree, b: PyTree) -> dict[int, list[tuple[
             continue
         found = spec_leaf(path, leaf, spec)
         if found is not None:
-            moves[k] = [(n, r) for n, g in spec.groups.items() for r in g.axes if r.path == found]
+            moves[k] = spec.moves(found)
     if not moves:
         raise ValueError(
             f"sinkhorn_matching: no floating leaf of b is one the spec moves (spec leaves "

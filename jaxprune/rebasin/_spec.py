@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -69,14 +70,22 @@ class PermutationSpec:
         """Permutation name -> its size (the number of units it permutes)."""
         return {name: g.size for name, g in self.groups.items()}
 
+    @functools.cached_property
+    def _moves(self) -> dict[str, list[tuple[str, AxisRef]]]:
+        by_path: dict[str, list[tuple[str, AxisRef]]] = {}
+        for name, g in self.groups.items():
+            for ref in g.axes:
+                by_path.setdefault(ref.path, []).append((name, ref))
+        return by_path
+
+    def moves(self, path: str) -> list[tuple[str, AxisRef]]:
+        """The (group name, `AxisRef`) pairs that move axes of the leaf at ``path``, in the
+        order of the groups (empty for a leaf no permutation moves)."""
+        return list(self._moves.get(path, ()))
+
     def axes_of(self, path: str) -> dict[int, tuple[str, AxisRef]]:
         """The permuted axes of the leaf at ``path``: axis -> (group name, its `AxisRef`)."""
-        return {
-            ref.axis: (name, ref)
-            for name, g in self.groups.items()
-            for ref in g.axes
-            if ref.path == path
-        }
+        return {ref.axis: (name, ref) for name, ref in self.moves(path)}
 
     def group_of(self, path: str, axis: int = -1) -> str | None:
         """The name of the permutation moving ``axis`` of the leaf at ``path`` (or None).

@@ -223,11 +223,7 @@ def _slots(
     spec: PermutationSpec, leaves: dict[str, tuple[np.ndarray, np.ndarray]]
 ) -> dict[str, list[_Slot]]:
     """Group name -> the prepared axes it moves in the matched leaves."""
-    refs_of: dict[str, list[tuple[str, AxisRef]]] = {}
-    for name, g in spec.groups.items():
-        for ref in g.axes:
-            if ref.path in leaves:
-                refs_of.setdefault(ref.path, []).append((name, ref))
+    refs_of = {path: spec.moves(path) for path in leaves if spec.moves(path)}
     slots: dict[str, list[_Slot]] = {name: [] for name in spec.groups}
     for path, named in refs_of.items():
         wa, wb = leaves[path]
@@ -253,7 +249,7 @@ def _objective(
 ) -> float:
     total = 0.0
     for path, (wa, wb) in leaves.items():
-        named = [(n, r) for n, g in spec.groups.items() for r in g.axes if r.path == path]
+        named = spec.moves(path)
         shape, where = _split(wa.shape, [r for _, r in named])
         wb = wb.reshape(shape)
         for name, ref in named:
