@@ -1,5 +1,6 @@
 """Linear mode connectivity and what pruning does to a network: interpolation between
-two networks, the barrier on the path, mask overlap and dead units.
+two networks, the barrier on the path, mask overlap and dead units; and the intrinsic
+dimension of a dataset.
 
 Pure functions of pytrees and arrays (no Flax): they work on Flax Linen ``params``,
 NNX ``State`` (wrapped or pure), Equinox models and plain dicts, under ``jit`` and
@@ -17,6 +18,7 @@ Example:
 
 from jaxprune.analysis._barrier import barrier
 from jaxprune.analysis._dead import DeadUnits, LayerDeadUnits, dead_unit_rate
+from jaxprune.analysis._dimension import intrinsic_dimension
 from jaxprune.analysis._interpolate import interpolate
 from jaxprune.analysis._overlap import LayerOverlap, MaskOverlap, mask_overlap
 
@@ -28,5 +30,6 @@ __all__ = [
     "barrier",
     "dead_unit_rate",
     "interpolate",
+    "intrinsic_dimension",
     "mask_overlap",
 ]

@@ -1,4 +1,5 @@
-"""Datasets by name (MNIST-1D, Fashion-MNIST IDX files, any TFDS name), batching and augmentation.
+"""Datasets by name (MNIST-1D, hidden-manifold tasks, Fashion-MNIST IDX files, any TFDS name),
+batching and augmentation.
 
 grain, tensorflow_datasets and mnist1d are imported only when a function needs them.
 """
@@ -7,6 +8,7 @@ from jaxprune.data.augment import augment, augmentation_for
 from jaxprune.data.batching import batches, epoch_order, steps_per_epoch
 from jaxprune.data.dataset import Dataset
 from jaxprune.data.idx import read_idx
+from jaxprune.data.manifold import hidden_manifold
 from jaxprune.data.registry import load, names
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "augmentation_for",
     "batches",
     "epoch_order",
+    "hidden_manifold",
     "load",
     "names",
     "read_idx",

@@ -1,11 +1,12 @@
-"""Datasets by name: MNIST-1D (generated), Fashion-MNIST (local IDX files), anything TFDS serves."""
+"""Datasets by name: MNIST-1D and hidden-manifold tasks (generated), Fashion-MNIST (local IDX
+files), anything TFDS serves."""
 
 from __future__ import annotations
 
 import os
 
 from jaxprune.data import dataset as _dataset
-from jaxprune.data import idx, mnist1d, tfds_source
+from jaxprune.data import idx, manifold, mnist1d, tfds_source
 from jaxprune.data.dataset import Dataset
 
 __all__ = ["load", "names"]
@@ -16,7 +17,8 @@ TFDS_KNOWN = ("mnist", "cifar10", "cifar100")
 
 
 def names() -> list[str]:
-    """The dataset names jaxprune knows; any other TFDS name is accepted by `load` too.
+    """The dataset names jaxprune knows; ``manifold_d<d>`` for any ``d`` and any other TFDS
+    name are accepted by `load` too.
 
     Returns:
       Sorted names.
@@ -42,7 +44,8 @@ def load(
 
     Args:
       name: "mnist1d" (generated locally, cached), "fashion_mnist" (local IDX files),
-        or a TFDS name ("mnist", "cifar10", "cifar100", ... through tfds.data_source).
+        "manifold_d<d>" (a hidden-manifold task of intrinsic dimension d in 64 input
+        dimensions, generated: :func:`jaxprune.data.hidden_manifold`), or a TFDS name ("mnist", "cifar10", "cifar100", ... through tfds.data_source).
       split: "train" or "test" (TFDS names accept any TFDS split, e.g. "train[:90%]").
       data_dir: where the files are: Fashion-MNIST's IDX directory (default
         $JAXPRUNE_DATA_DIR, else /usr/share/datasets/fashion-mnist), or TFDS's data_dir.
@@ -82,6 +85,10 @@ def load(
         return _dataset.build(
             name, split, x, y, num_classes=mnist1d.NUM_CLASSES, mean=(0.0,), std=(1.0,), **options
         )
+    if (d := manifold.parse_name(name)) is not None:
+        if data_dir is not None:
+            raise ValueError(f"data_dir={data_dir!r} for {name!r}: generated data has no files.")
+        return manifold.hidden_manifold(split, intrinsic_dim=d, **options)
     if name == "fashion_mnist":
         x, y = idx.fashion_mnist(split, data_dir)
         mean, std = _dataset.KNOWN_STATS[name]
