@@ -1,5 +1,6 @@
 """Plots of results, as the papers draw them (PNG files): accuracy against sparsity,
-instability and paths between networks, dead units, permutation alignment.
+instability and paths between networks, dead units, permutation alignment,
+prunability against the data's intrinsic dimension.
 
 An optional module: it needs matplotlib (the ``engine`` extra), imported only when a
 plot is drawn, and ``import jaxprune`` does not import it.
@@ -7,6 +8,7 @@ plot is drawn, and ``import jaxprune`` does not import it.
 
 from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
 from jaxprune.plots._connectivity import plot_instability, plot_paths
+from jaxprune.plots._manifold import plot_prunability
 from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "plot_imp",
     "plot_instability",
     "plot_paths",
+    "plot_prunability",
     "plot_rebasin",
     "plot_ticket_alignment",
 ]
