@@ -7,11 +7,13 @@ plot is drawn, and ``import jaxprune`` does not import it.
 
 from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
 from jaxprune.plots._connectivity import plot_instability, plot_paths
+from jaxprune.plots._descent import plot_double_descent
 from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
 
 __all__ = [
     "plot_accuracy_vs_remaining",
     "plot_dead_units",
+    "plot_double_descent",
     "plot_imp",
     "plot_instability",
     "plot_paths",
