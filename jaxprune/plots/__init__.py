@@ -1,6 +1,6 @@
 """Plots of results, as the papers draw them (PNG files): accuracy against sparsity,
 instability and paths between networks, dead units, permutation alignment,
-prunability against the data's intrinsic dimension.
+sparse double descent, prunability against the data's intrinsic dimension.
 
 An optional module: it needs matplotlib (the ``engine`` extra), imported only when a
 plot is drawn, and ``import jaxprune`` does not import it.
@@ -8,12 +8,14 @@ plot is drawn, and ``import jaxprune`` does not import it.
 
 from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
 from jaxprune.plots._connectivity import plot_instability, plot_paths
+from jaxprune.plots._descent import plot_double_descent
 from jaxprune.plots._manifold import plot_prunability
 from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
 
 __all__ = [
     "plot_accuracy_vs_remaining",
     "plot_dead_units",
+    "plot_double_descent",
     "plot_imp",
     "plot_instability",
     "plot_paths",
