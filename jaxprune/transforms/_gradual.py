@@ -280,27 +280,14 @@ def gradual_magnitude(
 ) -> optax.GradientTransformationExtraArgs:
     """Prunes by magnitude every ``update_every`` steps along the polynomial schedule.
 
-    :func:`gradual_prune` with ``score="magnitude"``: at steps ``begin_step,
-    begin_step + update_every, ... <= end_step`` and at ``end_step`` itself, the mask is
-    recomputed from the current weight magnitudes at sparsity
-    ``s(t) = s_f + (s_i - s_f) (1 - (t - t0) / (t1 - t0))^power``; between them the step
-    is a plain masked step. The mask update runs inside ``lax.cond``, so the other
-    steps pay nothing for it.
+    :func:`gradual_prune` with ``score="magnitude"`` (Zhu & Gupta 2017): the mask is
+    recomputed from the current weight magnitudes at the schedule's sparsity at steps
+    ``begin_step, begin_step + update_every, ... <= end_step`` and at ``end_step``.
 
     Args:
-      inner: any optax optimizer.
-      sparsity: the final sparsity ``s_f``.
-      begin_step, end_step: the pruning window ``t0``, ``t1``.
-      update_every: steps between mask updates.
-      initial_sparsity: ``s_i``.
-      power: the exponent (3 in the paper).
-      distribution: ``"uniform"`` or ``"global"`` (or an explicit mapping).
-      overrides, prunable, method: as in :func:`jaxprune.topk_mask`. A number, in
-        ``overrides`` or in a mapping ``distribution``, holds its leaf at that sparsity
-        from the first update on (as jaxpruner's custom sparsity map); a function of
-        the sparsity follows the schedule, e.g. ``{"head/": lambda s: s / 2}``.
-      granularity: ``"element"``, ``"unit"`` or an ``(r, c)`` block, as in
-        :func:`jaxprune.topk_mask`.
+      inner, sparsity, begin_step, end_step, update_every, initial_sparsity, power,
+        distribution, overrides, prunable, method, granularity: as in
+        :func:`gradual_prune`.
 
     Returns:
       The transform; its state is a :class:`GradualState`.
