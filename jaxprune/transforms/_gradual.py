@@ -285,9 +285,8 @@ def gradual_magnitude(
     ``begin_step, begin_step + update_every, ... <= end_step`` and at ``end_step``.
 
     Args:
-      inner, sparsity, begin_step, end_step, update_every, initial_sparsity, power,
-        distribution, overrides, prunable, method, granularity: as in
-        :func:`gradual_prune`.
+      inner, sparsity: as in :func:`gradual_prune`, and so are the keyword arguments
+        (every one of :func:`gradual_prune`'s but ``score`` and ``key``).
 
     Returns:
       The transform; its state is a :class:`GradualState`.
