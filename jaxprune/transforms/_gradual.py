@@ -228,7 +228,7 @@ def gradual_prune(
         return MovementState(inner.init(params), mask, count, acc)
 
     def update_fn(updates, state, params=None, **extra_args):
-        need_params(params, "gradual_prune" if score != "magnitude" else "gradual_magnitude")
+        need_params(params, "gradual_prune (gradual_magnitude)")
         base.check_update_args(updates, state.mask, params)
         t = state.count
         acc = None
