@@ -28,8 +28,8 @@ import jax.numpy as jnp
 
 from jaxprune import _checks, _deprecation, filters, masks, scores
 from jaxprune._tree import is_stand_in, leaves_with_paths, matched_leaves, require_prunable
-from jaxprune.select import random_like, select, topk_mask
-from jaxprune.select._keys import count
+from jaxprune.select import random_like, topk_mask
+from jaxprune.select._granular import Granularity, check_granularity, keep_like
 from jaxprune.typing import Distribution, Mask, Override, Params
 
 __all__ = [
@@ -63,6 +63,7 @@ def prune_round(
     *,
     distribution: Distribution = "uniform",
     overrides: Mapping[str, Override] | None = None,
+    granularity: Granularity = "element",
 ) -> Mask:
     """Prunes ``rate`` of the weights ``mask`` still keeps, by magnitude of ``params``.
 
@@ -72,10 +73,14 @@ def prune_round(
       rate: fraction of the remaining weights to prune (0.2 in the paper).
       distribution: ``"uniform"`` (layer-wise, the paper) or ``"global"``.
       overrides: per-layer rates, e.g. ``{"layers/2/": half_rate}``.
+      granularity: ``"element"``; ``"unit"`` (whole output units, a kernel's last axis)
+        or an ``(r, c)`` block, as in :func:`jaxprune.topk_mask`: ``rate`` of the
+        remaining units (or blocks: those ``mask`` keeps any entry of) are pruned,
+        ranked by the sum of their magnitudes; a pruned unit stays pruned.
 
     Returns:
       The next mask, a subset of ``mask`` keeping ``round((1 - rate) * kept)``
-      entries per layer (or in total for global ranking).
+      entries (or units, or blocks) per layer (or in total for global ranking).
 
     Example:
       >>> import jax.numpy as jnp, jaxprune
@@ -83,6 +88,8 @@ def prune_round(
       >>> mask = prune_round(params, jaxprune.dense_mask(params), 0.2)
       >>> int(mask["w"].sum()), int(prune_round(params, mask, 0.5)["w"].sum())
       (8, 4)
+      >>> prune_round(params, jaxprune.dense_mask(params), 0.4, granularity="unit")["w"].tolist()
+      [[False, False, True, True, True], [False, False, True, True, True]]
     """
     paths, leaves, _ = leaves_with_paths(mask)
     pruned = {p for p, m in zip(paths, leaves) if not is_stand_in(m)}
@@ -97,6 +104,7 @@ def prune_round(
         within=mask,
         overrides=overrides,
         prunable=in_mask,
+        granularity=granularity,
     )
 
 
@@ -163,8 +171,12 @@ def one_shot(
     distribution: Distribution = "uniform",
     overrides: Mapping[str, Override] | None = None,
     prunable: filters.FilterLike = None,
+    granularity: Granularity = "element",
 ) -> Mask:
     """Baseline: magnitude-prune the trained dense network to ``sparsity`` at once.
+
+    ``granularity`` (``"element"``, ``"unit"`` or an ``(r, c)`` block, as in
+    :func:`jaxprune.topk_mask`) prunes whole units or blocks; ``sparsity`` counts them.
 
     Example:
       >>> import jax.numpy as jnp
@@ -177,14 +189,23 @@ def one_shot(
         distribution,
         overrides=overrides,
         prunable=prunable,
+        granularity=granularity,
     )
 
 
-def one_shot_like(params: Params, mask: Mask, *, distribution: str = "uniform") -> Mask:
+def one_shot_like(
+    params: Params,
+    mask: Mask,
+    *,
+    distribution: str = "uniform",
+    granularity: Granularity = "element",
+) -> Mask:
     """Baseline: magnitude-prune ``params`` at once to exactly the kept counts of ``mask``.
 
     Per layer (``"uniform"``) or in total (``"global"``), so a one-shot mask from the
-    trained dense network matches an IMP round's sparsity exactly.
+    trained dense network matches an IMP round's sparsity exactly. With
+    ``granularity="unit"`` (or an ``(r, c)`` block) whole units (blocks) are kept, as
+    many as ``mask`` keeps any entry of, ranked by the sum of their magnitudes.
 
     Example:
       >>> import jax.numpy as jnp
@@ -193,16 +214,19 @@ def one_shot_like(params: Params, mask: Mask, *, distribution: str = "uniform") 
       [[False, False, False, False], [False, False, True, True]]
     """
     _checks.check_choice(distribution, ("uniform", "global"), "distribution", "one_shot_like")
+    check_granularity(granularity)
+    granularity = tuple(granularity) if isinstance(granularity, list) else granularity
     paths, m_leaves, treedef = leaves_with_paths(mask)
     _, p_leaves, _ = matched_leaves(params, mask, "params", "mask")
     idx = [i for i, m in enumerate(m_leaves) if not is_stand_in(m)]
     require_prunable(paths, [i in idx for i in range(len(paths))])
-    counts = [count(m_leaves[i]) for i in idx]
-    if distribution == "uniform":
-        groups = [((j,), c) for j, c in enumerate(counts)]
-    else:
-        groups = [(tuple(range(len(idx))), sum(counts))]
-    kept = select([jnp.abs(p_leaves[i]) for i in idx], [None] * len(idx), groups)
+    kept = keep_like(
+        [paths[i] for i in idx],
+        [jnp.abs(p_leaves[i]) for i in idx],
+        [m_leaves[i] for i in idx],
+        granularity,
+        distribution,
+    )
     out = list(m_leaves)
     for i, m in zip(idx, kept):
         out[i] = m

@@ -92,6 +92,68 @@ def test_baselines_keep_the_mask_or_the_counts():
     assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(rp), jax.tree.leaves(mask)))
 
 
+def _kept_units(mask):
+    """Per kernel: its kept output units, checking that each is kept whole."""
+    out = {}
+    for path, m in zip(lottery.kept_counts(mask), [x for x in jax.tree.leaves(mask) if x.ndim]):
+        m = np.asarray(m)
+        assert (m == m.any(axis=0)[None, :]).all(), path  # whole columns
+        out[path] = m.any(axis=0)
+    return out
+
+
+def test_unit_rounds_prune_the_remaining_units_exactly_and_pruned_units_stay_pruned():
+    params = mlp_dict(sizes=(40, 30, 20, 10))
+    mask = jaxprune.dense_mask(params)
+    expect = {"layers_0/kernel": 30, "layers_1/kernel": 20, "layers_2/kernel": 10}
+    rng = np.random.default_rng(0)
+    prune = jax.jit(
+        lambda p, m: lottery.prune_round(
+            p, m, 0.3, overrides={"layers_2/": lottery.half_rate}, granularity="unit"
+        )
+    )
+    before = _kept_units(mask)
+    for _ in range(3):
+        trained = jax.tree.map(lambda p: p + jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+        mask = prune(lottery.rewind(trained, mask), mask)
+        units = _kept_units(mask)
+        for path in expect:
+            expect[path] = keep_count_reference(expect[path], 0.15 if "2" in path else 0.3)
+            assert units[path].sum() == expect[path], path
+            assert not (units[path] & ~before[path]).any()  # a pruned unit stays pruned
+        before = units
+    assert expect == {"layers_0/kernel": 10, "layers_1/kernel": 7, "layers_2/kernel": 6}
+
+
+def test_unit_baselines_keep_the_unit_counts_with_whole_units():
+    params = mlp_dict(sizes=(40, 30, 20, 10))
+    mask = lottery.one_shot(params, 0.5, granularity="unit")
+    units = _kept_units(mask)
+    assert {p: int(u.sum()) for p, u in units.items()} == {
+        "layers_0/kernel": 15,
+        "layers_1/kernel": 10,
+        "layers_2/kernel": 5,
+    }
+    rp = jaxprune.random_like(jax.random.key(0), mask, granularity="unit")
+    rp_units = _kept_units(rp)
+    assert all(rp_units[p].sum() == units[p].sum() for p in units)
+    assert any((rp_units[p] != units[p]).any() for p in units)
+    other = jaxprune.random_like(jax.random.key(1), mask, granularity="unit")
+    assert any((_kept_units(other)[p] != rp_units[p]).any() for p in units)
+    shot = lottery.one_shot_like(params, rp, granularity="unit")
+    chex.assert_trees_all_equal(shot, mask)  # the same counts: the one-shot mask itself
+    total = lottery.one_shot_like(params, rp, distribution="global", granularity="unit")
+    assert sum(int(u.sum()) for u in _kept_units(total).values()) == 30
+    blocks = lottery.one_shot(params, 0.5, granularity=(2, 2))
+    rb = jaxprune.random_like(jax.random.key(0), blocks, granularity=(2, 2))
+    assert lottery.kept_counts(rb) == lottery.kept_counts(blocks)
+    for m in (x for x in jax.tree.leaves(rb) if x.ndim):
+        b = np.asarray(m).reshape(m.shape[0] // 2, 2, m.shape[1] // 2, 2)
+        assert (b.all(axis=(1, 3)) == b.any(axis=(1, 3))).all()  # whole blocks
+    with pytest.raises(ValueError, match="granularity must be"):
+        jaxprune.random_like(jax.random.key(0), mask, granularity="row")
+
+
 def test_rounds_and_remaining():
     assert [lottery.rounds_to_reach(x, 0.2) for x in (1.0, 0.8, 0.5, 0.036)] == [0, 1, 4, 15]
     with pytest.raises(ValueError):

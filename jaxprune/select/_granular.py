@@ -8,7 +8,7 @@ over the leaf.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from jaxprune import filters
 from jaxprune._tree import is_stand_in, stand_in
 from jaxprune.select._engine import select
+from jaxprune.select._keys import count
 from jaxprune.select._plan import candidates, plan
 from jaxprune.typing import Distribution, Mask, Override, Scores
 
@@ -51,6 +52,8 @@ def check_granularity(granularity: Any) -> None:
 
 def _pool(path: str, x: jnp.ndarray, granularity: Granularity, any_: bool) -> jnp.ndarray:
     """Scores summed (or a mask reduced by ``any``) per unit or per block of ``x``."""
+    if granularity == "element":
+        return x
     reduce = jnp.any if any_ else (lambda v, axis: jnp.sum(v.astype(jnp.float32), axis=axis))
     if granularity == "unit":
         return reduce(x, axis=tuple(range(x.ndim - 1)))
@@ -68,6 +71,8 @@ def _pool(path: str, x: jnp.ndarray, granularity: Granularity, any_: bool) -> jn
 
 def _spread(kept: jnp.ndarray, shape: tuple[int, ...], granularity: Granularity) -> jnp.ndarray:
     """A pooled keep mask repeated over the entries of its units or blocks."""
+    if granularity == "element":
+        return kept
     if granularity == "unit":
         return jnp.broadcast_to(kept, shape)
     r, c = granularity
@@ -104,3 +109,30 @@ def granular_topk(
         m = _spread(m, tuple(leaves[i].shape), granularity)
         out[i] = m if w_leaves[i] is None else m & w_leaves[i]
     return treedef.unflatten(out)
+
+
+def keep_like(
+    paths: Sequence[str],
+    scores: Sequence[jnp.ndarray],
+    masks: Sequence[jnp.ndarray],
+    granularity: Granularity = "element",
+    distribution: str = "uniform",
+) -> list[jnp.ndarray]:
+    """Per leaf (``"uniform"``) or in total (``"global"``), as many of the highest-scoring
+    entries, units or blocks as ``masks`` keeps (a unit or block counts when it keeps any
+    entry); each result shaped like its mask, keeping whole units or blocks.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> m = keep_like(["w"], [jnp.arange(6.0).reshape(2, 3)], [jnp.eye(2, 3, dtype=bool)], "unit")
+      >>> m[0].tolist()
+      [[False, True, True], [False, True, True]]
+    """
+    pooled = [_pool(p, s, granularity, any_=False) for p, s in zip(paths, scores)]
+    counts = [count(_pool(p, m, granularity, any_=True)) for p, m in zip(paths, masks)]
+    if distribution == "uniform":
+        groups = [((j,), c) for j, c in enumerate(counts)]
+    else:
+        groups = [(tuple(range(len(counts))), sum(counts))]
+    kept = select(pooled, [None] * len(pooled), groups)
+    return [_spread(k, tuple(m.shape), granularity) for k, m in zip(kept, masks)]

@@ -11,8 +11,7 @@ import jax.numpy as jnp
 from jaxprune import _checks, filters, placement
 from jaxprune._tree import is_stand_in, leaves_with_paths, require_prunable, stand_in
 from jaxprune.select._engine import select
-from jaxprune.select._granular import Granularity, check_granularity, granular_topk
-from jaxprune.select._keys import count
+from jaxprune.select._granular import Granularity, check_granularity, granular_topk, keep_like
 from jaxprune.select._plan import candidates, plan
 from jaxprune.typing import Distribution, Mask, Override, PRNGKey, Scores
 
@@ -114,13 +113,23 @@ def topk_mask(
     return treedef.unflatten(out)
 
 
-def random_like(key: PRNGKey, mask: Mask) -> Mask:
+def random_like(key: PRNGKey, mask: Mask, *, granularity: Granularity = "element") -> Mask:
     """A random mask keeping the same number of entries in every leaf as ``mask``.
 
     The baseline "random pruning with the same per-layer counts" (the lottery-ticket
     papers' random pruning; ``jaxprune.lottery.random_pruning`` was this function).
     For a random mask at a target sparsity use :func:`jaxprune.random_mask`; for
     random scores, :func:`jaxprune.scores.random`.
+
+    Args:
+      key: a JAX random key.
+      mask: the mask whose per-leaf counts are kept.
+      granularity: ``"element"``; ``"unit"`` or an ``(r, c)`` block (as in
+        :func:`topk_mask`): random whole units or blocks, as many per leaf as ``mask``
+        keeps any entry of.
+
+    Returns:
+      A mask with the structure of ``mask``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -130,13 +139,17 @@ def random_like(key: PRNGKey, mask: Mask) -> Mask:
       (4, ())
     """
     _checks.check_key(key)
+    check_granularity(granularity)
+    granularity = tuple(granularity) if isinstance(granularity, list) else granularity
     paths, leaves, treedef = leaves_with_paths(mask)
     flags = [not is_stand_in(m) for m in leaves]
     require_prunable(paths, flags)
     cand = [i for i, f in enumerate(flags) if f]
+    # Uniform entries summed per unit (or block) are i.i.d. per unit of a leaf: a uniform
+    # random order of its units; at "element" these are the draws of earlier releases.
     uniform = [jax.random.uniform(jax.random.fold_in(key, i), leaves[i].shape) for i in cand]
-    groups = [((j,), count(leaves[i])) for j, i in enumerate(cand)]
+    kept = keep_like([paths[i] for i in cand], uniform, [leaves[i] for i in cand], granularity)
     out = list(leaves)
-    for i, m in zip(cand, select(uniform, [None] * len(cand), groups)):
+    for i, m in zip(cand, kept):
         out[i] = placement.match_sharding(m, leaves[i])  # the scores were drawn unsharded
     return treedef.unflatten(out)

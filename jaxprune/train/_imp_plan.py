@@ -16,6 +16,7 @@ import numpy as np
 
 from jaxprune import filters
 from jaxprune._checks import is_integer
+from jaxprune.select._granular import check_granularity
 from jaxprune.train.rundir import jsonable
 
 __all__ = ["IMPPlan", "IMPSettings", "plan_imp", "REWINDS", "VARIANTS"]
@@ -33,6 +34,12 @@ class IMPSettings:
       rate_scale: per-layer multipliers of ``rate`` by path regex, e.g.
         ``{"head/": 0.5}`` prunes the output layer at half rate.
       distribution: ``"uniform"`` (layer-wise ranking) or ``"global"``.
+      granularity: what one pruned item is: ``"element"`` (one weight, the paper),
+        ``"unit"`` (a kernel's output unit or channel: a slice of its last axis) or an
+        ``(r, c)`` block of a kernel's last two axes, as in :func:`jaxprune.topk_mask`.
+        ``rate`` is then the fraction of the remaining units (blocks) pruned per round;
+        ``random_pruning`` removes as many random whole units per layer, ``one_shot``
+        as many units of the dense network by their summed magnitudes.
       exclude: path regexes of kernels never pruned (nor counted), e.g. ``("head/",)``
         for "conv layers only"; the default prunes every Dense and Conv kernel.
       target: stop after the round leaving at most this fraction of the weights.
@@ -55,6 +62,7 @@ class IMPSettings:
     rate: float = 0.2
     rate_scale: Mapping[str, float] = dataclasses.field(default_factory=dict)
     distribution: str = "uniform"
+    granularity: str | tuple[int, int] = "element"
     exclude: Sequence[str] = ()
     target: float = 0.036
     rounds: int | None = None
@@ -84,6 +92,12 @@ class IMPSettings:
             raise ValueError(
                 f"distribution must be 'uniform' or 'global', got {self.distribution!r}."
             )
+        try:
+            check_granularity(self.granularity)
+        except ValueError as e:
+            raise ValueError(f"{e} (IMPSettings.granularity)") from None
+        if isinstance(self.granularity, list):  # a block read back from JSON
+            object.__setattr__(self, "granularity", tuple(self.granularity))
         if len(set(self.variants)) != len(self.variants):
             raise ValueError(f"variants must not repeat, got {tuple(self.variants)}.")
         if not 0 < self.target < 1:

@@ -2,7 +2,8 @@
 
 Round 0 trains the dense network (every seed at once) and keeps its rewind point
 (step k; k = 0 is the initialisation). Each later round prunes a fraction of the
-ticket's remaining weights by magnitude (`jaxprune.lottery.prune_round`), rewinds
+ticket's remaining weights (or whole units, or blocks: ``IMPSettings.granularity``) by
+magnitude (`jaxprune.lottery.prune_round`), rewinds
 the survivors to step k, and trains every variant of every seed together as one
 vmapped ensemble:
 
@@ -265,6 +266,7 @@ def _pruner(settings: IMPSettings) -> Callable[[Any, Any], Any]:
                 settings.rate,
                 distribution=settings.distribution,
                 overrides=settings.overrides() or None,
+                granularity=settings.granularity,
             ),
             in_axes=(ensemble_axes(params), ensemble_axes(mask)),
             out_axes=ensemble_axes(mask),  # shared stand-ins stay shared: the same input next round
@@ -287,10 +289,15 @@ def _members(settings, tx, r, mask, rewind_point, trained, dense, reinit, seeds)
             if v == "random_reinit":
                 base = member(reinit, i).replace(step=base.step)
             elif v == "random_pruning":
-                m = jaxprune.random_like(jax.random.key(1_000_003 * r + s), m)
+                m = jaxprune.random_like(
+                    jax.random.key(1_000_003 * r + s), m, granularity=settings.granularity
+                )
             elif v == "one_shot":
                 m = lottery.one_shot_like(
-                    member(dense, i).params, m, distribution=settings.distribution
+                    member(dense, i).params,
+                    m,
+                    distribution=settings.distribution,
+                    granularity=settings.granularity,
                 )
             members.append(_masked_state(base, tx, m, settings.rewind_optimizer))
             names.append(f"{v}/seed{s}")

@@ -29,7 +29,12 @@ from jaxprune.transforms._dst import (
     rigl,
     set_training,
 )
-from jaxprune.transforms._gradual import GradualState, gradual_magnitude
+from jaxprune.transforms._gradual import (
+    GradualState,
+    MovementState,
+    gradual_magnitude,
+    gradual_prune,
+)
 from jaxprune.transforms._masked import MaskedState, masked, static_sparse
 from jaxprune.transforms._ste import STEState, straight_through
 
@@ -38,8 +43,10 @@ __all__ = [
     "DSTTransformation",
     "GradualState",
     "MaskedState",
+    "MovementState",
     "STEState",
     "gradual_magnitude",
+    "gradual_prune",
     "map_per_parameter",
     "map_schedule_counts",
     "mask_of",

@@ -139,6 +139,70 @@ def test_members_rewind_reinit_and_random_pruning():
             assert lottery.kept_counts(held) == lottery.kept_counts(member(mask, i))
 
 
+def _kept_items(m, granularity):
+    """The kept units (or blocks) of a kernel mask, checking each is kept whole."""
+    m = np.asarray(m)
+    if granularity == "unit":
+        kept = m.any(axis=0)
+        assert (m == kept[None, :]).all()
+        return kept
+    r, c = granularity
+    b = m.reshape(m.shape[0] // r, r, m.shape[1] // c, c)
+    assert (b.all(axis=(1, 3)) == b.any(axis=(1, 3))).all()
+    return b.any(axis=(1, 3))
+
+
+@pytest.mark.parametrize("granularity", ["unit", (2, 2)])
+def test_imp_at_a_coarse_granularity_prunes_whole_units_or_blocks(tmp_path, granularity):
+    """Each round prunes the rate of the remaining units (blocks), kept whole, exactly."""
+    settings = IMPSettings(
+        rate=0.5, rounds=2, granularity=granularity, variants=("ticket", "random_pruning")
+    )
+    results = imp(tmp_path, settings, steps=20)
+    shapes = {"hidden/0/kernel": (40, 100), "hidden/1/kernel": (100, 100), "head/kernel": (100, 10)}
+    if granularity == "unit":
+        expect = {p: b for p, (_, b) in shapes.items()}
+    else:
+        expect = {p: a * b // 4 for p, (a, b) in shapes.items()}
+    saved = masks_of(tmp_path, 2)
+    for rnd in (1, 2):
+        for path in shapes:
+            expect[path] = jaxprune.keep_count(expect[path], 0.5)
+            for s in (0, 1):
+                kept = _kept_items(saved[(rnd, s)][path], granularity)
+                assert kept.sum() == expect[path], (rnd, path)
+                if rnd > 1:  # a pruned unit (block) stays pruned
+                    assert not (kept & ~_kept_items(saved[(rnd - 1, s)][path], granularity)).any()
+    assert [len(r["accuracy"]["random_pruning"]) for r in results["rounds"]] == [2, 2]
+
+
+def test_unit_random_pruning_and_one_shot_members_keep_whole_units_in_the_tickets_counts():
+    tx = jaxprune.masked(TX, jaxprune.dense_mask)
+    seeds = (0, 1)
+    state = stack_states([create_train_state(make(s), tx, seed=s) for s in seeds])
+    trained = jax.tree.map(lambda x: x + 1.0 if x.dtype == np.float32 else x, state)
+    dense_mask = jaxprune.mask_of(state.opt_state)
+    mask = jax.vmap(
+        lambda p, m: lottery.prune_round(p, m, 0.6, granularity="unit"),
+        in_axes=(ensemble_axes(trained.params), ensemble_axes(dense_mask)),
+    )(trained.params, dense_mask)
+    settings = IMPSettings(
+        granularity="unit", variants=("ticket", "random_reinit", "random_pruning", "one_shot")
+    )
+    members, _ = driver._members(settings, tx, 1, mask, state, trained, trained, state, seeds)
+    kernels = lambda m: [np.asarray(x) for x in jax.tree.leaves(m) if x.ndim]  # noqa: E731
+    for i in range(2):
+        ticket = kernels(member(mask, i))
+        want = [_kept_items(m, "unit").sum() for m in ticket]
+        assert sorted(want) == [4, 40, 40]  # 40% of 10, 100 and 100 units
+        random_pruning, one_shot = (
+            kernels(jaxprune.mask_of(members[2 * v + i].opt_state)) for v in (2, 3)
+        )
+        for held in (random_pruning, one_shot):
+            assert [_kept_items(m, "unit").sum() for m in held] == want
+        assert any((a != b).any() for a, b in zip(random_pruning, ticket))
+
+
 @pytest.mark.parametrize("rewind", ["lr", "finetune"])
 def test_without_weight_rewinding_one_shot_goes_on_from_the_trained_dense_network(rewind):
     """Tickets keep their trained weights; one_shot, the dense network pruned at once,
@@ -182,6 +246,8 @@ def test_without_weight_rewinding_one_shot_goes_on_from_the_trained_dense_networ
         ({"kd_temperature": 0.0}, "kd_temperature must be > 0"),
         ({"kd_alpha": 2.0}, "kd_alpha"),
         ({"variants": ("ticket", "ticket")}, "must not repeat"),
+        ({"granularity": "units"}, r"granularity must be .*IMPSettings.granularity"),
+        ({"granularity": (2, 0)}, "granularity must be"),
     ],
 )
 def test_imp_settings_refuse_values_that_cannot_run(bad, match):
