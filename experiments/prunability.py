@@ -122,7 +122,8 @@ def run(
         "tolerance": config.study.tolerance,
         "dims": rows,
         "machine": sweeps.machine(),
-        "seconds": time.perf_counter() - start,
+        "invocation_wall_s": time.perf_counter()
+        - start,  # this invocation only (resumed runs: less)
     }
     markdown = f"`{results['command']}`\n\n{table(results)}"
     if sweeps.write_results(run_dir, workdir, results, markdown):
@@ -183,7 +184,7 @@ def main(argv: list[str]) -> None:
     results = run(FLAGS.config, FLAGS.workdir, progress=FLAGS.progress, command=command)
     print("\n" + table(results))
     print(
-        f"{results['seconds']:.0f} s; results.json, results.md and prunability.png in "
+        f"{results['invocation_wall_s']:.0f} s; results.json, results.md and prunability.png in "
         f"{FLAGS.workdir}"
     )
 

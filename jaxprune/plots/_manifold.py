@@ -49,6 +49,9 @@ def plot_prunability(
     _mean_and_band(left, dims, kept, color="k")
     left.set(xscale="log", yscale="log", xlabel="intrinsic dimension d (log scale)")
     left.set_xticks(dims, [f"{d:g}" for d in dims])
+    lo, hi = kept.min() / 1.5, kept.max() * 1.5
+    ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100) if lo <= t <= hi]
+    left.set_yticks(ticks, [f"{t:g}" for t in ticks])
     left.minorticks_off()
     left.set_ylabel(f"% of weights left, within {100 * results['tolerance']:g} pt of dense")
     left.grid(True, alpha=0.3)
