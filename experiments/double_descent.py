@@ -50,7 +50,7 @@ from experiments import dead_units, lottery_ticket, sweeps
 from experiments.configs import double_descent as configs
 from jaxprune import train
 from jaxprune.plots import plot_double_descent
-from jaxprune.train.lottery import plan_imp
+from jaxprune.train.lottery import later_settings, plan_imp
 from jaxprune.train.rundir import jsonable, write_json
 from jaxprune.train.state import apply_model, members_of
 
@@ -135,7 +135,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
     start = time.perf_counter()
     out = train.RunDir(workdir)
     out.create()
-    out.check_or_write_config({"config": jsonable(config)})
+    out.check_or_write_config({"config": jsonable(config)}, later=later_settings("config.imp"))
     runs = {}
     for noise in config.noises:
         for retrain in config.retrains:

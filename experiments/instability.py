@@ -34,7 +34,7 @@ from ml_collections import ConfigDict
 from experiments import lottery_ticket, sweeps
 from jaxprune import data, train
 from jaxprune.plots import plot_instability, plot_paths
-from jaxprune.train.lottery import IMPSettings, imp_initial_states
+from jaxprune.train.lottery import IMPSettings, imp_initial_states, later_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = ("dense", "ticket", "random_pruning")
@@ -65,7 +65,9 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
     _check(config, steps)
     run_dir = train.RunDir(workdir)
     run_dir.create()
-    run_dir.check_or_write_config({"config": train.rundir.jsonable(config)})
+    run_dir.check_or_write_config(
+        {"config": train.rundir.jsonable(config)}, later=later_settings("config.imp")
+    )
     start = time.perf_counter()
     rows, imp_results = [], None
     for number, k in enumerate(config.ks, 1):

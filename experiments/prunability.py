@@ -32,6 +32,7 @@ from ml_collections import ConfigDict, config_flags
 from experiments import lottery_ticket, sweeps
 from jaxprune import analysis, data, train
 from jaxprune.plots import plot_prunability
+from jaxprune.train.lottery import later_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -94,7 +95,9 @@ def run(
         lottery_ticket.settings(imp_config(config, d))  # bad settings fail before training
     run_dir = train.RunDir(workdir)
     run_dir.create()
-    run_dir.check_or_write_config({"config": train.rundir.jsonable(config)})
+    run_dir.check_or_write_config(
+        {"config": train.rundir.jsonable(config)}, later=later_settings("config.imp")
+    )
     start = time.perf_counter()
     rows = []
     for number, d in enumerate(dims, 1):

@@ -48,7 +48,7 @@ from experiments import lottery_ticket, sweeps
 from experiments.configs.rebasin_tickets import STUDY_FIELDS
 from jaxprune import analysis, rebasin, train
 from jaxprune.plots import plot_ticket_alignment
-from jaxprune.train.lottery import imp_initial_states
+from jaxprune.train.lottery import imp_initial_states, later_settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALIGNMENTS = ("none", "dense", "ticket")
@@ -144,7 +144,9 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         )
     run_dir = train.RunDir(workdir)
     run_dir.create()
-    run_dir.check_or_write_config({"config": train.rundir.jsonable(config)})
+    run_dir.check_or_write_config(
+        {"config": train.rundir.jsonable(config)}, later=later_settings("config.imp")
+    )
     start = time.perf_counter()
     imp_dir = os.path.join(workdir, "imp")
     imp_results = lottery_ticket.run(imp_config(config), imp_dir, progress=progress)

@@ -19,10 +19,25 @@ from jaxprune._checks import is_integer
 from jaxprune.select._granular import check_granularity
 from jaxprune.train.rundir import jsonable
 
-__all__ = ["IMPPlan", "IMPSettings", "plan_imp", "REWINDS", "VARIANTS"]
+__all__ = ["IMPPlan", "IMPSettings", "later_settings", "plan_imp", "REWINDS", "VARIANTS"]
 
 VARIANTS = ("ticket", "random_reinit", "random_pruning", "one_shot", "kd_ticket")
 REWINDS = ("weights", "lr", "finetune")
+# IMPSettings fields added after run directories were made, at the values that reproduce
+# those runs: a directory recorded without them still resumes (`later_settings`).
+LATER_FIELDS = {"validation": 0, "validation_seed": 0, "granularity": "element"}
+
+
+def later_settings(*prefixes: str) -> dict[str, Any]:
+    """The IMP settings added after runs were made, under each dotted prefix of a recorded
+    config, with their old-behaviour defaults: the ``later`` of
+    :meth:`jaxprune.train.RunDir.check_or_write_config`, so that older runs resume.
+
+    Example:
+      >>> later_settings("imp")["imp.granularity"]
+      'element'
+    """
+    return {f"{p}.{k}": v for p in prefixes for k, v in LATER_FIELDS.items()}
 
 
 @dataclasses.dataclass(frozen=True)

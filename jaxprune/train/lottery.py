@@ -46,7 +46,7 @@ from flax import nnx
 import jaxprune
 from jaxprune import lottery, masks
 from jaxprune.data.dataset import subset_indices
-from jaxprune.train._imp_plan import IMPPlan, IMPSettings, plan_imp
+from jaxprune.train._imp_plan import IMPPlan, IMPSettings, later_settings, plan_imp
 from jaxprune.train.checkpoint import restore_checkpoint
 from jaxprune.train.fit import fit
 from jaxprune.train.maskio import save_mask
@@ -62,7 +62,15 @@ from jaxprune.train.state import (
     step_of,
 )
 
-__all__ = ["IMPPlan", "IMPSettings", "IMPStalled", "imp_initial_states", "plan_imp", "run_imp"]
+__all__ = [
+    "IMPPlan",
+    "IMPSettings",
+    "IMPStalled",
+    "imp_initial_states",
+    "later_settings",
+    "plan_imp",
+    "run_imp",
+]
 
 _REINIT_SEED = 100_003  # offset of the fresh initialisations of random_reinit
 
@@ -179,7 +187,7 @@ def run_imp(
     )
     run = RunDir(workdir)
     run.create()
-    run.check_or_write_config(plan.record)
+    run.check_or_write_config(plan.record, later=later_settings("imp", "config.imp"))
     fit_args = dict(
         batch_size=batch_size,
         seed=data_seed,

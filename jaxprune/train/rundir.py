@@ -35,8 +35,16 @@ class RunDir:
         """Creates the directory if needed."""
         os.makedirs(self.path, exist_ok=True)
 
-    def check_or_write_config(self, config: Mapping[str, Any]) -> None:
+    def check_or_write_config(
+        self, config: Mapping[str, Any], *, later: Mapping[str, Any] | None = None
+    ) -> None:
         """Writes `config.json`, or checks that an existing one matches `config`.
+
+        Args:
+          config: the run's config (JSON-like).
+          later: settings added after runs were made, by dotted key, with the default
+            that reproduces the older behaviour: an existing `config.json` without the
+            key matches a `config` that holds the default there, so older runs resume.
 
         Raises:
           ValueError: the directory holds a run with another config; resuming it
@@ -46,6 +54,8 @@ class RunDir:
         if os.path.exists(self.config):
             with open(self.config) as f:
                 existing = json.load(f)
+            if existing != normalized:
+                normalized = _without_later_defaults(existing, normalized, later or {})
             if existing != normalized:
                 diff = diff_keys(existing, normalized)
                 raise ValueError(
@@ -127,6 +137,27 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset)):
         return sorted(obj)
     return str(obj)
+
+
+def _without_later_defaults(
+    existing: dict[str, Any], config: dict[str, Any], later: Mapping[str, Any]
+) -> dict[str, Any]:
+    """`config` less every `later` key that `existing` lacks and `config` holds at its default."""
+    config = json.loads(json.dumps(config))  # a deep copy of plain JSON
+    for key, default in later.items():
+        *parents, leaf = key.split(".")
+        old, new = existing, config
+        for part in parents:
+            old = old.get(part) if isinstance(old, dict) else None
+            new = new.get(part) if isinstance(new, dict) else None
+        if (
+            isinstance(new, dict)
+            and leaf in new
+            and not (isinstance(old, dict) and leaf in old)
+            and new[leaf] == jsonable(default)
+        ):
+            del new[leaf]
+    return config
 
 
 def diff_keys(a: Any, b: Any, prefix: str = "") -> list[str]:

@@ -474,3 +474,30 @@ def test_validation_settings_are_checked_before_any_training(
             **kwargs,
         )
     assert not (tmp_path / "round_00").exists()
+
+
+def test_a_run_recorded_before_a_setting_existed_resumes_at_its_default(tmp_path):
+    from jaxprune.train.lottery import later_settings
+    from jaxprune.train.rundir import RunDir
+
+    run = RunDir(tmp_path)
+    run.create()
+    old = {"imp": {"rate": 0.2}, "config": {"imp": {"rate": 0.2}}, "steps": 10}
+    run.check_or_write_config(old)
+    later = later_settings("imp", "config.imp")
+    new = {
+        "imp": {"rate": 0.2, "granularity": "element", "validation": 0},
+        "config": {"imp": {"rate": 0.2, "granularity": "element"}},
+        "steps": 10,
+    }
+    run.check_or_write_config(new, later=later)  # the defaults: the old run resumes
+    assert json.loads((tmp_path / "config.json").read_text()) == old  # left as it was
+    for changed in (
+        {**new, "imp": {**new["imp"], "granularity": "unit"}},
+        {**new, "config": {"imp": {"rate": 0.2, "granularity": "unit"}}},
+        {**new, "steps": 20},
+    ):
+        with pytest.raises(ValueError, match="different config"):
+            run.check_or_write_config(changed, later=later)
+    with pytest.raises(ValueError, match=r"differs at \[.*'imp.granularity'"):
+        run.check_or_write_config(new)  # without `later`, any new key differs
