@@ -299,6 +299,15 @@ def cost_report(
       (6, 24)
     """
     report = masks.sparsity_report(mask)
+    if slimmed is not None:
+        have = set(leaves_with_paths(slimmed)[0])
+        missing = [l.path for l in report.leaves if l.path not in have]
+        if missing:
+            raise ValueError(
+                f"cost_report: the slimmed variables have no leaf {missing[0]!r}, which the "
+                "mask holds. Pass slimmed=jaxprune.slim(spec, params, mask): the structure "
+                "of params with fewer units."
+            )
     costs = _leaf_costs(apply_fn, params, x)
     slim_costs = None if slimmed is None else _leaf_costs(apply_fn, slimmed, x)
     rows = []
@@ -306,12 +315,6 @@ def cost_report(
         macs, nbytes = costs[l.path]
         extra = {}
         if slim_costs is not None:
-            if l.path not in slim_costs:
-                raise ValueError(
-                    f"cost_report: the slimmed variables have no leaf {l.path!r}, which the "
-                    "mask holds. Pass slimmed=jaxprune.slim(spec, params, mask): the "
-                    "structure of params with fewer units."
-                )
             extra = dict(zip(("slimmed_macs", "slimmed_nbytes"), slim_costs[l.path]))
         rows.append(
             dataclasses.replace(
