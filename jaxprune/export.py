@@ -12,7 +12,7 @@ weights a layout that skips the zeros, and count what that saves:
 - :func:`to_nm` stores an N:M-masked ``(in, out)`` kernel as, per group of ``m``
   inputs, the ``n`` kept values and their positions; :func:`nm_matmul` multiplies by it.
 - :func:`cost_report` counts per-layer multiply-accumulates and parameter bytes,
-  dense and masked.
+  dense, masked and (given ``jaxprune.slim``'s smaller variables) slimmed.
 """
 
 from __future__ import annotations
@@ -248,25 +248,42 @@ def nm_matmul(x: jax.Array, packed: NMKernel) -> jax.Array:
 
 
 def cost_report(
-    apply_fn: Callable[[PyTree, Any], Any], params: PyTree, mask: Mask, x: Any
+    apply_fn: Callable[[PyTree, Any], Any],
+    params: PyTree,
+    mask: Mask,
+    x: Any,
+    *,
+    slimmed: PyTree | None = None,
 ) -> masks.SparsityReport:
     """:func:`jaxprune.sparsity_report` plus multiply-accumulates and bytes per masked layer.
 
     Traces ``apply_fn(params, x)`` (nothing runs) and counts, for every masked leaf,
-    the MACs of the matrix products and convolutions it is an operand of: dense, and
+    the MACs of the matrix products and convolutions it is an operand of (a
+    convolution: output elements x input features per group x kernel window, so
+    grouped and depthwise convolutions count only their groups' inputs): dense, and
     masked (times the leaf's kept fraction); and its bytes: dense and of the kept
-    values alone (the packed mask, ``ceil(size / 8)`` bytes, comes on top). Counts are
-    for the batch ``x`` as given: pass one example for per-example counts.
+    values alone (the packed mask, ``ceil(size / 8)`` bytes, comes on top). With
+    ``slimmed``, it traces ``apply_fn(slimmed, x)`` too and adds the slimmed model's
+    own MACs and bytes of every leaf, on the row of the dense leaf at the same path.
+    Counts are for the batch ``x`` as given: pass one example for per-example counts.
+    Layers whose leaves the mask leaves out (0-d stand-ins) have no row.
 
     Args:
-      apply_fn: ``apply_fn(params, x)``, the network.
-      params: its parameters.
+      apply_fn: ``apply_fn(params, x)``, the network (for a Flax NNX model,
+        ``lambda v, x: nnx.merge(graphdef, v)(x)``).
+      params: its parameters (or all its variables).
       mask: a mask of ``params``.
       x: an input (arrays or ``jax.ShapeDtypeStruct``).
+      slimmed: the smaller variables of the same structure that ``apply_fn`` also
+        runs, e.g. ``jaxprune.slim(spec, params, mask)`` of a unit mask.
 
     Returns:
       A :class:`jaxprune.SparsityReport` with ``macs``, ``kept_macs``, ``nbytes`` and
-      ``kept_nbytes`` filled in per leaf and in total.
+      ``kept_nbytes`` (and with ``slimmed``, ``slimmed_macs`` and ``slimmed_nbytes``)
+      filled in per leaf and in total.
+
+    Raises:
+      ValueError: ``slimmed`` lacks a leaf of the mask (naming its path).
 
     Example:
       >>> import jax.numpy as jnp
@@ -275,25 +292,55 @@ def cost_report(
       >>> r = cost_report(lambda p, x: x @ p["w"], params, mask, jnp.ones((1, 4)))
       >>> r.macs, r.kept_macs, r.nbytes, r.kept_nbytes
       (12, 6, 48, 24)
+      >>> small = {"w": jnp.ones((2, 3))}  # the two kept input rows
+      >>> r = cost_report(lambda p, x: x[:, : p["w"].shape[0]] @ p["w"], params, mask,
+      ...                 jnp.ones((1, 4)), slimmed=small)
+      >>> r.slimmed_macs, r.slimmed_nbytes
+      (6, 24)
     """
     report = masks.sparsity_report(mask)
+    if slimmed is not None:
+        have = set(leaves_with_paths(slimmed)[0])
+        missing = [l.path for l in report.leaves if l.path not in have]
+        if missing:
+            raise ValueError(
+                f"cost_report: the slimmed variables have no leaf {missing[0]!r}, which the "
+                "mask holds. Pass slimmed=jaxprune.slim(spec, params, mask): the structure "
+                "of params with fewer units."
+            )
+    costs = _leaf_costs(apply_fn, params, x)
+    slim_costs = None if slimmed is None else _leaf_costs(apply_fn, slimmed, x)
+    rows = []
+    for l in report.leaves:
+        macs, nbytes = costs[l.path]
+        extra = {}
+        if slim_costs is not None:
+            extra = dict(zip(("slimmed_macs", "slimmed_nbytes"), slim_costs[l.path]))
+        rows.append(
+            dataclasses.replace(
+                l,
+                macs=macs,
+                kept_macs=macs * l.kept // l.size if l.size else 0,
+                nbytes=nbytes,
+                kept_nbytes=l.kept * nbytes // l.size if l.size else 0,
+                **extra,
+            )
+        )
+    return masks.SparsityReport(tuple(rows))
+
+
+def _leaf_costs(
+    apply_fn: Callable[[PyTree, Any], Any], params: PyTree, x: Any
+) -> dict[str, tuple[int, int]]:
+    """Leaf path -> (MACs of the products it is an operand of in ``apply_fn(params, x)``, bytes)."""
     paths, leaves, _ = leaves_with_paths(params)
     closed = jax.make_jaxpr(apply_fn)(params, x)
     macs = dict.fromkeys(paths, 0)
     _count_macs(closed.jaxpr, dict(zip(closed.jaxpr.invars, paths)), macs, 1)
-    itemsize = {p: np.dtype(l.dtype).itemsize for p, l in zip(paths, leaves)}
-    return masks.SparsityReport(
-        tuple(
-            dataclasses.replace(
-                l,
-                macs=macs[l.path],
-                kept_macs=macs[l.path] * l.kept // l.size if l.size else 0,
-                nbytes=l.size * itemsize[l.path],
-                kept_nbytes=l.kept * itemsize[l.path],
-            )
-            for l in report.leaves
-        )
-    )
+    return {
+        p: (macs[p], int(np.prod(l.shape)) * np.dtype(l.dtype).itemsize)
+        for p, l in zip(paths, leaves)
+    }
 
 
 # Operations through which a parameter is still "that parameter" for counting.

@@ -179,8 +179,10 @@ class LeafSparsity:
     Attributes:
       macs: multiply-accumulates of the products with this leaf, dense (None: not counted).
       kept_macs: the same, masked: ``macs`` times the leaf's kept fraction.
+      slimmed_macs: the same in the slimmed model (``jaxprune.slim``), counted on it.
       nbytes: the leaf's bytes, dense.
       kept_nbytes: the bytes of its kept values alone.
+      slimmed_nbytes: the bytes of the slimmed leaf.
     """
 
     path: str
@@ -191,6 +193,8 @@ class LeafSparsity:
     kept_macs: int | None = None
     nbytes: int | None = None
     kept_nbytes: int | None = None
+    slimmed_macs: int | None = None
+    slimmed_nbytes: int | None = None
 
     @property
     def sparsity(self) -> float:
@@ -199,7 +203,7 @@ class LeafSparsity:
 
 @dataclasses.dataclass(frozen=True)
 class SparsityReport:
-    """Per-leaf and total sparsity of a mask; ``str()`` renders a table."""
+    """Per-leaf and total sparsity of a mask; ``str()`` renders a table, ``to_markdown()`` too."""
 
     leaves: tuple[LeafSparsity, ...]
 
@@ -224,6 +228,10 @@ class SparsityReport:
         return self._total("kept_macs")
 
     @property
+    def slimmed_macs(self) -> int | None:
+        return self._total("slimmed_macs")
+
+    @property
     def nbytes(self) -> int | None:
         return self._total("nbytes")
 
@@ -231,18 +239,22 @@ class SparsityReport:
     def kept_nbytes(self) -> int | None:
         return self._total("kept_nbytes")
 
+    @property
+    def slimmed_nbytes(self) -> int | None:
+        return self._total("slimmed_nbytes")
+
     def _total(self, field: str) -> int | None:
         values = [getattr(l, field) for l in self.leaves]
         return None if None in values else sum(values)
 
-    def _costed(self) -> bool:
-        return self.macs is not None
+    def _cost_columns(self) -> list[tuple[str, str]]:
+        """(field, heading) of the cost columns that are filled in."""
+        return [(f, h) for f, h in _COST_COLUMNS if self._total(f) is not None]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict: per-leaf rows and the totals (cost fields when counted)."""
         out = {"size": self.size, "kept": self.kept, "sparsity": self.sparsity}
-        if self._costed():
-            out.update({f: getattr(self, f) for f in _COST_FIELDS})
+        out.update({f: getattr(self, f) for f, _ in self._cost_columns()})
         rows = [
             {k: v for k, v in dataclasses.asdict(l).items() if v is not None}
             | {"sparsity": l.sparsity}
@@ -250,33 +262,21 @@ class SparsityReport:
         ]
         return {"leaves": rows, **out}
 
+    def _table(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+        """The heading and the rows (the last one the total) as strings."""
+        columns = self._cost_columns()
+
+        def row(r: Any, path: str, shape: str) -> tuple[str, ...]:
+            cost = [f"{getattr(r, f):,}" for f, _ in columns]
+            return (path, shape, f"{r.size:,}", f"{r.kept:,}", f"{100 * r.sparsity:.2f}%", *cost)
+
+        rows = [row(l, l.path, "x".join(map(str, l.shape))) for l in self.leaves]
+        rows.append(row(self, "total", ""))
+        head = ("path", "shape", "size", "kept", "sparsity", *(h for _, h in columns))
+        return head, rows
+
     def __str__(self) -> str:
-        costed = self._costed()
-        cost = lambda r: [f"{getattr(r, f):,}" for f in _COST_FIELDS] if costed else []
-        rows = [
-            (
-                l.path,
-                "x".join(map(str, l.shape)),
-                f"{l.size:,}",
-                f"{l.kept:,}",
-                f"{100 * l.sparsity:.2f}%",
-                *cost(l),
-            )
-            for l in self.leaves
-        ]
-        rows.append(
-            (
-                "total",
-                "",
-                f"{self.size:,}",
-                f"{self.kept:,}",
-                f"{100 * self.sparsity:.2f}%",
-                *cost(self),
-            )
-        )
-        head = ("path", "shape", "size", "kept", "sparsity") + (
-            ("MACs", "kept MACs", "bytes", "kept bytes") if costed else ()
-        )
+        head, rows = self._table()
         widths = [max(len(r[i]) for r in rows + [head]) for i in range(len(head))]
         fmt = lambda r: "  ".join(
             c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
@@ -285,8 +285,33 @@ class SparsityReport:
         lines += [fmt(r) for r in rows[:-1]] + [fmt(tuple("-" * w for w in widths)), fmt(rows[-1])]
         return "\n".join(lines)
 
+    def to_markdown(self) -> str:
+        """The table of ``str()`` as a Markdown table, the total in bold.
 
-_COST_FIELDS = ("macs", "kept_macs", "nbytes", "kept_nbytes")
+        Example:
+          >>> import numpy as np
+          >>> print(sparsity_report({"w": np.eye(2, dtype=bool)}).to_markdown())
+          | path | shape | size | kept | sparsity |
+          |---|---|---:|---:|---:|
+          | w | 2x2 | 4 | 2 | 50.00% |
+          | **total** |  | 4 | 2 | 50.00% |
+        """
+        head, rows = self._table()
+        line = lambda r: "| " + " | ".join(r) + " |"
+        align = ["---", "---"] + ["---:"] * (len(head) - 2)
+        rows[-1] = ("**total**", *rows[-1][1:])
+        return "\n".join([line(head), "|" + "|".join(align) + "|", *map(line, rows)])
+
+
+# Filled by export.cost_report: dense, masked and slimmed MACs, then bytes.
+_COST_COLUMNS = (
+    ("macs", "MACs"),
+    ("kept_macs", "kept MACs"),
+    ("slimmed_macs", "slimmed MACs"),
+    ("nbytes", "bytes"),
+    ("kept_nbytes", "kept bytes"),
+    ("slimmed_nbytes", "slimmed bytes"),
+)
 
 
 def sparsity_report(mask: Mask) -> SparsityReport:
