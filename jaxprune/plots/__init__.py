@@ -7,12 +7,14 @@ plot is drawn, and ``import jaxprune`` does not import it.
 """
 
 from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
+from jaxprune.plots._ap import plot_ap_colt
 from jaxprune.plots._connectivity import plot_instability, plot_paths
 from jaxprune.plots._manifold import plot_prunability
 from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
 
 __all__ = [
     "plot_accuracy_vs_remaining",
+    "plot_ap_colt",
     "plot_dead_units",
     "plot_imp",
     "plot_instability",
