@@ -123,14 +123,15 @@ def run_colt(
       ...                    batch_size=100, steps=6000)  # doctest: +SKIP
     """
     _check(settings)
+    size = len(train_data.y)
+    split = segment_indices(size, segments, split_seed)
     segment_steps = steps // segments if segment_steps is None else segment_steps
     if not (isinstance(segment_steps, int) and segment_steps >= 1):
         raise ValueError(
             f"segment_steps must be a positive integer; got {segment_steps!r} (run_colt, "
             f"steps={steps}, segments={segments})."
         )
-    size = len(train_data.y)
-    parts = [_take(train_data, i, size) for i in segment_indices(size, segments, split_seed)]
+    parts = [_take(train_data, i, size) for i in split]
     plan = plan_imp(
         settings,
         seeds=seeds,
