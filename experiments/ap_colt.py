@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -44,15 +44,16 @@ from ml_collections import ConfigDict, config_flags
 
 from experiments import lottery_ticket, sweeps
 from experiments.configs import ap_colt as configs
+from experiments.dead_units import _stats
 from jaxprune import train
 from jaxprune.plots import plot_ap_colt
 from jaxprune.train.colt import run_colt
+from jaxprune.train.deadunits import RATES
 from jaxprune.train.lottery import IMPSettings, run_imp
 from jaxprune.train.rundir import jsonable, write_json
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARMS = ("imp", "ap", "colt")
-RATES = ("static", "dynamic")
 
 
 def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
@@ -113,16 +114,6 @@ def _settings(config: ConfigDict) -> IMPSettings:
 
 def _replace(settings: IMPSettings, **changes: Any) -> IMPSettings:
     return dataclasses.replace(settings, **changes)
-
-
-def _stats(values: Sequence[float]) -> dict[str, Any]:
-    """Per seed, mean and sample standard deviation (0 for a single seed)."""
-    v = np.asarray(values, np.float64)
-    return {
-        "seeds": v.tolist(),
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-    }
 
 
 def summarise(

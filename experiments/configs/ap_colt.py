@@ -18,9 +18,8 @@ from experiments.configs import lottery
 from experiments.configs import train as train_configs
 
 
-def mnist1d_mlp() -> ConfigDict:
-    """The main job: 3 seeds, IMP against IMP + AP (0.1) against COLT (2 segments)."""
-    c = lottery.mnist1d_mlp()
+def _arms(c: ConfigDict) -> ConfigDict:
+    """A lottery config with tickets only, dead units recorded, AP's share and COLT's split."""
     c.imp.variants = ("ticket",)
     c.imp.record_dead_units = True
     c.ap_share = 0.1
@@ -30,12 +29,15 @@ def mnist1d_mlp() -> ConfigDict:
     return c
 
 
+def mnist1d_mlp() -> ConfigDict:
+    """The main job: 3 seeds, IMP against IMP + AP (0.1) against COLT (2 segments)."""
+    return _arms(lottery.mnist1d_mlp())
+
+
 def smoke() -> ConfigDict:
-    """Seconds: 2 seeds, 2 rounds at 50%, 100 steps a round."""
-    c = mnist1d_mlp()
-    c.seeds = (0, 1)
+    """Seconds: lottery's smoke run (2 seeds, 50% a round), 2 rounds of 100 steps."""
+    c = _arms(lottery.smoke())
     c.steps = c.eval_every = 100
-    c.imp.rate = 0.5
     c.imp.rounds = 2
     c.checkpoint_every = 50
     return c

@@ -19,11 +19,15 @@ from jaxprune.train.lottery import IMPSettings, run_imp
 TRAIN = data.load("mnist1d", "train", subset=400, seed=0)
 TEST = data.load("mnist1d", "test")
 TX = optax.adam(3e-3)
-SIZES = {"hidden/0/kernel": 4000, "hidden/1/kernel": 10000, "head/kernel": 1000}
 
 
 def make(seed):
     return models.create("mnist1d_mlp", rngs=nnx.Rngs(seed))
+
+
+RUN = dict(seeds=(0, 1), batch_size=50, steps=40, checkpoint_every=20, progress=False)
+ARGS = (make, TX, TRAIN, {"test": TEST})
+SIZES = {"hidden/0/kernel": 4000, "hidden/1/kernel": 10000, "head/kernel": 1000}
 
 
 def _masks(workdir, rounds, seeds=(0, 1)):
@@ -40,20 +44,8 @@ def _by_path(tree):
 
 
 def _colt(workdir, **kwargs):
-    return colt.run_colt(
-        make,
-        TX,
-        TRAIN,
-        {"test": TEST},
-        workdir=str(workdir),
-        seeds=(0, 1),
-        settings=IMPSettings(rate=0.3, rate_scale={"head/": 0.5}, rounds=2, variants=("ticket",)),
-        batch_size=50,
-        steps=40,
-        checkpoint_every=20,
-        progress=False,
-        **kwargs,
-    )
+    settings = IMPSettings(rate=0.3, rate_scale={"head/": 0.5}, rounds=2, variants=("ticket",))
+    return colt.run_colt(*ARGS, workdir=str(workdir), settings=settings, **RUN, **kwargs)
 
 
 def test_colts_mask_is_the_intersection_of_the_segment_masks_at_the_target_and_resumes(
@@ -122,10 +114,7 @@ def test_run_colt_refuses_settings_it_does_not_take(tmp_path):
 def test_ap_rounds_prune_imps_counts_and_record_dead_units(tmp_path):
     def imp(name, **changes):
         settings = IMPSettings(rate=0.3, rounds=2, variants=("ticket", "random_reinit"), **changes)
-        return run_imp(
-            make, TX, TRAIN, {"test": TEST}, workdir=str(tmp_path / name), seeds=(0, 1),
-            settings=settings, batch_size=50, steps=40, checkpoint_every=20, progress=False,
-        )  # fmt: skip
+        return run_imp(*ARGS, workdir=str(tmp_path / name), settings=settings, **RUN)
 
     plain = imp("plain")
     ap = imp("ap", ap_share=0.5, record_dead_units=True)
