@@ -94,9 +94,10 @@ def run_colt(
     """Runs COLT (cyclic overlapping lottery tickets); resumable; returns ``results.json``.
 
     Args:
-      make_model, inner_tx, train_data, eval_data, workdir, seeds, batch_size, steps,
-        data_seed, eval_every, checkpoint_every, progress, config: as for
-        :func:`jaxprune.train.run_imp` (``steps``: the training of a ticket).
+      make_model, inner_tx, train_data, eval_data: as for ``run_imp``.
+      workdir, seeds, batch_size, data_seed: as for ``run_imp``.
+      steps: the training of a ticket on the whole data.
+      eval_every, checkpoint_every, progress, config: as for ``run_imp``.
       settings: ``rate``, ``rate_scale``, ``distribution``, ``exclude``, ``target`` /
         ``rounds`` and ``record_dead_units`` as for IMP; COLT rewinds to the
         initialisation and trains tickets only.
