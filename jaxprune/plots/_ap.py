@@ -53,16 +53,17 @@ def plot_ap_colt(
     rounds, dense = results["rounds"], results["dense"]
     x = 100 * np.asarray([1.0] + [r["remaining"] for r in rounds], np.float64)
     pct = lambda seeds: 100 * np.asarray(seeds, np.float64)  # noqa: E731
-    for arm in results["arms"]:
-        label = _LABELS.get(arm, arm)
+    for i, arm in enumerate(results["arms"]):
+        style = {"label": _LABELS.get(arm, arm), "color": f"C{i}"}  # one colour an arm
         acc = [dense["accuracy"]["seeds"]] + [r["accuracy"][arm]["seeds"] for r in rounds]
-        _mean_and_band(axes[0], x, pct(acc), label=label)
+        _mean_and_band(axes[0], x, pct(acc), **style)
         dnr = [dense["dead_units"]["dynamic"]["seeds"]]
         dnr += [r["dead_units"][arm]["dynamic"]["seeds"] for r in rounds]
-        _mean_and_band(axes[2], x, pct(dnr), label=label)
+        _mean_and_band(axes[2], x, pct(dnr), **style)
         if arm != "imp":
             diff = [r["paired"][f"{arm} - imp"]["seeds"] for r in rounds]
-            _mean_and_band(axes[1], x[1:], pct(diff), label=f"{label} - IMP")
+            style["label"] += " - IMP"
+            _mean_and_band(axes[1], x[1:], pct(diff), **style)
     axes[1].axhline(0.0, color="gray", lw=0.8)
     for ax, ylabel in zip(
         axes,
