@@ -146,7 +146,10 @@ def run_imp(
       ``settings.validation``, also ``min_val_loss`` for the dense run and per round
       and variant: per seed, the ``step`` of minimum validation loss (the first
       evaluated step attaining it), that ``val_loss`` and the ``val_accuracy`` and
-      ``test_accuracy`` there.
+      ``test_accuracy`` there. With ``settings.record_dead_units``, ``dead_units``: the
+      dense run's and, per round and variant, every seed's static and dynamic dead-unit
+      rate on the test split. With ``settings.ap_share``, each round prunes by
+      :func:`jaxprune.tickets.ap_prune_round` from the weights the tickets started from.
 
     Raises:
       ValueError: bad settings, a ``rate_scale`` pattern that matches no prunable kernel
