@@ -19,7 +19,6 @@ rounds the IMP run has finished since).
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -28,24 +27,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
-from flax import nnx
 from ml_collections import ConfigDict
 from tqdm.auto import tqdm
 
 from experiments import lottery_ticket, sweeps
 from experiments.configs import lottery as lottery_configs
-from jaxprune import models, train
-from jaxprune.analysis import dead_unit_rate
+from jaxprune import train
 from jaxprune.plots import plot_dead_units
+from jaxprune.train.deadunits import RATES, member_dead_units
 from jaxprune.train.lottery import IMPSettings, imp_initial_states, plan_imp
 from jaxprune.train.rundir import jsonable, write_json
 from jaxprune.train.state import members_of
 
 SPLITS = ("test", "train")
-RATES = ("static", "dynamic")
 
 
 def run(
@@ -173,48 +169,14 @@ def _stack(template: train.TrainState, copies: int) -> train.TrainState:
     return train.stack_states([train.member(template, i) for _ in range(copies) for i in range(n)])
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _unit_maxima(graphdef: nnx.GraphDef, params: Any, model_state: Any, x: jax.Array) -> Any:
-    """Every member's largest output of every hidden ReLU unit per example: (members,
-    batch, units) per layer. A unit is inactive on an example when this is <= 0, as
-    `dead_unit_rate` decides it from all of the unit's positions."""
-
-    def one(p, s):
-        model = nnx.merge(graphdef, p, s)
-        model.eval()
-        return {
-            k: jnp.max(v.reshape(v.shape[0], -1, v.shape[-1]), axis=1)
-            for k, v in models.features(model, x).items()
-        }
-
-    axes = (train.ensemble_axes(params), train.ensemble_axes(model_state))
-    return jax.vmap(one, in_axes=axes)(params, model_state)
-
-
 def _member_rates(
     state: train.TrainState, inputs: Mapping[str, np.ndarray], batch_size: int
 ) -> list[dict[str, Any]]:
     """Per member, per split: the dead-unit rates (total and per layer)."""
-    maxima = {}
-    for split, x in inputs.items():
-        parts = [
-            _unit_maxima(state.graphdef, state.params, state.model_state, x[i : i + batch_size])
-            for i in range(0, len(x), batch_size)
-        ]
-        maxima[split] = jax.tree.map(lambda *a: np.concatenate(a, axis=1), *parts)
-    rates = []
-    for i in range(members_of(state)):
-        rates.append({})
-        for split, m in maxima.items():
-            dead = dead_unit_rate(jax.tree.map(lambda a, i=i: a[i], m))
-            rates[-1][split] = {
-                "total": {r: float(getattr(dead, r)) for r in RATES},
-                "per_layer": {
-                    path: {"units": layer.units, **{r: float(getattr(layer, r)) for r in RATES}}
-                    for path, layer in dead.per_layer.items()
-                },
-            }
-    return rates
+    rates = {
+        split: member_dead_units(state, x, batch_size=batch_size) for split, x in inputs.items()
+    }
+    return [{split: rates[split][i] for split in inputs} for i in range(members_of(state))]
 
 
 def _stats(values: Sequence[float]) -> dict[str, Any]:

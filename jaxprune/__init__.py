@@ -24,6 +24,7 @@ from jaxprune import (
     scores,
     select,
     structured,
+    tickets,
     transforms,
     typing,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "straight_through",
     "structured",
     "synflow_mask",
+    "tickets",
     "topk_mask",
     "transforms",
     "typing",

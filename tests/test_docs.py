@@ -70,6 +70,7 @@ def test_api_pages_cover_the_public_modules():
         "jaxprune.scores",
         "jaxprune.select",
         "jaxprune.structured",
+        "jaxprune.tickets",
         "jaxprune.train",
         "jaxprune.transforms",
         "jaxprune.typing",

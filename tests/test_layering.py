@@ -33,6 +33,7 @@ PUBLIC_CORE = (
     "jaxprune.scores",
     "jaxprune.select",
     "jaxprune.structured",
+    "jaxprune.tickets",
     "jaxprune.typing",
 )
 
@@ -81,6 +82,7 @@ LAYERS = (
     ("scores", "distributions", "select", "schedules", "export"),
     ("transforms",),
     ("init_pruning", "lottery", "analysis"),
+    ("tickets",),
     ("rebasin",),
     ("structured",),
     ("jaxprune",),  # the flat public API

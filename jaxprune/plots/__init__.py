@@ -7,6 +7,7 @@ plot is drawn, and ``import jaxprune`` does not import it.
 """
 
 from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
+from jaxprune.plots._ap import plot_ap_colt
 from jaxprune.plots._connectivity import plot_instability, plot_paths
 from jaxprune.plots._descent import plot_double_descent
 from jaxprune.plots._manifold import plot_prunability
@@ -14,6 +15,7 @@ from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units,
 
 __all__ = [
     "plot_accuracy_vs_remaining",
+    "plot_ap_colt",
     "plot_dead_units",
     "plot_double_descent",
     "plot_imp",

@@ -8,6 +8,8 @@ Example:
 """
 
 from jaxprune.train.checkpoint import Checkpoints, CheckpointWarning, restore_checkpoint
+from jaxprune.train.colt import run_colt
+from jaxprune.train.deadunits import member_dead_units
 from jaxprune.train.fit import FitResult, fit
 from jaxprune.train.instability import imp_tickets, instability, train_children
 from jaxprune.train.maskio import load_mask, save_mask
@@ -67,12 +69,14 @@ __all__ = [
     "make_mesh",
     "make_train_step",
     "member",
+    "member_dead_units",
     "optimizer",
     "place_state",
     "read_metrics",
     "reestimate_batch_stats",
     "replicated",
     "restore_checkpoint",
+    "run_colt",
     "save_mask",
     "shard_batch",
     "stack_states",

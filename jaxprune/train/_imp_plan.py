@@ -25,7 +25,13 @@ VARIANTS = ("ticket", "random_reinit", "random_pruning", "one_shot", "kd_ticket"
 REWINDS = ("weights", "lr", "finetune")
 # IMPSettings fields added after run directories were made, at the values that reproduce
 # those runs: a directory recorded without them still resumes (`later_settings`).
-LATER_FIELDS = {"validation": 0, "validation_seed": 0, "granularity": "element"}
+LATER_FIELDS = {
+    "validation": 0,
+    "validation_seed": 0,
+    "granularity": "element",
+    "ap_share": 0.0,
+    "record_dead_units": False,
+}
 
 
 def later_settings(*prefixes: str) -> dict[str, Any]:
@@ -72,6 +78,11 @@ class IMPSettings:
         is recorded ("tickets learn faster", Frankle & Carbin, 2019). 0: none, and the
         run is what it was without this option.
       validation_seed: seed of the draw of the held-out examples.
+      ap_share: AP (Liu et al. 2022): the fraction of every round's pruning budget taken
+        from the kept negative weights that moved least over the round
+        (:func:`jaxprune.tickets.ap_prune_round`; the paper's code: 0.1). 0: plain IMP.
+      record_dead_units: record the static and dynamic dead-unit rates of every member
+        on the test split at the end of every round (zoo models: ``models.features``).
     """
 
     rate: float = 0.2
@@ -89,6 +100,8 @@ class IMPSettings:
     kd_alpha: float = 0.9
     validation: int = 0
     validation_seed: int = 0
+    ap_share: float = 0.0
+    record_dead_units: bool = False
 
     def __post_init__(self):
         if not 0 < self.rate < 1:
@@ -142,6 +155,11 @@ class IMPSettings:
                 raise ValueError(
                     f"{name} must be >= 0; got {value} (IMPSettings). 0 holds out nothing."
                 )
+        if not 0 <= self.ap_share <= 1:
+            raise ValueError(
+                f"ap_share must be in [0, 1]; got {self.ap_share} (IMPSettings). It is the "
+                "fraction of a round's budget AP prunes; the paper uses 0.1, 0 is plain IMP."
+            )
 
     def prunable(self) -> filters.Filter:
         """The kernels IMP prunes: all Dense/Conv kernels but the excluded ones."""

@@ -46,8 +46,10 @@ from flax import nnx
 import jaxprune
 from jaxprune import lottery, masks
 from jaxprune.data.dataset import subset_indices
+from jaxprune.train._ap import round_pruner, round_start
 from jaxprune.train._imp_plan import IMPPlan, IMPSettings, later_settings, plan_imp
 from jaxprune.train.checkpoint import restore_checkpoint
+from jaxprune.train.deadunits import dead_units_record
 from jaxprune.train.fit import fit
 from jaxprune.train.maskio import save_mask
 from jaxprune.train.options import Checkpointing, Evaluation, Logging, Parallel
@@ -153,7 +155,10 @@ def run_imp(
       ``settings.validation``, also ``min_val_loss`` for the dense run and per round
       and variant: per seed, the ``step`` of minimum validation loss (the first
       evaluated step attaining it), that ``val_loss`` and the ``val_accuracy`` and
-      ``test_accuracy`` there.
+      ``test_accuracy`` there. With ``settings.record_dead_units``, ``dead_units``: the
+      dense run's and, per round and variant, every seed's static and dynamic dead-unit
+      rate on the test split. With ``settings.ap_share``, each round prunes by
+      :func:`jaxprune.tickets.ap_prune_round` from the weights the tickets started from.
 
     Raises:
       ValueError: bad settings, a ``rate_scale`` pattern that matches no prunable kernel
@@ -198,10 +203,10 @@ def run_imp(
     )
     init = imp_initial_states(make_model, inner_tx, settings, plan.seeds)
     tx = init.tx  # the one transform of every member of every round
-    prune = _pruner(settings)
+    prune = round_pruner(settings, _pruner(settings))  # (params, mask, start)
     # Traced once before the dense training: a rate_scale pattern that matches nothing, or
     # a scaled rate >= 1, fails now rather than after round 0.
-    jax.eval_shape(prune, init.params, jaxprune.mask_of(init.opt_state))
+    jax.eval_shape(prune, init.params, jaxprune.mask_of(init.opt_state), init.params)
     dense = fit(
         init,
         train_data,
@@ -219,11 +224,16 @@ def run_imp(
         [create_train_state(make_model(s + _REINIT_SEED), tx, seed=s) for s in plan.seeds]
     )
     results = _new_results(plan, dense.results, _run_dir(workdir, 0, settings))
+    if settings.record_dead_units:
+        results["dense"]["dead_units"] = dead_units_record(
+            dense.state, eval_data, ("dense",), len(plan.seeds)
+        )["dense"]
+    start = rewind_point.params  # what the round's tickets started from (for AP)
     trained = dense.state
     mask = jaxprune.mask_of(trained.opt_state)  # dense; placed as fit left it, as later masks are
     kept = masks.sparsity_report(member(mask, 0)).kept
     for r in range(1, 10_000):
-        mask = prune(trained.params, mask)
+        mask = prune(trained.params, mask, start)
         report = masks.sparsity_report(member(mask, 0))
         if report.kept == kept:
             warnings.warn(_stalled(r, settings, report), IMPStalled, stacklevel=2)
@@ -232,6 +242,7 @@ def run_imp(
         members = _members(
             settings, tx, r, mask, rewind_point, trained, dense.state, reinit, plan.seeds
         )[0]
+        start = round_start(settings, members, len(plan.seeds), start)
         loss_fn, aux = _distillation(settings, plan.names, dense.state, len(plan.seeds))
         round_dir = os.path.join(workdir, f"round_{r:02d}")
         out = fit(
@@ -250,6 +261,10 @@ def run_imp(
         results["rounds"].append(
             _round_record(r, report, out.results, plan, _run_dir(workdir, r, settings))
         )
+        if settings.record_dead_units:
+            results["rounds"][-1]["dead_units"] = dead_units_record(
+                out.state, eval_data, plan.variants, len(plan.seeds)
+            )
         _write(workdir, results)
         if progress:
             print(_round_line(results["rounds"][-1]))
