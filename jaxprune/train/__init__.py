@@ -8,6 +8,14 @@ Example:
 """
 
 from jaxprune.train.checkpoint import Checkpoints, CheckpointWarning, restore_checkpoint
+from jaxprune.train.data_scores import (
+    ScoringRun,
+    correctness,
+    el2n_scores,
+    forgetting_events,
+    grand_scores,
+    train_for_scores,
+)
 from jaxprune.train.fit import FitResult, fit
 from jaxprune.train.instability import imp_tickets, instability, train_children
 from jaxprune.train.maskio import load_mask, save_mask
@@ -45,19 +53,24 @@ __all__ = [
     "Parallel",
     "PathResult",
     "RunDir",
+    "ScoringRun",
     "TrainState",
     "align_state",
     "apply_model",
     "constant",
+    "correctness",
     "cosine",
     "create_train_state",
     "cross_entropy",
+    "el2n_scores",
     "ensemble_axes",
     "eval_step",
     "evaluate",
     "evaluate_aligned_path",
     "evaluate_path",
     "fit",
+    "forgetting_events",
+    "grand_scores",
     "imp_tickets",
     "instability",
     "linear_warmup",
@@ -82,5 +95,6 @@ __all__ = [
     "step_decay",
     "to_model",
     "train_children",
+    "train_for_scores",
     "train_step",
 ]
