@@ -7,10 +7,12 @@ plot is drawn, and ``import jaxprune`` does not import it.
 
 from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
 from jaxprune.plots._connectivity import plot_instability, plot_paths
+from jaxprune.plots._data import plot_data_pruning
 from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
 
 __all__ = [
     "plot_accuracy_vs_remaining",
+    "plot_data_pruning",
     "plot_dead_units",
     "plot_imp",
     "plot_instability",
