@@ -33,8 +33,7 @@ def test_a_subset_trains_on_exactly_those_examples(noisy):
     keep = np.flatnonzero(np.arange(len(noisy)) % 3 == 0)
     part = noisy.take(keep)
     seen = [
-        b["x"]
-        for b in data.batches(part, 16, seed=0, epoch=1, drop_remainder=False, prefetch=0)
+        b["x"] for b in data.batches(part, 16, seed=0, epoch=1, drop_remainder=False, prefetch=0)
     ]
     seen = np.concatenate(seen)
     assert len(seen) == len(keep)

@@ -8,7 +8,6 @@ from flax import nnx
 from jaxprune import train
 from jaxprune.train import testing
 
-
 TX = optax.sgd(0.1)  # one object, so that states stack
 
 
