@@ -71,6 +71,7 @@ def test_api_pages_cover_the_public_modules():
         "jaxprune.select",
         "jaxprune.structured",
         "jaxprune.train",
+        "jaxprune.train.data_scores",
         "jaxprune.transforms",
         "jaxprune.typing",
     }
