@@ -234,24 +234,16 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, An
       >>> summarise(rs)["el2n/easiest"]["0.5"]["mean"]
       0.6
     """
-    grouped: dict[str, dict[str, list[float]]] = {}
-    for r in records:
-        curve = "full" if r["score"] == "full" else f"{r['score']}/{r['keep']}"
-        grouped.setdefault(curve, {}).setdefault(f"{r['fraction']:g}", []).append(
-            r["test_accuracy"]
-        )
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for curve, by_f in grouped.items():
-        for f, values in by_f.items():
-            v = np.asarray(values, np.float64)
-            out.setdefault(curve, {})[f] = {
-                "mean": round(float(v.mean()), 6),
-                "std": round(float(v.std(ddof=1)), 6) if len(v) > 1 else 0.0,
-                "min": float(v.min()),
-                "max": float(v.max()),
-                "n": len(v),
-            }
-    return out
+    return sweeps.summarise(
+        [
+            dict(
+                method="full" if r["score"] == "full" else f"{r['score']}/{r['keep']}",
+                sparsity=r["fraction"],  # sweeps' grid key: here the fraction kept
+                test_accuracy=r["test_accuracy"],
+            )
+            for r in records
+        ]
+    )
 
 
 def score_correlations(scores: dict[str, np.ndarray]) -> dict[str, float]:
@@ -281,18 +273,15 @@ def markdown(results: dict[str, Any], config: ConfigDict) -> str:
     fractions = sorted({r["fraction"] for r in results["runs"]})
     head = ["kept by"] + [f"{100 * f:g}% kept" for f in fractions]
     full = summary["full"]["1"]
-    lines = [
-        f"# {results['title']}",
-        "",
+    caption = (
         f"Test accuracy (%), mean ± sample std over seeds {list(config.seeds)}; model "
         f"`{config.model}`, {config.epochs} epochs of batch {config.batch_size} on every "
         f"subset; scores averaged over {len(config.score_seeds)} models (EL2N, GraNd at epoch "
         f"{config.score_epochs}, forgetting over {config.forgetting_epochs} epochs); machine: "
-        f"{results['machine']['cpu']}.",
-        "",
-        "| " + " | ".join(head) + " |",
-        "|" + "---|" * len(head),
-    ]
+        f"{results['machine']['cpu']}."
+    )
+    table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"# {results['title']}", "", caption, "", *table]
     for curve in [c for c in summary if c != "full"]:
         row = [_cell_text(summary[curve].get(f"{f:g}")) for f in fractions[:-1]]
         lines.append(f"| {_label(curve)} | " + " | ".join([*row, _cell_text(full)]) + " |")
@@ -316,8 +305,9 @@ def markdown(results: dict[str, Any], config: ConfigDict) -> str:
     return "\n".join(lines)
 
 
-def plot(path: str, results: dict[str, Any], panel: str) -> str:
-    """The accuracy-vs-fraction-kept plot of one study (`jaxprune.plots.plot_data_pruning`)."""
+def curves(results: dict[str, Any]) -> dict[str, tuple[list[float], list[list[float]]]]:
+    """A study's curves for `plot_data_pruning`: label -> (fractions kept, per-seed
+    accuracies per fraction), every curve ending at the full training set."""
     values: dict[str, dict[float, list[float]]] = {}
     full = [r["test_accuracy"] for r in results["runs"] if r["score"] == "full"]
     for r in results["runs"]:
@@ -325,14 +315,26 @@ def plot(path: str, results: dict[str, Any], panel: str) -> str:
             values.setdefault(f"{r['score']}/{r['keep']}", {}).setdefault(r["fraction"], []).append(
                 r["test_accuracy"]
             )
-    curves = {}
+    out = {}
     for curve, by_f in values.items():
         points = sorted(by_f.items()) + [(1.0, full)]
-        curves[_label(curve)] = ([f for f, _ in points], [v for _, v in points])
-    n = len(full)
-    return plot_data_pruning(
-        {panel: curves}, path, title=f"{results['title']} (mean, min-max over {n} seeds)"
-    )
+        out[_label(curve)] = ([f for f, _ in points], [v for _, v in points])
+    return out
+
+
+def plot(path: str, studies: dict[str, dict[str, Any]], title: str = "Data pruning") -> str:
+    """The accuracy-vs-fraction-kept plot of one or more studies (panel name -> the
+    study's results.json), drawn by `jaxprune.plots.plot_data_pruning`.
+
+    Example:
+      >>> import json  # doctest: +SKIP
+      >>> studies = {ds: json.load(open(f"runs/dp_{ds}/results.json")) for ds in ("a", "b")}  # doctest: +SKIP
+      >>> plot("data_pruning.png", studies)  # doctest: +SKIP
+    """
+    n = {len(c[1][-1]) for r in studies.values() for c in curves(r).values()}
+    panels = {name: curves(results) for name, results in studies.items()}
+    seeds = "/".join(str(k) for k in sorted(n))
+    return plot_data_pruning(panels, path, title=f"{title}\n(mean, min-max over {seeds} seeds)")
 
 
 def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str, Any]:
@@ -375,7 +377,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
         "machine": sweeps.machine(),
     }
     if sweeps.write_results(top, workdir, results, markdown(results, config)):
-        plot(os.path.join(workdir, PLOT), results, panel=config.dataset)
+        plot(os.path.join(workdir, PLOT), {config.dataset: results}, title=title)
     return results
 
 

@@ -20,9 +20,10 @@ def plot_data_pruning(
     """Draws test accuracy against the % of training examples kept, one panel per dataset.
 
     Args:
-      panels: panel title (a dataset) -> {curve name (score and which examples are
-        kept) -> (fractions kept, one list of per-seed values per fraction)}. Each
-        line is the mean over seeds, its band the min-max range.
+      panels: panel title (a dataset) -> {curve name ("SCORE, hardest", "SCORE,
+        easiest" or "random") -> (fractions kept, one list of per-seed values per
+        fraction)}. Each line is the mean over seeds, its band the min-max range; a
+        score has one colour, solid for the hardest kept, dashed for the easiest.
       path: where to write the PNG.
       title: the figure title.
       ylabel: the y axis label.
@@ -44,17 +45,22 @@ def plot_data_pruning(
     fig, axes = plt.subplots(
         1, len(panels), figsize=(5.6 * len(panels), 4.2), dpi=120, squeeze=False
     )
+    # One colour per score (the label before its comma), solid for the hardest examples
+    # kept, dashed for the easiest, random dotted black.
+    scores = list(dict.fromkeys(label.split(",")[0] for c in panels.values() for label in c))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (name, curves) in zip(axes[0], panels.items()):
-        for i, (label, (kept, values)) in enumerate(curves.items()):
-            style = {"ls": "--"} if "easiest" in label else {}
-            if label.startswith("random"):
+        for label, (kept, values) in curves.items():
+            score = label.split(",")[0]
+            style = {"color": cycle[scores.index(score) % len(cycle)]}
+            style["ls"] = "--" if "easiest" in label else "-"
+            if score == "random":
                 style = {"color": "black", "ls": ":"}
             _mean_and_band(
                 ax,
                 100 * np.asarray(kept, np.float64),
                 np.asarray(values, np.float64),
                 label=label,
-                zorder=3 + i,
                 **style,
             )
         ax.set_xlabel("% of training examples kept")

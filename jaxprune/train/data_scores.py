@@ -145,13 +145,14 @@ def grand_scores(
       ensemble: `state` is a stack of members; the score is their mean.
 
     Returns:
-      float array (N,); high = hard.
+      float array (N,) of gradient norms; high = hard.
 
     Example:
       >>> import optax
       >>> from flax import nnx
       >>> from jaxprune.train import create_train_state, testing
-      >>> state = create_train_state(nnx.Linear(16, 4, rngs=nnx.Rngs(0)), optax.sgd(0.1))
+      >>> model = nnx.Linear(16, 4, rngs=nnx.Rngs(0))
+      >>> state = create_train_state(model, optax.sgd(0.1))
       >>> grand_scores(state, testing.synthetic_dataset(50), batch_size=16).shape
       (50,)
     """
