@@ -17,7 +17,9 @@ tested on the whole test split.
 
 Resumable: the scores are cached in `WORKDIR/scores.npz`, each subset's record is
 written atomically to `WORKDIR/records/NAME.json` as it finishes and skipped when the
-command is rerun (an unfinished subset resumes from its last checkpoint). At the end
+command is rerun (an unfinished subset resumes from its last checkpoint); a rerun with
+other `fractions`, `scores` or `keeps` reuses the finished subsets and writes results
+for the ones it asks for. At the end
 the script writes `WORKDIR/results.json`, `results.md` and `data_pruning.png`.
 """
 
@@ -47,6 +49,9 @@ LABELS = {
     "random": "random",
     "full": "full data",
 }
+# Fields that only choose which subsets the study trains: left out of the stored
+# configs, so a rerun with other fractions, scores or keeps reuses what is done.
+GRID = ("scores", "keeps", "fractions")
 TIE_KEY = 0x7105  # the random tie-break of equal scores folds this into data_seed
 RANDOM_KEY = 0x5AD0  # random subsets fold this into data_seed
 
@@ -76,6 +81,14 @@ def check(config: ConfigDict, n_train: int) -> None:
         )
     if not 1 <= config.score_epochs <= max(config.score_epochs, config.forgetting_epochs):
         raise ValueError(f"config.score_epochs={config.score_epochs}: give a positive int.")
+
+
+def settings(config: ConfigDict) -> dict[str, Any]:
+    """What makes scores and runs comparable: the config without its `GRID` fields."""
+    out = rundir.jsonable(config.to_dict())
+    for field in GRID:
+        out.pop(field, None)
+    return out
 
 
 def _optimizer(config: ConfigDict):
@@ -132,13 +145,20 @@ def score_examples(config: ConfigDict, train_ds: Any, *, progress: bool) -> dict
 def cached_scores(
     config: ConfigDict, train_ds: Any, workdir: str, *, progress: bool
 ) -> dict[str, np.ndarray]:
-    """The scores from `WORKDIR/scores.npz`, computed and written atomically if missing."""
+    """The scores from `WORKDIR/scores.npz`; those missing are computed and the file is
+    rewritten atomically."""
     path = os.path.join(workdir, "scores.npz")
+    scores: dict[str, np.ndarray] = {}
     if os.path.exists(path):
         with np.load(path) as f:
-            return {k: f[k] for k in f.files}
-    print("scoring the training examples ...", flush=True)
-    scores = score_examples(config, train_ds, progress=progress)
+            scores = {k: f[k] for k in f.files}
+    missing = [s for s in config.scores if s != "random" and s not in scores]
+    if not missing:
+        return scores
+    print(f"scoring the training examples ({', '.join(missing)}) ...", flush=True)
+    wanted = ConfigDict(config.to_dict())
+    wanted.scores = tuple(missing)
+    scores.update(score_examples(wanted, train_ds, progress=progress))
     tmp = path + ".tmp.npz"
     np.savez(tmp, **scores)
     os.replace(tmp, path)
@@ -208,7 +228,7 @@ def train_cell(
         checkpoints=train.Checkpointing(every=config.checkpoint_every, keep_last=1),
         logging=train.Logging(every=config.log_every, progress=progress),
         parallel=train.Parallel(ensemble=ensemble),
-        config={"training": config.to_dict(), "cell": cell},
+        config={"training": settings(config), "cell": cell},
     )
     as_list = lambda v: list(v) if ensemble else [v]
     test, last = out.results["eval"]["test"], out.results["train"]
@@ -348,7 +368,7 @@ def run(config: ConfigDict, workdir: str, *, progress: bool = True) -> dict[str,
     check(config, len(train_ds))
     os.makedirs(os.path.join(workdir, "records"), exist_ok=True)
     top = train.RunDir(workdir)
-    top.check_or_write_config({"config": rundir.jsonable(config.to_dict())})
+    top.check_or_write_config({"config": settings(config)})
     scores = cached_scores(config, train_ds, workdir, progress=progress)
     cells = plan(config, len(train_ds))
     runs: list[dict[str, Any]] = []

@@ -86,3 +86,18 @@ def test_bad_config_fields_are_named(field, value, match):
     config[field] = value
     with pytest.raises(ValueError, match=match):
         script.check(config, 400)
+
+
+def test_a_rerun_with_fewer_subsets_reuses_the_finished_ones(study, monkeypatch):
+    workdir, results = study
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(script, "train_cell", no_training)
+    config = configs.get_config("smoke")
+    config.scores = ("el2n", "random")
+    fewer = script.run(config, workdir, progress=False)
+    assert set(fewer["summary"]) == {"full", "el2n/hardest", "random/random"}
+    assert fewer["summary"]["el2n/hardest"] == results["summary"]["el2n/hardest"]
+    script.run(configs.get_config("smoke"), workdir, progress=False)  # restores the outputs
