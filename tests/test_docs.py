@@ -72,6 +72,7 @@ def test_api_pages_cover_the_public_modules():
         "jaxprune.structured",
         "jaxprune.tickets",
         "jaxprune.train",
+        "jaxprune.train.data_scores",
         "jaxprune.transforms",
         "jaxprune.typing",
     }

@@ -77,6 +77,57 @@ class Dataset:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def take(self, indices: Sequence[int] | np.ndarray) -> Dataset:
+        """The examples at `indices` (positions in this dataset), in that order.
+
+        Every per-example field is sliced alike (`x`, `y`, `indices`, `y_clean`,
+        `noisy`), so `indices` still locates each example in the full split and label
+        noise stays on the examples it was drawn for.
+
+        Args:
+          indices: 1-d distinct non-negative ints below `len(self)`.
+
+        Returns:
+          A Dataset of exactly those examples.
+
+        Raises:
+          ValueError: `indices` not 1-d integers, out of range, or repeated.
+
+        Example:
+          >>> from jaxprune import data
+          >>> ds = data.load("mnist1d", "train", subset=100, seed=0)
+          >>> part = ds.take([5, 2, 7])
+          >>> len(part), bool((part.x == ds.x[[5, 2, 7]]).all()), part.indices.tolist() == ds.indices[[5, 2, 7]].tolist()
+          (3, True, True)
+        """
+        where = f"Dataset.take on {self.name!r} {self.split!r} ({len(self)} examples)"
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or not (np.issubdtype(idx.dtype, np.integer) or idx.size == 0):
+            raise ValueError(
+                f"{where}: indices must be a 1-d array of ints (positions of examples), got "
+                f"dtype {idx.dtype} and shape {idx.shape}; pass e.g. np.flatnonzero(mask)."
+            )
+        idx = idx.astype(np.int64)
+        bad = idx[(idx < 0) | (idx >= len(self))]
+        if bad.size:
+            raise ValueError(
+                f"{where}: indices {bad[:5].tolist()} are out of range; expected 0 <= i < {len(self)}."
+            )
+        uniq, counts = np.unique(idx, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(
+                f"{where}: indices {uniq[counts > 1][:5].tolist()} are repeated; each example "
+                "may be kept once (use np.unique)."
+            )
+        return dataclasses.replace(
+            self,
+            x=self.x[idx],
+            y=self.y[idx],
+            indices=self.indices[idx],
+            y_clean=self.y_clean[idx],
+            noisy=self.noisy[idx],
+        )
+
     def __repr__(self) -> str:
         return (
             f"Dataset(name={self.name!r}, split={self.split!r}, n={len(self)}, "

@@ -4,6 +4,9 @@ files), anything TFDS serves."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+
+import numpy as np
 
 from jaxprune.data import dataset as _dataset
 from jaxprune.data import idx, manifold, mnist1d, tfds_source
@@ -39,6 +42,7 @@ def load(
     subset: int | None = None,
     label_noise: float = 0.0,
     seed: int = 0,
+    keep: Sequence[int] | np.ndarray | None = None,
 ) -> Dataset:
     """Load a dataset split into memory, normalised, optionally subsampled and with label noise.
 
@@ -54,12 +58,15 @@ def load(
         `seed`); exactly round(label_noise * N) are flipped, recorded in `Dataset.noisy`.
         Training splits only.
       seed: a non-negative int fixing the subset and the noise.
+      keep: optional positions (in the split as loaded, after `subset` and label
+        noise) of the only examples to return, in that order (`Dataset.take`): a
+        pruned training set.
 
     Returns:
       A Dataset with x float32 normalised by the per-dataset mean / std and y int32.
 
     Raises:
-      ValueError: unknown name (with the known ones), split, subset or label_noise.
+      ValueError: unknown name (with the known ones), split, subset, label_noise or keep.
       FileNotFoundError: Fashion-MNIST files missing (says how to get them).
       RuntimeError: a TFDS dataset that is not prepared and cannot be downloaded.
 
@@ -68,7 +75,21 @@ def load(
       >>> train = data.load("mnist1d", "train")
       >>> train.x.shape, train.y.dtype, train.num_classes
       ((4000, 40), dtype('int32'), 10)
+      >>> len(data.load("mnist1d", "train", keep=[0, 10, 20]))
+      3
     """
+    loaded = _load(name, split, data_dir, subset, label_noise, seed)
+    return loaded if keep is None else loaded.take(keep)
+
+
+def _load(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None,
+    subset: int | None,
+    label_noise: float,
+    seed: int,
+) -> Dataset:
     if not isinstance(name, str) or not name:
         raise ValueError(
             f"name={name!r}: expected a dataset name, one of {names()} or a TFDS name."

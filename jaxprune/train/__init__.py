@@ -9,6 +9,14 @@ Example:
 
 from jaxprune.train.checkpoint import Checkpoints, CheckpointWarning, restore_checkpoint
 from jaxprune.train.colt import run_colt
+from jaxprune.train.data_scores import (
+    ScoringRun,
+    correctness,
+    el2n_scores,
+    forgetting_events,
+    grand_scores,
+    train_for_scores,
+)
 from jaxprune.train.deadunits import member_dead_units
 from jaxprune.train.fit import FitResult, fit
 from jaxprune.train.instability import imp_tickets, instability, train_children
@@ -47,19 +55,24 @@ __all__ = [
     "Parallel",
     "PathResult",
     "RunDir",
+    "ScoringRun",
     "TrainState",
     "align_state",
     "apply_model",
     "constant",
+    "correctness",
     "cosine",
     "create_train_state",
     "cross_entropy",
+    "el2n_scores",
     "ensemble_axes",
     "eval_step",
     "evaluate",
     "evaluate_aligned_path",
     "evaluate_path",
     "fit",
+    "forgetting_events",
+    "grand_scores",
     "imp_tickets",
     "instability",
     "linear_warmup",
@@ -86,5 +99,6 @@ __all__ = [
     "step_decay",
     "to_model",
     "train_children",
+    "train_for_scores",
     "train_step",
 ]
