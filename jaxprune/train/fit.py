@@ -333,7 +333,9 @@ class _Session:
                     state,
                     ds,
                     batch_size=self.plan.eval_batch_size,
-                    place=self.place,
+                    # Every member sees the same evaluation batch, with their own data
+                    # orders too: no member axis to place.
+                    place=functools.partial(shard_batch, mesh=self.plan.mesh),
                     ensemble=self.ensemble,
                 ),
             }

@@ -72,6 +72,16 @@ def test_ensemble_members_train_as_if_alone(tmp_path):
     assert len(records[-1]["loss"]) == 3
 
 
+def test_members_with_their_own_data_orders_are_evaluated_as_if_alone(tmp_path):
+    tx = optax.sgd(0.1, momentum=0.9)
+    states = [create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(i)), tx, seed=i) for i in (0, 1)]
+    together = run(tmp_path / "ensemble", stack_states(states), True, seed=(3, 4))
+    for i, (state, seed) in enumerate(zip(states, (3, 4))):
+        alone = run(tmp_path / f"alone{i}", state, False, seed=seed)
+        alone_acc = alone.results["eval"]["test"]["accuracy"]
+        assert together.results["eval"]["test"]["accuracy"][i] == pytest.approx(alone_acc)
+
+
 def test_ensemble_resumes_after_a_crash(tmp_path):
     tx = jaxprune.masked(optax.sgd(0.1, momentum=0.9), jaxprune.dense_mask)
     dense = create_train_state(TinyCNN(1, 4, 4, rngs=nnx.Rngs(0)), tx).params
