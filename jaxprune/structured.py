@@ -174,11 +174,11 @@ def filter_scores(
     Example:
       >>> import jax.numpy as jnp
       >>> from jaxprune import rebasin
-      >>> apply = lambda v, x: jnp.maximum(x @ v["w1"], 0) @ v["w2"]
-      >>> v = {"w1": jnp.ones((3, 4)), "w2": jnp.arange(8.0).reshape(4, 2)}
-      >>> spec = rebasin.permutation_spec(apply, v, jnp.ones((1, 3)))
-      >>> filter_scores(spec, v)["w1"].tolist()  # the columns of w1 only
-      [3.0, 3.0, 3.0, 3.0]
+      >>> f = lambda v, x: jnp.tanh(x @ v["k"] + v["b"]) @ v["out"]
+      >>> v = {"k": -jnp.arange(12.0).reshape(3, 4), "b": jnp.ones(4), "out": jnp.ones((4, 2))}
+      >>> spec = rebasin.permutation_spec(f, v, jnp.ones((1, 3)))
+      >>> filter_scores(spec, v)["k"].tolist()  # |k|'s column sums: not b, not out's rows
+      [12.0, 15.0, 18.0, 21.0]
     """
     keep = filters.as_filter(which)
 

@@ -73,13 +73,9 @@ def test_filter_scores_of_a_residual_stream_sum_every_kernel_writing_into_it():
         h = h + jnp.maximum(h @ v["a"], 0) @ v["b"]
         return h @ v["out"]
 
-    k = jax.random.split(jax.random.key(2), 4)
-    v = {
-        "w_in": jax.random.normal(k[0], (3, 4)),
-        "a": jax.random.normal(k[1], (4, 5)),
-        "b": jax.random.normal(k[2], (5, 4)),
-        "out": jax.random.normal(k[3], (4, 2)),
-    }
+    shapes = {"w_in": (3, 4), "a": (4, 5), "b": (5, 4), "out": (4, 2)}
+    keys = jax.random.split(jax.random.key(2), len(shapes))
+    v = {n: jax.random.normal(k, shape) for k, (n, shape) in zip(keys, shapes.items())}
     spec = rebasin.permutation_spec(res, v, jnp.ones((1, 3)))
     stream = _group_of(spec, "w_in")
     expected = np.abs(np.asarray(v["w_in"])).sum(0) + np.abs(np.asarray(v["b"])).sum(0)

@@ -1,5 +1,6 @@
 """Plots of results, as the papers draw them (PNG files): accuracy against sparsity,
-instability and paths between networks, dead units, permutation alignment.
+instability and paths between networks, dead units, permutation alignment, structured
+pruning against scratch training.
 
 An optional module: it needs matplotlib (the ``engine`` extra), imported only when a
 plot is drawn, and ``import jaxprune`` does not import it.
@@ -8,6 +9,7 @@ plot is drawn, and ``import jaxprune`` does not import it.
 from jaxprune.plots._alignment import plot_rebasin, plot_ticket_alignment
 from jaxprune.plots._connectivity import plot_instability, plot_paths
 from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
+from jaxprune.plots._structured import plot_scratch_vs_finetuned
 
 __all__ = [
     "plot_accuracy_vs_remaining",
@@ -16,5 +18,6 @@ __all__ = [
     "plot_instability",
     "plot_paths",
     "plot_rebasin",
+    "plot_scratch_vs_finetuned",
     "plot_ticket_alignment",
 ]
