@@ -20,8 +20,8 @@ per method (L1-norm filters: `jaxprune.filter_scores`, per layer; slimming:
 The unstructured pair: one-shot magnitude pruning of the dense network's kernels at the
 parameter fraction the L1-filter model keeps, fine-tuned, against the same mask on a fresh
 initialisation (kernels rescaled to their kept fan-in) trained for the dense epochs.
-`--config.only=LABEL` trains one model of the config (processes training different
-models may share one --workdir); `--report_only` writes the outputs from the runs
+`--config.only=LABEL` trains one model of the config; processes sharing one --workdir
+share its seeds (a lock file per model and seed); `--report_only` writes the outputs from the runs
 finished so far. Each run's record is written as it finishes (a rerun skips it), then
 `results.json`,
 `results.md` (mean ± sample std over seeds) and `rethinking.png` in --workdir.
@@ -29,11 +29,13 @@ finished so far. Each run's record is written as it finishes (a rerun skips it),
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -90,8 +92,11 @@ def run(
             tr, te = _resized(train_ds, mc.resize), _resized(test_ds, mc.resize)
             for seed in config.seeds:
                 sdir = os.path.join(workdir, label, f"seed{seed}")
-                rows += _Seed(config, label, mc, seed, sdir).run(tr, te, bar)
+                with _claim(sdir) as mine:
+                    if mine:
+                        rows += _Seed(config, label, mc, seed, sdir).run(tr, te, bar)
         bar.close()
+        rows = _finished_rows(config, workdir)  # with those of other processes
     command = command or (
         f"python -m experiments.rethinking --workdir={workdir} "
         f"--config=experiments/configs/rethinking.py:{config.name}"
@@ -130,6 +135,30 @@ def _check(config: ConfigDict) -> None:
             raise ValueError(f"config.{field}={config[field]!r}: give a positive integer.")
     if not config.scratch_b_cap >= 1:
         raise ValueError(f"config.scratch_b_cap={config.scratch_b_cap!r}: give 1 or more.")
+
+
+@contextlib.contextmanager
+def _claim(sdir: str) -> Iterator[bool]:
+    """Whether this process takes the runs of `sdir`: not while a live process holds its
+    lock file (so processes training one config in one workdir share its seeds)."""
+    os.makedirs(sdir, exist_ok=True)
+    lock = sdir + ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        with open(lock) as f:
+            holder = f.read().strip()
+        if holder.isdigit() and os.path.exists(f"/proc/{holder}"):
+            yield False
+            return
+        os.remove(lock)  # left by a process that ended
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    try:
+        yield True
+    finally:
+        os.remove(lock)
 
 
 def _finished_rows(config: ConfigDict, workdir: str) -> list[dict[str, Any]]:

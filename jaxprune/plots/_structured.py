@@ -71,5 +71,6 @@ def plot_scratch_vs_finetuned(results: dict[str, Any], path: str | os.PathLike) 
         ax.set_xlabel("fraction of units removed")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:  # a model with no finished run yet
+            ax.legend(fontsize=6)
     return _save(plt, fig, path)

@@ -93,3 +93,22 @@ def test_the_verdict_says_not_settled_where_spreads_overlap():
     assert script._verdict(line) == "not settled"
     line["scratch_b"] = {"mean": 92.0, "std": 0.2}
     assert script._verdict(line) == "scratch"
+
+
+def test_a_seed_held_by_a_live_process_is_left_to_it(tmp_path):
+    sdir = str(tmp_path / "m" / "seed0")
+    with script._claim(sdir) as mine:
+        assert mine
+        with script._claim(sdir) as again:  # held by this (live) process
+            assert not again
+    assert not (tmp_path / "m" / "seed0.lock").exists()
+    (tmp_path / "m" / "seed0.lock").write_text("999999999")  # a process that ended
+    with script._claim(sdir) as mine:
+        assert mine
+
+
+def test_only_trains_one_model_of_the_config():
+    config = configs.get_config("smoke")
+    assert script._count_runs(config) == 2 * (6 + 10)  # LeNet-5: 1 + 3 + 2; VGG: 2 + 6 + 2
+    config.only = "lenet5"
+    assert script._count_runs(config) == 2 * 6
