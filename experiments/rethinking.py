@@ -492,7 +492,7 @@ def summary(results: dict[str, Any]) -> list[dict[str, Any]]:
                 rs = [r for r in of if r["method"] == method and r["sparsity"] == s]
                 if not rs:
                     continue
-                line = dict(model=model, method=method, sparsity=s, n=len(rs) // 3 or 1)
+                line = dict(model=model, method=method, sparsity=s)
                 line["params_fraction"] = float(np.mean([r["params_fraction"] for r in rs]))
                 line["macs_fraction"] = float(np.mean([r["macs_fraction"] for r in rs]))
                 for arm in ARMS:
@@ -510,6 +510,8 @@ def _verdict(line: dict[str, Any]) -> str:
             best = line[arm]
     if ft is None or best is None:
         return "—"
+    if min(line["fine_tuned_n"], *(line[f"{a}_n"] for a in ARMS[1:] if line[a])) < 2:
+        return "not settled (1 seed)"
     if abs(ft["mean"] - best["mean"]) <= ft["std"] + best["std"]:
         return "not settled"
     return "scratch" if best["mean"] > ft["mean"] else "fine-tuned"
@@ -543,19 +545,21 @@ def table(results: dict[str, Any]) -> str:
         + " Verdict: 'not settled' where the best "
         "scratch arm and fine-tuning are within the sum of their standard deviations.",
         "",
-        "| model | method | sparsity | params kept | MACs kept | fine-tuned | Scratch-E "
-        "| Scratch-B | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | method | sparsity | seeds | params kept | MACs kept | fine-tuned "
+        "| Scratch-E | Scratch-B | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     rows = results["rows"]
     for model in results["models"]:
         dense = [r["test_accuracy"] for r in rows if r["model"] == model and r["method"] == "dense"]
-        lines.append(f"| {model} | dense | 0 | 100% | 100% | {_cell(dense)} | | | |")
+        row = f"| {model} | dense | 0 | {len(dense)} | 100% | 100% | {_cell(dense)} | | | |"
+        lines.append(row)
     for line in summary(results):
         cells = [
             line["model"],
             LABELS.get(line["method"], line["method"]),
             f"{line['sparsity']:g}",
+            str(max(line[f"{a}_n"] for a in ARMS)),
             f"{100 * line['params_fraction']:.1f}%",
             f"{100 * line['macs_fraction']:.1f}%",
         ]

@@ -39,7 +39,9 @@ def test_a_tiny_study_runs_writes_its_outputs_and_resumes(tmp_path, monkeypatch)
     for name in ("results.json", "results.md", script.PLOT):
         assert (tmp_path / name).exists(), name
     md = (tmp_path / "results.md").read_text()
-    assert "python -m experiments.rethinking" in md and "| lenet5 | L1-norm filters | 0.5 |" in md
+    assert (
+        "python -m experiments.rethinking" in md and "| lenet5 | L1-norm filters | 0.5 | 1 |" in md
+    )
     # A rerun trains nothing: every record is read back.
     monkeypatch.setattr(script._Seed, "_train", lambda *a: pytest.fail("retrained"))
     assert _accuracies(script.run(config, str(tmp_path), progress=False)) == _accuracies(results)
@@ -90,9 +92,12 @@ def test_the_verdict_says_not_settled_where_spreads_overlap():
         "scratch_e": {"mean": 90.4, "std": 0.3},
         "scratch_b": None,
     }
+    line.update(fine_tuned_n=3, scratch_e_n=3, scratch_b_n=0)
     assert script._verdict(line) == "not settled"
-    line["scratch_b"] = {"mean": 92.0, "std": 0.2}
+    line.update(scratch_b={"mean": 92.0, "std": 0.2}, scratch_b_n=3)
     assert script._verdict(line) == "scratch"
+    line.update(scratch_b_n=1)  # one seed: no spread to judge by
+    assert script._verdict(line) == "not settled (1 seed)"
 
 
 def test_a_seed_held_by_a_live_process_is_left_to_it(tmp_path):
