@@ -43,7 +43,15 @@ from jaxprune.masks import (
     unpack_mask,
 )
 from jaxprune.select import nm_mask, random_like, topk_mask
-from jaxprune.structured import slim, unit_mask, unit_scores
+from jaxprune.structured import (
+    BnL1State,
+    bn_l1,
+    bn_scale_scores,
+    filter_scores,
+    slim,
+    unit_mask,
+    unit_scores,
+)
 from jaxprune.transforms import (
     DSTState,
     DSTTransformation,
@@ -63,6 +71,7 @@ from jaxprune.transforms import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BnL1State",
     "DSTState",
     "DSTTransformation",
     "GradualState",
@@ -72,11 +81,14 @@ __all__ = [
     "SparsityReport",
     "analysis",
     "apply_mask",
+    "bn_l1",
+    "bn_scale_scores",
     "check_mask",
     "cost_report",
     "dense_mask",
     "distributions",
     "export",
+    "filter_scores",
     "filters",
     "gradual_magnitude",
     "gradual_prune",

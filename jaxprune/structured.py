@@ -7,6 +7,13 @@ layer's input rows, every layer adding into a residual stream). `unit_scores` sc
 units, `unit_mask` keeps exact counts of them and `slim` turns the pruned variables into
 smaller dense ones that the same function runs.
 
+Two one-shot methods score units as their papers do: `filter_scores`, the L1 norm of each
+unit's own filters (Li, Kadav, Durdanovic, Samet & Graf, 2017, "Pruning filters for
+efficient ConvNets"; pruned per layer), and `bn_scale_scores`, the batch-norm scales
+``|gamma|`` that `bn_l1`'s penalty drives down during training (Liu, Li, Shen, Huang, Yan
+& Zhang, 2017, "Learning efficient convolutional networks through network slimming";
+pruned with one global threshold).
+
 ``slim``'s output equals the masked model's wherever the function treats units apart or
 sums over them (Dense, Conv, BatchNorm in eval mode, residual adds, pooling, flattening).
 A normalisation over the units (LayerNorm over channels) averages over the units
@@ -32,20 +39,30 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-from jaxprune import _checks, _counts
+from jaxprune import _checks, _counts, filters
 from jaxprune._tree import is_stand_in, leaves_with_paths, stand_in
 from jaxprune.rebasin._spec import AxisRef, PermutationSpec, spec_leaf, take, unit_view
 from jaxprune.select._engine import select
-from jaxprune.typing import Distribution, Mask, Override, PyTree
+from jaxprune.typing import Distribution, FilterLike, Mask, Override, PyTree
 
-__all__ = ["slim", "unit_mask", "unit_scores"]
+__all__ = [
+    "BnL1State",
+    "bn_l1",
+    "bn_scale_scores",
+    "filter_scores",
+    "norm_scales",
+    "slim",
+    "unit_mask",
+    "unit_scores",
+]
 
 NORMS = ("l1", "l2", "sum")
 
@@ -62,6 +79,38 @@ def _refs_by_path(spec: PermutationSpec) -> dict[str, list[tuple[str, AxisRef]]]
                 "needs one group per axis."
             )
     return by_path
+
+
+def _pooled(
+    spec: PermutationSpec,
+    tree: PyTree,
+    norm: str,
+    who: str,
+    use: Callable[[str, Any, AxisRef], bool],
+    hint: str,
+) -> dict[str, jax.Array]:
+    """Per group, the norm of the unit slices of the leaves of ``tree`` that ``use`` keeps."""
+    _checks.check_choice(norm, NORMS, "norm")
+    by_path = _refs_by_path(spec)
+    totals: dict[str, jax.Array] = {}
+    for path, leaf in zip(*leaves_with_paths(tree)[:2]):
+        key = spec_leaf(path, leaf, spec)
+        if key is None:
+            continue
+        for name, ref in by_path[key]:
+            if not use(path, leaf, ref):
+                continue
+            rows = unit_view(jnp.asarray(leaf, jnp.float32), ref)
+            part = {"l1": jnp.abs(rows), "l2": jnp.square(rows), "sum": rows}[norm].sum(axis=1)
+            totals[name] = totals[name] + part if name in totals else part
+    missing = [name for name in spec.groups if name not in totals]
+    if missing:
+        raise ValueError(
+            f"{who}: no leaf of the groups {missing} is in the tree{hint} (their leaves: "
+            f"{[str(r) for r in spec.groups[missing[0]].axes][:4]}). Pass the parameters "
+            "the spec was traced from, or scores holding those leaves."
+        )
+    return {name: jnp.sqrt(t) if norm == "l2" else t for name, t in totals.items()}
 
 
 def unit_scores(spec: PermutationSpec, tree: PyTree, *, norm: str = "l1") -> dict[str, jax.Array]:
@@ -91,25 +140,168 @@ def unit_scores(spec: PermutationSpec, tree: PyTree, *, norm: str = "l1") -> dic
       >>> unit_scores(spec, v)["w1"].tolist()
       [4.0, 8.0, 12.0, 16.0]
     """
-    _checks.check_choice(norm, NORMS, "norm")
-    by_path = _refs_by_path(spec)
-    totals: dict[str, jax.Array] = {}
-    for path, leaf in zip(*leaves_with_paths(tree)[:2]):
+    return _pooled(spec, tree, norm, "unit_scores", lambda *_: True, "")
+
+
+def filter_scores(
+    spec: PermutationSpec,
+    params: PyTree,
+    *,
+    norm: str = "l1",
+    which: FilterLike = None,
+) -> dict[str, jax.Array]:
+    """L1-norm filter scores (Li et al., 2017): each unit's norm over its own filters only.
+
+    A unit's score is the norm of the slices of the kernels whose *output* axis (the
+    last one, as Flax lays out Dense ``(in, out)`` and Conv ``(kh, kw, in, out)``
+    kernels) the group moves: not the next layer's input rows, biases or norm
+    parameters. A residual-stream group sums the filters of every layer writing into it.
+
+    Args:
+      spec: from :func:`jaxprune.rebasin.permutation_spec`.
+      params: the parameters (or the full variables) the spec was traced from.
+      norm: ``"l1"`` (the paper's, the default), ``"l2"`` or ``"sum"``.
+      which: the kernels (a filter or path regex, :mod:`jaxprune.filters`); default
+        :func:`jaxprune.filters.kernels` (two or more dimensions, not named bias).
+
+    Returns:
+      Group name -> float32 array of the group's size; prune per layer with
+      ``unit_mask(spec, scores, sparsity, "uniform", tree=params)``.
+
+    Raises:
+      ValueError: a group whose units no kernel outputs (naming it).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxprune import rebasin
+      >>> f = lambda v, x: jnp.tanh(x @ v["k"] + v["b"]) @ v["out"]
+      >>> v = {"k": -jnp.arange(12.0).reshape(3, 4), "b": jnp.ones(4), "out": jnp.ones((4, 2))}
+      >>> spec = rebasin.permutation_spec(f, v, jnp.ones((1, 3)))
+      >>> filter_scores(spec, v)["k"].tolist()  # |k|'s column sums: not b, not out's rows
+      [12.0, 15.0, 18.0, 21.0]
+    """
+    keep = filters.as_filter(which)
+
+    def output_kernel(path: str, leaf: Any, ref: AxisRef) -> bool:
+        last = ref.axis == leaf.ndim - 1 and ref.outer == ref.inner == 1
+        return last and bool(keep(path, leaf))
+
+    hint = " as the output axis of a kernel"
+    return _pooled(spec, params, norm, "filter_scores", output_kernel, hint)
+
+
+def norm_scales(path: str, leaf: Any) -> bool:
+    """The filter of normalisation scales: one-dimensional leaves named ``scale``.
+
+    Example:
+      >>> import numpy as np
+      >>> norm_scales("norms/0/scale", np.ones(8)), norm_scales("conv/kernel", np.ones((3, 8)))
+      (True, False)
+    """
+    return getattr(leaf, "ndim", 0) == 1 and path.rsplit("/", 1)[-1] == "scale"
+
+
+def bn_scale_scores(
+    spec: PermutationSpec, params: PyTree, *, which: FilterLike = norm_scales
+) -> dict[str, jax.Array]:
+    """Network slimming's scores (Liu et al., 2017): each unit's batch-norm scale ``|gamma|``.
+
+    A group with several scales (a residual stream normalised after each layer writing
+    into it) takes their mean. A group with no scale (a layer with no normalisation
+    after it) is an error, not skipped: slimming has nothing to rank it by. Prune with
+    one threshold over all groups, as the paper:
+    ``unit_mask(spec, scores, sparsity, "global", tree=params)``.
+
+    Args:
+      spec: from :func:`jaxprune.rebasin.permutation_spec`.
+      params: the parameters (or the full variables) the spec was traced from.
+      which: the scale leaves (a filter or path regex); default :func:`norm_scales`.
+
+    Returns:
+      Group name -> float32 array of the group's size.
+
+    Raises:
+      ValueError: a group that no scale leaf moves (naming it and its leaves).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from jaxprune import rebasin
+      >>> def f(v, x):
+      ...     return jnp.maximum((x @ v["w1"]) * v["bn"]["scale"], 0) @ v["w2"]
+      >>> v = {"w1": jnp.ones((3, 4)), "bn": {"scale": jnp.array([0.5, -2.0, 1.0, 0.1])},
+      ...      "w2": jnp.ones((4, 2))}
+      >>> spec = rebasin.permutation_spec(f, v, jnp.ones((1, 3)))
+      >>> bn_scale_scores(spec, v)["w1"].tolist()
+      [0.5, 2.0, 1.0, 0.10000000149011612]
+    """
+    keep = filters.as_filter(which)
+    counts: dict[str, int] = {}
+
+    def scale(path: str, leaf: Any, ref: AxisRef) -> bool:
+        del ref
+        return bool(keep(path, leaf))
+
+    hint = " as a normalisation scale (slimming needs one after every pruned layer)"
+    sums = _pooled(spec, params, "l1", "bn_scale_scores", scale, hint)
+    for path, leaf in zip(*leaves_with_paths(params)[:2]):
         key = spec_leaf(path, leaf, spec)
-        if key is None:
-            continue
-        for name, ref in by_path[key]:
-            rows = unit_view(jnp.asarray(leaf, jnp.float32), ref)
-            part = {"l1": jnp.abs(rows), "l2": jnp.square(rows), "sum": rows}[norm].sum(axis=1)
-            totals[name] = totals[name] + part if name in totals else part
-    missing = [name for name in spec.groups if name not in totals]
-    if missing:
-        raise ValueError(
-            f"unit_scores: no leaf of the groups {missing} is in the tree (their leaves: "
-            f"{[str(r) for r in spec.groups[missing[0]].axes][:4]}). Pass the parameters "
-            "the spec was traced from, or scores holding those leaves."
-        )
-    return {name: jnp.sqrt(t) if norm == "l2" else t for name, t in totals.items()}
+        if key is not None and keep(path, leaf):
+            for name, _ in spec.moves(key):
+                counts[name] = counts.get(name, 0) + 1
+    return {name: s / counts[name] for name, s in sums.items()}
+
+
+class BnL1State(NamedTuple):
+    """bn_l1 holds no state."""
+
+
+def bn_l1(penalty: float, *, which: FilterLike = norm_scales) -> optax.GradientTransformation:
+    """Network slimming's sparsity penalty: adds ``penalty * sign(gamma)`` to the scale gradients.
+
+    The subgradient of ``penalty * sum |gamma|`` over the normalisation scales (Liu et
+    al., 2017: 1e-4 for VGG, 1e-5 for ResNet), every other gradient unchanged. Chain it
+    before the optimizer: ``optax.chain(jaxprune.bn_l1(1e-4), optax.sgd(0.1, 0.9))``.
+
+    Args:
+      penalty: the L1 coefficient (non-negative).
+      which: the scale leaves (a filter or path regex); default :func:`norm_scales`.
+
+    Returns:
+      An optax ``GradientTransformation`` with an empty state; its update needs ``params``.
+
+    Example:
+      >>> import jax.numpy as jnp, optax
+      >>> params = {"bn": {"scale": jnp.array([0.5, -2.0])}, "w": jnp.ones((2, 2))}
+      >>> tx = bn_l1(0.1)
+      >>> grads = {"bn": {"scale": jnp.zeros(2)}, "w": jnp.zeros((2, 2))}
+      >>> out, _ = tx.update(grads, tx.init(params), params)
+      >>> out["bn"]["scale"].tolist(), out["w"].tolist()
+      ([0.10000000149011612, -0.10000000149011612], [[0.0, 0.0], [0.0, 0.0]])
+    """
+    if not penalty >= 0:
+        raise ValueError(f"bn_l1: penalty={penalty!r}; give a non-negative number, e.g. 1e-4.")
+    keep = filters.as_filter(which)
+
+    def init_fn(params: PyTree) -> BnL1State:
+        del params
+        return BnL1State()
+
+    def update_fn(
+        updates: PyTree, state: BnL1State, params: PyTree | None = None
+    ) -> tuple[PyTree, BnL1State]:
+        if params is None:
+            raise ValueError(
+                "bn_l1: the update needs the parameters: tx.update(grads, state, params)."
+            )
+        paths, grads, treedef = leaves_with_paths(updates)
+        values = leaves_with_paths(params)[1]
+        out = [
+            g + penalty * jnp.sign(p).astype(g.dtype) if keep(path, p) else g
+            for path, g, p in zip(paths, grads, values)
+        ]
+        return treedef.unflatten(out), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
 
 
 def _check_scores(spec: PermutationSpec, scores: Mapping[str, Any]) -> list[jax.Array]:

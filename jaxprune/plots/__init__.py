@@ -1,6 +1,7 @@
 """Plots of results, as the papers draw them (PNG files): accuracy against sparsity,
-instability and paths between networks, dead units, permutation alignment,
-sparse double descent, data pruning, prunability against the data's intrinsic dimension.
+instability and paths between networks, dead units, permutation alignment, AP and COLT,
+sparse double descent, data pruning, prunability against the data's intrinsic dimension,
+structured pruning against scratch training.
 
 An optional module: it needs matplotlib (the ``engine`` extra), imported only when a
 plot is drawn, and ``import jaxprune`` does not import it.
@@ -13,6 +14,7 @@ from jaxprune.plots._data import plot_data_pruning
 from jaxprune.plots._descent import plot_double_descent
 from jaxprune.plots._manifold import plot_prunability
 from jaxprune.plots._pruning import plot_accuracy_vs_remaining, plot_dead_units, plot_imp
+from jaxprune.plots._structured import plot_scratch_vs_finetuned
 
 __all__ = [
     "plot_accuracy_vs_remaining",
@@ -25,5 +27,6 @@ __all__ = [
     "plot_paths",
     "plot_prunability",
     "plot_rebasin",
+    "plot_scratch_vs_finetuned",
     "plot_ticket_alignment",
 ]
