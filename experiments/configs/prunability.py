@@ -41,7 +41,7 @@ def smoke() -> ConfigDict:
     c.steps = c.eval_every = c.checkpoint_every = 60
     c.imp.rate = 0.5
     c.imp.rounds = 2
-    c.study.dims = (2, 8)
+    c.study.dims = (2, 4)
     return c
 
 
