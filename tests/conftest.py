@@ -43,7 +43,7 @@ from hypothesis import settings  # noqa: E402
 
 # Property tests compile JAX code per new shape: few, reproducible examples.
 settings.register_profile(
-    "jaxprune", max_examples=20, deadline=None, derandomize=True, print_blob=True
+    "jaxprune", max_examples=10, deadline=None, derandomize=True, print_blob=True
 )
 settings.load_profile("jaxprune")
 

@@ -40,6 +40,7 @@ def test_the_smoke_study_runs_and_writes_its_outputs(tmp_path):
             script.settings(config, k)
 
 
+@pytest.mark.slow  # the engine's crash-resume is tested in tests/train in the default run
 def test_an_interrupted_study_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     config = configs.get_config("smoke")
     config.ks = (10,)

@@ -61,6 +61,7 @@ def test_the_smoke_study_runs_and_writes_its_outputs(smoke):
         assert not set(configs.STUDY_FIELDS) & set(json.load(f)["config"])
 
 
+@pytest.mark.slow  # the engine's resume is tested by the other studies in the default run
 def test_a_resumed_study_gives_the_same_numbers(smoke, tmp_path, monkeypatch):
     workdir, full = smoke
     # Interrupted inside IMP (100 dense steps, then the first round's), then resumed.
