@@ -10,7 +10,9 @@ from experiments.configs import prunability as configs
 
 
 def _numbers(results):
-    return {k: v for k, v in results.items() if k not in ("machine", "invocation_wall_s", "command")}
+    return {
+        k: v for k, v in results.items() if k not in ("machine", "invocation_wall_s", "command")
+    }
 
 
 def test_the_smoke_study_runs_and_its_numbers_come_from_the_imp_runs(tmp_path):
