@@ -17,6 +17,7 @@ def _tiny():
     return config
 
 
+@pytest.mark.slow  # six compiled runs: the longest test of the suite beside the others
 def test_a_tiny_study_runs_writes_its_outputs_and_resumes(tmp_path, monkeypatch):
     config = _tiny()
     results = script.run(config, str(tmp_path), progress=False)
