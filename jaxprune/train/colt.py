@@ -34,7 +34,7 @@ from flax import nnx
 
 import jaxprune
 from jaxprune import masks, tickets
-from jaxprune.train._imp_plan import IMPSettings, plan_imp
+from jaxprune.train._imp_plan import IMPSettings, later_settings, plan_imp
 from jaxprune.train.deadunits import dead_units_record
 from jaxprune.train.fit import fit
 from jaxprune.train.lottery import (
@@ -147,7 +147,7 @@ def run_colt(
     }
     run = RunDir(workdir)
     run.create()
-    run.check_or_write_config(record)
+    run.check_or_write_config(record, later=later_settings("imp", "config.imp"))
     fit_args = dict(
         batch_size=batch_size,
         seed=data_seed,
