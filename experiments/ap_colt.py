@@ -44,7 +44,6 @@ from ml_collections import ConfigDict, config_flags
 
 from experiments import lottery_ticket, sweeps
 from experiments.configs import ap_colt as configs
-from experiments.dead_units import _stats
 from jaxprune import train
 from jaxprune.plots import plot_ap_colt
 from jaxprune.train.colt import run_colt
@@ -129,10 +128,10 @@ def summarise(
             {
                 "round": by_arm[0]["round"],
                 "remaining": by_arm[0]["remaining"],
-                "accuracy": {a: _stats(acc[a]) for a in ARMS},
-                "paired": {f"{a} - imp": _stats(acc[a] - acc["imp"]) for a in ARMS[1:]},
+                "accuracy": {a: sweeps.seed_stats(acc[a]) for a in ARMS},
+                "paired": {f"{a} - imp": sweeps.seed_stats(acc[a] - acc["imp"]) for a in ARMS[1:]},
                 "dead_units": {
-                    a: {rate: _stats(r["dead_units"]["ticket"][rate]) for rate in RATES}
+                    a: {rate: sweeps.seed_stats(r["dead_units"]["ticket"][rate]) for rate in RATES}
                     for a, r in zip(ARMS, by_arm)
                 },
                 "colt_segment_remaining": by_arm[2]["segment_remaining"],
@@ -148,8 +147,8 @@ def summarise(
         "colt": {**config.colt.to_dict(), **{"steps": out["colt"]["steps"]}},
         "steps": out["imp"]["dense"]["steps"],
         "dense": {
-            "accuracy": _stats(dense["accuracy"]),
-            "dead_units": {rate: _stats(dense["dead_units"][rate]) for rate in RATES},
+            "accuracy": sweeps.seed_stats(dense["accuracy"]),
+            "dead_units": {rate: sweeps.seed_stats(dense["dead_units"][rate]) for rate in RATES},
         },
         "rounds": rounds,
         "machine": sweeps.machine(),

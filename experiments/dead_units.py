@@ -78,7 +78,7 @@ def run(
                 f"{name} must be a positive integer; got {value!r} (dead_units.run). "
                 f"Pass e.g. --{name}=1000."
             )
-    record = _read(imp_workdir, "config.json")
+    record = read_imp_json(imp_workdir, "config.json")
     finished = _finished_rounds(imp_workdir)
     config = ConfigDict(record["config"])
     train_ds, test_ds = sweeps.datasets(config)
@@ -89,7 +89,7 @@ def run(
         {"imp": record, "train_examples": len(inputs["train"]), "splits": list(SPLITS)}
     )
     settings = lottery_ticket.settings(ConfigDict({"imp": record["imp"]}))
-    template = _template(config, settings, record["seeds"], train_ds.num_classes)
+    template = imp_template(config, settings, record["seeds"], train_ds.num_classes)
     plan = plan_imp(settings, seeds=record["seeds"], batch_size=1, steps=record["steps"])
     variants = record["imp"]["variants"]
     names = [(v, s) for v in variants for s in record["seeds"]]
@@ -133,7 +133,7 @@ def run(
     return results
 
 
-def _read(directory: str, name: str) -> dict[str, Any]:
+def read_imp_json(directory: str, name: str) -> dict[str, Any]:
     path = os.path.join(directory, name)
     if not os.path.exists(path):
         raise FileNotFoundError(
@@ -148,12 +148,12 @@ def _finished_rounds(imp_workdir: str) -> list[dict[str, Any]]:
     """The pruning rounds run_imp has finished (its results.json lists them; before the
     first one ends there is none, and the dense run must have finished)."""
     if os.path.exists(os.path.join(imp_workdir, "results.json")):
-        return _read(imp_workdir, "results.json")["rounds"]
-    _read(os.path.join(imp_workdir, "round_00"), "results.json")
+        return read_imp_json(imp_workdir, "results.json")["rounds"]
+    read_imp_json(os.path.join(imp_workdir, "round_00"), "results.json")
     return []
 
 
-def _template(
+def imp_template(
     config: ConfigDict, settings: IMPSettings, seeds: Sequence[int], num_classes: int
 ) -> train.TrainState:
     """run_imp's initial stack (one state per seed), built as run_imp builds it: the
@@ -179,16 +179,6 @@ def _member_rates(
     return [{split: rates[split][i] for split in inputs} for i in range(members_of(state))]
 
 
-def _stats(values: Sequence[float]) -> dict[str, Any]:
-    """Per seed, mean and sample standard deviation (0 for a single seed)."""
-    v = np.asarray(values, np.float64)
-    return {
-        "seeds": v.tolist(),
-        "mean": float(v.mean()),
-        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-    }
-
-
 def _round_record(
     number: int,
     remaining: float,
@@ -203,11 +193,14 @@ def _round_record(
             mine = [rates[j][split] for j, (v, _) in enumerate(members) if v == variant]
             layers = mine[0]["per_layer"]
             record[split][variant] = {
-                "total": {r: _stats([m["total"][r] for m in mine]) for r in RATES},
+                "total": {r: sweeps.seed_stats([m["total"][r] for m in mine]) for r in RATES},
                 "per_layer": {
                     path: {
                         "units": layer["units"],
-                        **{r: _stats([m["per_layer"][path][r] for m in mine]) for r in RATES},
+                        **{
+                            r: sweeps.seed_stats([m["per_layer"][path][r] for m in mine])
+                            for r in RATES
+                        },
                     }
                     for path, layer in layers.items()
                 },

@@ -184,11 +184,11 @@ def measure(imp_dir: str, directory: str, train_ds: Any) -> list[dict[str, Any]]
     Returns:
       One record per round: ``round``, ``remaining`` and every metric of ``METRICS``.
     """
-    record = dead_units._read(imp_dir, "config.json")
-    imp = dead_units._read(imp_dir, "results.json")
+    record = dead_units.read_imp_json(imp_dir, "config.json")
+    imp = dead_units.read_imp_json(imp_dir, "results.json")
     config = ConfigDict(record["config"])
     settings = lottery_ticket.settings(ConfigDict({"imp": record["imp"]}))
-    template = dead_units._template(config, settings, record["seeds"], train_ds.num_classes)
+    template = dead_units.imp_template(config, settings, record["seeds"], train_ds.num_classes)
     plan = plan_imp(settings, seeds=record["seeds"], batch_size=1, steps=record["steps"])
     todo = [(0, 1.0, imp["dense"]["accuracy"])] + [
         (r["round"], r["remaining"], r["accuracy"]["ticket"]) for r in imp["rounds"]
@@ -253,7 +253,7 @@ def _round_record(
     record: dict[str, Any] = {"round": number, "remaining": remaining}
     for metric in METRICS:
         v = values[metric]
-        record[metric] = None if v is None else dead_units._stats(v)
+        record[metric] = None if v is None else sweeps.seed_stats(v)
     return record
 
 

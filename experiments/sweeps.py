@@ -294,6 +294,21 @@ def _train_cell(
     return results
 
 
+def seed_stats(values: Sequence[float]) -> dict[str, Any]:
+    """Per seed, mean and sample standard deviation (0 for a single seed).
+
+    Example:
+      >>> seed_stats([0.5, 0.7])["mean"]
+      0.6
+    """
+    v = np.asarray(values, np.float64)
+    return {
+        "seeds": v.tolist(),
+        "mean": float(v.mean()),
+        "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+    }
+
+
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
     """Test accuracy per method and sparsity: mean, sample std, min, max and n over seeds.
 
